@@ -1,0 +1,77 @@
+"""The provider's metadata, read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_akool.version import __version__
+
+INTEGRATION = "Akool"
+PACKAGE = "airflow_provider_akool"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return what Airflow shows of this provider: its classes and the ``akool`` connection form."""
+    return {
+        "package-name": "airflow-provider-akool",
+        "name": "Akool",
+        "description": "Akool face re-age (image and video) and background change for Apache Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.akool.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.hooks.akool"]}],
+        "connection-types": [
+            {
+                "hook-class-name": f"{PACKAGE}.hooks.akool.AkoolHook",
+                "hook-name": "Akool",
+                "connection-type": "akool",
+                "conn-fields": {
+                    "auth_type": {
+                        "label": "Auth type",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["api_key", "bearer", "client_credentials", None],
+                        },
+                        "description": (
+                            "api_key sends the key as x-api-key; bearer sends it as Authorization: Bearer; "
+                            "client_credentials exchanges Client ID and Client secret for a token. "
+                            "Empty: client_credentials when Client ID is set, else api_key."
+                        ),
+                    },
+                    "detect_url": {
+                        "label": "Face detect URL",
+                        "schema": {"type": ["string", "null"], "format": "uri"},
+                        "description": (
+                            "Default https://sg3.akool.com/detect; with a custom Base URL, <Base URL>/detect."
+                        ),
+                    },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
+                        "description": "Per-request timeout in seconds.",
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {
+                        "host": "Base URL",
+                        "login": "Client ID (optional)",
+                        "password": "API key / Client secret",
+                    },
+                    "placeholders": {
+                        "host": "https://openapi.akool.com",
+                        "login": "only for client_credentials: your Akool clientId",
+                        "password": "your Akool API key (the clientSecret when Client ID is set)",
+                        "auth_type": "api_key",
+                        "detect_url": "https://sg3.akool.com/detect",
+                        "timeout": "30",
+                    },
+                },
+            }
+        ],
+    }
