@@ -1,0 +1,543 @@
+"""
+The Akool protocol without I/O: what to send for each call, and what a reply means.
+
+Both transports of :class:`~airflow_provider_akool.hooks.akool.AkoolHook` (requests for workers, httpx
+for triggers) only move bytes: they send an :class:`AkoolRequest`, hand the reply to :func:`interpret`,
+and ask :func:`is_retryable` whether to try again. The sync and async paths therefore behave the same by
+construction, and everything here is tested without a network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urljoin
+
+from airflow_provider_akool import validation
+from airflow_provider_akool.exceptions import (
+    ERROR_CODES,
+    AkoolConnectionError,
+    AkoolError,
+    AkoolFaceDetectError,
+    AkoolRateLimitError,
+    AkoolResponseError,
+    AkoolResultUnavailableError,
+    AkoolServerError,
+    AkoolSubmitOutcomeUnknownError,
+    error_for_code,
+)
+from airflow_provider_akool.models import (
+    BackgroundChangeJob,
+    DetectedFace,
+    DetectedFaces,
+    ImageResult,
+    JobStatus,
+    ReageJob,
+    ReageResult,
+)
+
+DEFAULT_BASE_URL = "https://openapi.akool.com"
+DEFAULT_DETECT_URL = "https://sg3.akool.com/detect"
+API_PREFIX = "/api/open/v3"
+SUCCESS_CODE = 1000
+
+T = TypeVar("T")
+Envelope = Literal["akool", "detect"]
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """What a transport received: the status, the headers (keys lower-cased) and the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+@dataclass(frozen=True)
+class AkoolRequest(Generic[T]):
+    """
+    One Akool call, ready to send.
+
+    :param endpoint: a short name for logs, errors and the emulator's ledger (``imgreage``, ``listbyids``...).
+    :param path: a path under the base URL, or an absolute URL (face detect lives on another host).
+    :param parse: turns the reply's JSON object into the call's value; raises ``AkoolResponseError``.
+    :param creates_job: True for a submission: it is retried only when the request surely created nothing.
+    :param authenticated: whether to send the credentials (getToken carries its own in the body).
+    :param envelope: ``akool`` (``{"code", "msg", "data"}``) or ``detect`` (``{"error_code", "error_msg"}``).
+    """
+
+    endpoint: str
+    method: Literal["GET", "POST"]
+    path: str
+    parse: Callable[[Mapping[str, Any]], T]
+    params: Mapping[str, str] | None = None
+    json: Mapping[str, Any] | None = None
+    creates_job: bool = False
+    authenticated: bool = True
+    envelope: Envelope = "akool"
+
+    def url(self, base_url: str) -> str:
+        """Return the absolute URL of this request against ``base_url``."""
+        if "://" in self.path:
+            return self.path
+        return urljoin(base_url.rstrip("/") + "/", self.path.lstrip("/"))
+
+
+# --- Interpreting replies ------------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header: delay seconds or an HTTP date (relative to the header's own clock)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import datetime, timezone
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _snippet(content: bytes) -> str:
+    text = content[:60].decode("utf-8", "replace")
+    return " ".join(text.split()) + ("..." if len(content) > 60 else "")
+
+
+def interpret(request: AkoolRequest[T], reply: HttpReply) -> T:
+    """
+    Return what the reply means for ``request``, or raise the matching :class:`AkoolError`.
+
+    Akool answers errors with HTTP 200 and a business code, so the body decides; HTTP 429 and 5xx come
+    from gateways in front of it and are recognised first.
+    """
+    endpoint = request.endpoint
+    if reply.status == 429:
+        raise AkoolRateLimitError(
+            "HTTP 429 Too Many Requests",
+            endpoint=endpoint,
+            retry_after=retry_after_seconds(reply.headers.get("retry-after")),
+        )
+    if reply.status >= 500:
+        raise AkoolServerError(
+            f"HTTP {reply.status} from the server: {_snippet(reply.content)!r}",
+            http_status=reply.status,
+            endpoint=endpoint,
+        )
+    try:
+        payload = json.loads(reply.content)
+    except (ValueError, UnicodeDecodeError):
+        raise AkoolResponseError(
+            f"the reply is not JSON (HTTP {reply.status}, body starts {_snippet(reply.content)!r})",
+            endpoint=endpoint,
+        ) from None
+    if not isinstance(payload, dict):
+        raise AkoolResponseError(
+            f"the reply is JSON but not an object (HTTP {reply.status})", endpoint=endpoint
+        )
+    _raise_for_code(payload, request.envelope, endpoint, reply.status)
+    if not 200 <= reply.status < 300:
+        raise AkoolResponseError(f"unexpected HTTP {reply.status} with a success body", endpoint=endpoint)
+    try:
+        return request.parse(payload)
+    except AkoolError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # A safety net: the parsers check fields, but a reply of an unforeseen shape must still surface
+        # as a clear error, never as a bare KeyError.
+        raise AkoolResponseError(f"the reply has an unexpected shape ({err!r})", endpoint=endpoint) from None
+
+
+def _raise_for_code(payload: Mapping[str, Any], envelope: Envelope, endpoint: str, http_status: int) -> None:
+    if envelope == "detect":
+        code = payload.get("error_code")
+        message = payload.get("error_msg")
+        ok = code == 0
+    else:
+        code = payload.get("code")
+        message = payload.get("msg")
+        ok = code == SUCCESS_CODE
+    if isinstance(code, bool) or not isinstance(code, int):
+        field = "error_code" if envelope == "detect" else "code"
+        raise AkoolResponseError(
+            f"the reply has no integer {field} (HTTP {http_status})",
+            endpoint=endpoint,
+        )
+    if ok:
+        return
+    text = message if isinstance(message, str) else ""
+    if envelope == "detect" and code not in ERROR_CODES:
+        raise AkoolFaceDetectError(text or "face detect failed", code=code, endpoint=endpoint)
+    raise error_for_code(code, text, endpoint)
+
+
+# --- Field access for parsers -------------------------------------------------------------------
+
+
+def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], endpoint: str) -> Any:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int in Python, but a status of ``true`` is not a status.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise AkoolResponseError(f"the reply lacks a valid {key!r}", endpoint=endpoint)
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _data(payload: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
+    data: Mapping[str, Any] = _require(payload, "data", dict, endpoint)
+    return data
+
+
+def _status(obj: Mapping[str, Any], key: str, endpoint: str) -> JobStatus:
+    raw = _require(obj, key, int, endpoint)
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        raise AkoolResponseError(f"the reply has an unknown {key} {raw!r}", endpoint=endpoint) from None
+
+
+# --- Authentication -----------------------------------------------------------------------------
+
+
+def build_get_token(client_id: str, client_secret: str) -> AkoolRequest[str]:
+    """Exchange clientId/clientSecret for a bearer token (``POST getToken``)."""
+
+    def parse(payload: Mapping[str, Any]) -> str:
+        # The token sits beside the code, not under ``data``.
+        token: str = _require(payload, "token", str, "getToken")
+        return token
+
+    return AkoolRequest(
+        endpoint="getToken",
+        method="POST",
+        path=f"{API_PREFIX}/getToken",
+        json={"clientId": client_id, "clientSecret": client_secret},
+        parse=parse,
+        authenticated=False,
+    )
+
+
+# --- Face detect --------------------------------------------------------------------------------
+
+
+def build_detect_faces(
+    detect_url: str, image_url: str, single_face: bool = True
+) -> AkoolRequest[DetectedFaces]:
+    """Detect the faces of an image (the legacy ``detect`` endpoint that reage's ``opts`` come from)."""
+    image_url = validation.http_url("image_url", image_url)
+    single_face = validation.boolean("single_face", single_face)
+
+    def parse(payload: Mapping[str, Any]) -> DetectedFaces:
+        landmarks = _require(payload, "landmarks_str", list, "detect")
+        regions = payload.get("region")
+        regions = regions if isinstance(regions, list) and len(regions) == len(landmarks) else None
+        faces = []
+        for index, opts in enumerate(landmarks):
+            if not isinstance(opts, str):
+                raise AkoolResponseError(
+                    "the reply has a landmarks_str that is not a string", endpoint="detect"
+                )
+            region = regions[index] if regions else None
+            faces.append(DetectedFace(opts=opts, region=list(region) if isinstance(region, list) else None))
+        return DetectedFaces(image_url=image_url, faces=tuple(faces))
+
+    return AkoolRequest(
+        endpoint="detect",
+        method="POST",
+        path=detect_url,
+        json={"single_face": single_face, "image_url": image_url},
+        parse=parse,
+        envelope="detect",
+    )
+
+
+# --- Reage --------------------------------------------------------------------------------------
+
+
+def _parse_reage_job(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
+    def parse(payload: Mapping[str, Any]) -> ReageJob:
+        data = _data(payload, endpoint)
+        return ReageJob(
+            id=_require(data, "_id", str, endpoint),
+            url=_optional_str(data, "url"),
+            job_id=_optional_str(data, "job_id"),
+        )
+
+    return parse
+
+
+def _build_reage(
+    endpoint: Literal["imgreage", "vidreage"],
+    media_key: Literal["modifyImage", "modifyVideo"],
+    media_name: str,
+    media_url: str,
+    face_reage: Any,
+    target_image: Any,
+    webhook_url: str | None,
+) -> AkoolRequest[ReageJob]:
+    body: dict[str, Any] = {
+        "targetImage": validation.target_image(target_image),
+        "face_reage": validation.face_reage(face_reage),
+        media_key: validation.http_url(media_name, media_url),
+    }
+    webhook = validation.optional_http_url("webhook_url", webhook_url)
+    if webhook:
+        body["webhookUrl"] = webhook
+    return AkoolRequest(
+        endpoint=endpoint,
+        method="POST",
+        path=f"{API_PREFIX}/faceswap/highquality/{endpoint}",
+        json=body,
+        parse=_parse_reage_job(endpoint),
+        creates_job=True,
+    )
+
+
+def build_image_reage(
+    modify_image: str, face_reage: Any, target_image: Any, webhook_url: str | None = None
+) -> AkoolRequest[ReageJob]:
+    """Submit an image reage job (``POST faceswap/highquality/imgreage``)."""
+    return _build_reage(
+        "imgreage", "modifyImage", "modify_image", modify_image, face_reage, target_image, webhook_url
+    )
+
+
+def build_video_reage(
+    modify_video: str, face_reage: Any, target_image: Any, webhook_url: str | None = None
+) -> AkoolRequest[ReageJob]:
+    """Submit a video reage job (``POST faceswap/highquality/vidreage``)."""
+    return _build_reage(
+        "vidreage", "modifyVideo", "modify_video", modify_video, face_reage, target_image, webhook_url
+    )
+
+
+def _parse_reage_result(item: Any) -> ReageResult:
+    endpoint = "listbyids"
+    if not isinstance(item, Mapping):
+        raise AkoolResponseError("the reply has a result that is not an object", endpoint=endpoint)
+    created = item.get("createdAt")
+    return ReageResult(
+        id=_require(item, "_id", str, endpoint),
+        status=_status(item, "faceswap_status", endpoint),
+        url=_optional_str(item, "url"),
+        job_id=_optional_str(item, "job_id"),
+        created_at=created if isinstance(created, str) else None,
+    )
+
+
+def build_list_reage_results(ids: Sequence[str]) -> AkoolRequest[dict[str, ReageResult]]:
+    """
+    Ask for the results of up to one batch of reage ``_id`` values (``GET faceswap/result/listbyids``).
+
+    The reply's order is not documented and unknown ids may be left out, so the value is a dict keyed by
+    ``_id``: callers look their ids up, never rely on positions.
+    """
+    ids = validation.id_list("ids", list(ids))
+
+    def parse(payload: Mapping[str, Any]) -> dict[str, ReageResult]:
+        data = _data(payload, "listbyids")
+        items = _require(data, "result", list, "listbyids")
+        results = (_parse_reage_result(item) for item in items)
+        wanted = set(ids)
+        return {result.id: result for result in results if result.id in wanted}
+
+    return AkoolRequest(
+        endpoint="listbyids",
+        method="GET",
+        path=f"{API_PREFIX}/faceswap/result/listbyids",
+        params={"_ids": ",".join(ids)},
+        parse=parse,
+    )
+
+
+def build_cancel_reage(job_ids: Sequence[str]) -> AkoolRequest[None]:
+    """Cancel reage jobs by ``job_id`` (``POST faceswap/job/del``, ids joined by commas)."""
+    job_ids = validation.id_list("job_ids", list(job_ids))
+
+    def parse(payload: Mapping[str, Any]) -> None:
+        return None
+
+    # Cancelling twice is harmless, so this POST retries like a GET.
+    return AkoolRequest(
+        endpoint="job_del",
+        method="POST",
+        path=f"{API_PREFIX}/faceswap/job/del",
+        json={"job_ids": ",".join(job_ids)},
+        parse=parse,
+    )
+
+
+# --- Background change --------------------------------------------------------------------------
+
+
+def build_background_change(
+    *,
+    origin_img: str,
+    canvas_size: Any,
+    modify_origin_img_size: Any,
+    overlay_origin_x: Any,
+    overlay_origin_y: Any,
+    color_code: str | None = None,
+    template_url: str | None = None,
+    modify_template_size: Any = None,
+    overlay_template_x: Any = None,
+    overlay_template_y: Any = None,
+    remove_bg: Any = None,
+    webhook_url: str | None = None,
+) -> AkoolRequest[BackgroundChangeJob]:
+    """Submit a background change (``POST content/image/bg/replace``; deprecated by Akool, still served)."""
+    body: dict[str, Any] = {
+        "origin_img": validation.http_url("origin_img", origin_img),
+        "canvas_size": validation.size("canvas_size", canvas_size),
+        "modify_origin_img_size": validation.size("modify_origin_img_size", modify_origin_img_size),
+        "overlay_origin_x": validation.integer("overlay_origin_x", overlay_origin_x),
+        "overlay_origin_y": validation.integer("overlay_origin_y", overlay_origin_y),
+    }
+    if color_code not in (None, ""):
+        body["color_code"] = validation.colour("color_code", color_code)
+    template = validation.optional_http_url("template_url", template_url)
+    template_params = {
+        "modify_template_size": modify_template_size,
+        "overlay_template_x": overlay_template_x,
+        "overlay_template_y": overlay_template_y,
+    }
+    if template:
+        body["template_url"] = template
+        if modify_template_size not in (None, ""):
+            body["modify_template_size"] = validation.size("modify_template_size", modify_template_size)
+        for name in ("overlay_template_x", "overlay_template_y"):
+            if template_params[name] not in (None, ""):
+                body[name] = validation.integer(name, template_params[name])
+    else:
+        for name, value in template_params.items():
+            if value not in (None, ""):
+                raise validation.AkoolValidationError(
+                    f"{name} may only be given with template_url; got {value!r} without a template_url"
+                )
+    if remove_bg is not None:
+        body["removeBg"] = validation.boolean("remove_bg", remove_bg)
+    webhook = validation.optional_http_url("webhook_url", webhook_url)
+    if webhook:
+        body["webhookUrl"] = webhook
+
+    def parse(payload: Mapping[str, Any]) -> BackgroundChangeJob:
+        data = _data(payload, "bg_replace")
+        return BackgroundChangeJob(
+            id=_require(data, "_id", str, "bg_replace"),
+            status=_status(data, "image_status", "bg_replace"),
+        )
+
+    return AkoolRequest(
+        endpoint="bg_replace",
+        method="POST",
+        path=f"{API_PREFIX}/content/image/bg/replace",
+        json=body,
+        parse=parse,
+        creates_job=True,
+    )
+
+
+def build_image_result(image_model_id: str) -> AkoolRequest[ImageResult]:
+    """Ask for a background-change result (``GET content/image/infobymodelid``)."""
+    (image_model_id,) = validation.id_list("image_model_id", image_model_id)
+
+    def parse(payload: Mapping[str, Any]) -> ImageResult:
+        data = _data(payload, "infobymodelid")
+        reasons = data.get("error_reasons")
+        return ImageResult(
+            id=_optional_str(data, "_id") or image_model_id,
+            status=_status(data, "image_status", "infobymodelid"),
+            image_url=_optional_str(data, "image"),
+            external_img=_optional_str(data, "external_img"),
+            error_reasons=list(reasons) if isinstance(reasons, list) else [],
+        )
+
+    return AkoolRequest(
+        endpoint="infobymodelid",
+        method="GET",
+        path=f"{API_PREFIX}/content/image/infobymodelid",
+        params={"image_model_id": image_model_id},
+        parse=parse,
+    )
+
+
+# --- Retries ------------------------------------------------------------------------------------
+
+
+def is_retryable(request: AkoolRequest[Any], error: BaseException) -> bool:
+    """
+    Return whether ``request`` may be sent again after ``error``; one rule for both transports.
+
+    Reads retry on anything transient: connection errors, timeouts, 5xx, 429 and 1005. A submission
+    retries only when the failed attempt surely created nothing: the connection was refused before the
+    request was sent, or the server said 1005/429. After a read timeout or a dropped reply the job may
+    exist, and sending again could pay for it twice.
+    """
+    if isinstance(error, AkoolRateLimitError):
+        return True
+    if isinstance(error, AkoolConnectionError):
+        return not (request.creates_job and error.request_sent)
+    if isinstance(error, AkoolServerError):
+        return not request.creates_job
+    return False
+
+
+def explain_failure(request: AkoolRequest[Any], error: AkoolError) -> AkoolError:
+    """
+    Return the error to raise once retries are over.
+
+    A submission that failed after its request may have reached Akool becomes
+    :class:`AkoolSubmitOutcomeUnknownError`, whose message says the job may exist and why it was not resent.
+    """
+    ambiguous = (isinstance(error, AkoolConnectionError) and error.request_sent) or isinstance(
+        error, (AkoolServerError, AkoolResponseError)
+    )
+    if not (request.creates_job and ambiguous):
+        return error
+    return AkoolSubmitOutcomeUnknownError(
+        f"the submission may have reached Akool and created a job, but no usable reply came back "
+        f"({error.message}). It was not sent again, because a second job would be paid for twice: "
+        "check your Akool jobs (or webhook callbacks) before retrying the task",
+        endpoint=request.endpoint,
+    )
+
+
+# --- Result downloads ---------------------------------------------------------------------------
+
+RESULT_RETENTION_DAYS = 7
+
+
+def download_error(status: int, headers: Mapping[str, str]) -> AkoolError | None:
+    """Return the error a result download's HTTP status means, or None when the file is there."""
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return AkoolRateLimitError(
+            "HTTP 429 Too Many Requests",
+            endpoint="download",
+            retry_after=retry_after_seconds(headers.get("retry-after")),
+        )
+    if status >= 500:
+        return AkoolServerError(
+            f"HTTP {status} from the file server", http_status=status, endpoint="download"
+        )
+    return AkoolResultUnavailableError(
+        f"the result file is not available (HTTP {status}): it has expired (Akool keeps results for "
+        f"{RESULT_RETENTION_DAYS} days) or the job did not produce it",
+        http_status=status,
+        endpoint="download",
+    )

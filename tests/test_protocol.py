@@ -1,0 +1,445 @@
+"""The I/O-free core: requests built, replies interpreted, retries decided; no network involved."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import pytest
+
+from airflow_provider_akool import protocol
+from airflow_provider_akool.exceptions import (
+    ERROR_CODES,
+    AkoolAccountBannedError,
+    AkoolApiError,
+    AkoolBackgroundChangeError,
+    AkoolConnectionError,
+    AkoolFaceDetectError,
+    AkoolInvalidParameterError,
+    AkoolInvalidTokenError,
+    AkoolMissingAuthError,
+    AkoolNotFoundError,
+    AkoolPermissionDeniedError,
+    AkoolQuotaExceededError,
+    AkoolRateLimitError,
+    AkoolResponseError,
+    AkoolResultUnavailableError,
+    AkoolServerError,
+    AkoolSubmitOutcomeUnknownError,
+    AkoolTooManyFacesError,
+    AkoolValidationError,
+)
+from airflow_provider_akool.models import JobStatus
+
+# The vendor's sample replies, as printed in shared/seeds (comments removed).
+SEED_REAGE_SUBMIT = {
+    "code": 1000,
+    "msg": (
+        "Please be patient! If your results are not generated in three hours, please check your input image."
+    ),
+    "data": {
+        "_id": "6593c94c0ef703e8c055e3c8",
+        "url": "https://***.cloudfront.net/final_71688047459_.pic-1704184129269-4947-f8abc658-fa82-420f-b1b3-c747d7f18e14-8535.jpg",
+        "job_id": "20240102082900592-5653",
+    },
+}
+SEED_LISTBYIDS = {
+    "code": 1000,
+    "msg": "OK",
+    "data": {
+        "result": [
+            {
+                "faceswap_type": 1,
+                "faceswap_quality": 2,
+                "faceswap_status": 1,
+                "deduction_status": 1,
+                "image": 1,
+                "video_duration": 0,
+                "deduction_duration": 0,
+                "update_time": 0,
+                "_id": "64dae65af6e250d4fb2bca63",
+                "userId": "64d985c5571729d3e2999477",
+                "uid": 378337,
+                "url": "https://d21ksh0k4smeql.cloudfront.net/final_material__d71fad6e-a464-43a5-9820-6e4347dce228-80554b9d-2387-4b20-9288-e939952c0ab4-0356.jpg",
+                "createdAt": "2023-08-15T02:43:38.536Z",
+            }
+        ]
+    },
+}
+SEED_JOB_DEL = {"code": 1000, "msg": "OK"}
+SEED_BG_SUBMIT = {
+    "code": 1000,
+    "msg": "OK",
+    "data": {
+        "create_time": 1712133151184,
+        "uid": 1432101,
+        "type": 3,
+        "faceswap_quality": 2,
+        "image_id": "c7ed5294-6783-481e-af77-61a850cd19c7",
+        "image_sub_status": 1,
+        "image_status": 1,
+        "deduction_credit": 4,
+        "buttons": [],
+        "used_buttons": [],
+        "upscaled_urls": [],
+        "error_reasons": [],
+        "_id": "660d15b83ec46e810ca642f5",
+        "__v": 0,
+    },
+}
+SEED_INFOBYMODELID = {
+    "code": 1000,
+    "msg": "OK",
+    "data": {
+        "_id": "660d15b83ec46e810ca642f5",
+        "create_time": 1712133560525,
+        "uid": 1486241,
+        "type": 3,
+        "faceswap_quality": 2,
+        "image_id": "e23018b5-b7a9-4981-a2ff-b20559f9b2cd",
+        "image_sub_status": 3,
+        "image_status": 3,
+        "deduction_credit": 4,
+        "buttons": [],
+        "used_buttons": [],
+        "upscaled_urls": [],
+        "error_reasons": [],
+        "__v": 0,
+        "external_img": "https://drz0f01yeq1cx.cloudfront.net/1712133563402-result.png",
+        "image": "https://drz0f01yeq1cx.cloudfront.net/1712133564746-d4a80a20-9612-4f59-958b-db9dec09b320-9409.png",
+    },
+}
+SEED_TARGET = [
+    {
+        "path": "https://d21ksh0k4smeql.cloudfront.net/crop_1695201103793-0234-0-1695201106985-2306.png",
+        "opts": "2804,2182:3607,1897:3341,2566:3519,2920",
+    }
+]
+SEED_MODIFY_IMAGE = (
+    "https://d3t6pcz7y7ey7x.cloudfront.net/material1__a92671d0-7960-4028-b2fc-aadd3541f32d.jpg"
+)
+
+
+def reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> protocol.HttpReply:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return protocol.HttpReply(status=status, headers=headers or {}, content=body)
+
+
+def image_reage_request() -> protocol.AkoolRequest[Any]:
+    return protocol.build_image_reage(SEED_MODIFY_IMAGE, 10, SEED_TARGET)
+
+
+class TestBuildRequests:
+    def test_image_reage_body_is_the_seed_body(self) -> None:
+        request = protocol.build_image_reage(
+            SEED_MODIFY_IMAGE, "10", SEED_TARGET, webhook_url="http://localhost:3007/api/webhook"
+        )
+        assert request.method == "POST"
+        assert request.url("https://openapi.akool.com") == (
+            "https://openapi.akool.com/api/open/v3/faceswap/highquality/imgreage"
+        )
+        assert request.json == {
+            "targetImage": SEED_TARGET,
+            "face_reage": 10,
+            "modifyImage": SEED_MODIFY_IMAGE,
+            "webhookUrl": "http://localhost:3007/api/webhook",
+        }
+        assert request.creates_job
+
+    def test_video_reage_uses_modify_video(self) -> None:
+        request = protocol.build_video_reage("https://x.test/v.mp4", -5, SEED_TARGET)
+        assert request.path.endswith("/faceswap/highquality/vidreage")
+        assert request.json is not None
+        assert request.json["modifyVideo"] == "https://x.test/v.mp4"
+        assert "webhookUrl" not in request.json
+
+    def test_listbyids_joins_ids_with_commas(self) -> None:
+        request = protocol.build_list_reage_results(["a1", "b2", "a1"])
+        assert request.method == "GET"
+        assert request.params == {"_ids": "a1,b2"}
+        assert not request.creates_job
+
+    def test_cancel_sends_job_ids_as_a_comma_list(self) -> None:
+        request = protocol.build_cancel_reage(["20240102082900592-5653", "20240102082900592-5654"])
+        assert request.json == {"job_ids": "20240102082900592-5653,20240102082900592-5654"}
+        assert not request.creates_job
+
+    def test_background_change_with_template_and_colour(self) -> None:
+        request = protocol.build_background_change(
+            origin_img="https://x.test/p.png",
+            canvas_size=(3840, 3840),
+            modify_origin_img_size="3062x3828",
+            overlay_origin_x=-72,
+            overlay_origin_y="-84",
+            color_code="#AAFBE3",
+            template_url="https://x.test/t.png",
+            modify_template_size="3828x3828",
+            overlay_template_x=2049,
+            overlay_template_y=-6,
+            remove_bg=True,
+        )
+        assert request.json == {
+            "origin_img": "https://x.test/p.png",
+            "canvas_size": "3840x3840",
+            "modify_origin_img_size": "3062x3828",
+            "overlay_origin_x": -72,
+            "overlay_origin_y": -84,
+            "color_code": "#aafbe3",
+            "template_url": "https://x.test/t.png",
+            "modify_template_size": "3828x3828",
+            "overlay_template_x": 2049,
+            "overlay_template_y": -6,
+            "removeBg": True,
+        }
+
+    def test_background_change_template_parameters_need_template_url(self) -> None:
+        with pytest.raises(
+            AkoolValidationError, match="overlay_template_x may only be given with template_url"
+        ):
+            protocol.build_background_change(
+                origin_img="https://x.test/p.png",
+                canvas_size="10x10",
+                modify_origin_img_size="10x10",
+                overlay_origin_x=0,
+                overlay_origin_y=0,
+                overlay_template_x=3,
+            )
+
+    def test_detect_goes_to_the_detect_url(self) -> None:
+        request = protocol.build_detect_faces("https://sg3.akool.com/detect", SEED_MODIFY_IMAGE, False)
+        assert request.url("https://openapi.akool.com") == "https://sg3.akool.com/detect"
+        assert request.json == {"single_face": False, "image_url": SEED_MODIFY_IMAGE}
+        assert request.envelope == "detect"
+
+    def test_get_token_is_not_authenticated_and_carries_the_credentials_in_the_body(self) -> None:
+        request = protocol.build_get_token("cid", "secret")
+        assert not request.authenticated
+        assert request.json == {"clientId": "cid", "clientSecret": "secret"}
+
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [
+            ({"face_reage": 31}, "face_reage"),
+            ({"face_reage": "ten"}, "face_reage"),
+            ({"face_reage": True}, "face_reage"),
+            ({"modify_image": "ftp://x.test/a.jpg"}, "modify_image"),
+            ({"target_image": []}, "target_image"),
+            (
+                {"target_image": [{"path": "https://x.test/a.jpg", "opts": "1,2:3,4"}]},
+                r"target_image\[0\].opts",
+            ),
+            ({"target_image": SEED_TARGET * 9}, "target_image"),
+        ],
+    )
+    def test_bad_input_names_the_parameter(self, kwargs: dict[str, Any], name: str) -> None:
+        arguments: dict[str, Any] = {
+            "modify_image": SEED_MODIFY_IMAGE,
+            "face_reage": 10,
+            "target_image": SEED_TARGET,
+        }
+        arguments.update(kwargs)
+        with pytest.raises(AkoolValidationError, match=f"^Akool: {name} must be"):
+            protocol.build_image_reage(**arguments)
+
+
+class TestSeedRepliesParseExactly:
+    def test_reage_submit(self) -> None:
+        job = protocol.interpret(image_reage_request(), reply(SEED_REAGE_SUBMIT))
+        assert job.id == "6593c94c0ef703e8c055e3c8"
+        assert job.job_id == "20240102082900592-5653"
+        assert job.url == SEED_REAGE_SUBMIT["data"]["url"]  # type: ignore[index]
+
+    def test_listbyids(self) -> None:
+        request = protocol.build_list_reage_results(["64dae65af6e250d4fb2bca63"])
+        results = protocol.interpret(request, reply(SEED_LISTBYIDS))
+        result = results["64dae65af6e250d4fb2bca63"]
+        assert result.status is JobStatus.QUEUED
+        assert result.created_at == "2023-08-15T02:43:38.536Z"
+        assert result.url is not None
+        assert result.url.endswith("-0356.jpg")
+
+    def test_listbyids_matches_by_id_not_position_and_ignores_ids_not_asked(self) -> None:
+        payload = {
+            "code": 1000,
+            "msg": "OK",
+            "data": {
+                "result": [
+                    {"_id": "b", "faceswap_status": 3, "url": "https://x.test/b.jpg"},
+                    {"_id": "zzz", "faceswap_status": 3},
+                    {"_id": "a", "faceswap_status": 4},
+                ]
+            },
+        }
+        results = protocol.interpret(protocol.build_list_reage_results(["a", "b", "c"]), reply(payload))
+        assert set(results) == {"a", "b"}
+        assert results["a"].status is JobStatus.FAILED
+        assert results["b"].status is JobStatus.SUCCESS
+
+    def test_job_del(self) -> None:
+        assert protocol.interpret(protocol.build_cancel_reage(["j1"]), reply(SEED_JOB_DEL)) is None
+
+    def test_background_change_submit(self) -> None:
+        request = protocol.build_background_change(
+            origin_img="https://x.test/p.png",
+            canvas_size="3840x3840",
+            modify_origin_img_size="3060x3824",
+            overlay_origin_x=388,
+            overlay_origin_y=8,
+        )
+        job = protocol.interpret(request, reply(SEED_BG_SUBMIT))
+        assert job.id == "660d15b83ec46e810ca642f5"
+        assert job.status is JobStatus.QUEUED
+
+    def test_infobymodelid(self) -> None:
+        result = protocol.interpret(
+            protocol.build_image_result("660d15b83ec46e810ca642f5"), reply(SEED_INFOBYMODELID)
+        )
+        assert result.status is JobStatus.SUCCESS
+        assert result.image_url == SEED_INFOBYMODELID["data"]["image"]  # type: ignore[index]
+        assert result.external_img == SEED_INFOBYMODELID["data"]["external_img"]  # type: ignore[index]
+        assert result.error_reasons == []
+
+    def test_detect(self) -> None:
+        payload = {
+            "error_code": 0,
+            "error_msg": "SUCCESS",
+            "landmarks": [[[1, 2]] * 6, [[3, 4]] * 6],
+            "landmarks_str": ["1,2:3,4:5,6:7,8", "9,10:11,12:13,14:15,16"],
+            "region": [[0, 0, 10, 10], [20, 20, 10, 10]],
+            "seconds": 0.1,
+            "trx_id": "t",
+        }
+        request = protocol.build_detect_faces("https://sg3.akool.com/detect", SEED_MODIFY_IMAGE)
+        faces = protocol.interpret(request, reply(payload))
+        assert faces.target_image() == [
+            {"path": SEED_MODIFY_IMAGE, "opts": "1,2:3,4:5,6:7,8"},
+            {"path": SEED_MODIFY_IMAGE, "opts": "9,10:11,12:13,14:15,16"},
+        ]
+        assert faces.faces[1].region == [20, 20, 10, 10]
+
+    def test_get_token_reads_the_token_beside_the_code(self) -> None:
+        token = protocol.interpret(protocol.build_get_token("c", "s"), reply({"code": 1000, "token": "tok"}))
+        assert token == "tok"
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("code", "cls"),
+        [
+            (1003, AkoolInvalidParameterError),
+            (1005, AkoolRateLimitError),
+            (1006, AkoolQuotaExceededError),
+            (1007, AkoolTooManyFacesError),
+            (1008, AkoolNotFoundError),
+            (1009, AkoolPermissionDeniedError),
+            (1101, AkoolInvalidTokenError),
+            (1102, AkoolMissingAuthError),
+            (1200, AkoolAccountBannedError),
+            (1206, AkoolBackgroundChangeError),
+            (4242, AkoolApiError),
+        ],
+    )
+    def test_each_code_raises_its_class_with_code_message_and_endpoint(self, code: int, cls: type) -> None:
+        with pytest.raises(cls) as caught:
+            protocol.interpret(image_reage_request(), reply({"code": code, "msg": "the message"}))
+        assert type(caught.value) is cls
+        assert caught.value.code == code
+        assert caught.value.endpoint == "imgreage"
+        assert str(caught.value) == f"Akool [imgreage] (code {code}): the message"
+
+    def test_every_documented_code_has_a_class(self) -> None:
+        assert set(ERROR_CODES) == {1003, 1005, 1006, 1007, 1008, 1009, 1101, 1102, 1200, 1206}
+
+    def test_detect_error_code(self) -> None:
+        request = protocol.build_detect_faces("https://sg3.akool.com/detect", SEED_MODIFY_IMAGE)
+        with pytest.raises(AkoolFaceDetectError, match="no image"):
+            protocol.interpret(request, reply({"error_code": 2, "error_msg": "no image"}))
+
+    def test_html_error_page_is_a_response_error(self) -> None:
+        with pytest.raises(AkoolResponseError, match="not JSON"):
+            protocol.interpret(image_reage_request(), reply(b"<html><body>Bad gateway</body></html>", 200))
+
+    def test_http_5xx_is_a_server_error(self) -> None:
+        with pytest.raises(AkoolServerError) as caught:
+            protocol.interpret(image_reage_request(), reply(b"<html>502</html>", 502))
+        assert caught.value.http_status == 502
+
+    def test_http_429_carries_retry_after(self) -> None:
+        with pytest.raises(AkoolRateLimitError) as caught:
+            protocol.interpret(image_reage_request(), reply({}, 429, {"retry-after": "7"}))
+        assert caught.value.retry_after == 7.0
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"code": 1000, "msg": "OK"},
+            {"code": 1000, "data": {"url": "x"}},
+            {"code": 1000, "data": []},
+            {"code": "1000", "data": {}},
+            {"msg": "no code"},
+            [1, 2],
+        ],
+    )
+    def test_missing_fields_are_a_response_error_never_a_key_error(self, payload: Any) -> None:
+        with pytest.raises(AkoolResponseError):
+            protocol.interpret(image_reage_request(), reply(payload))
+
+    def test_unknown_status_is_a_response_error(self) -> None:
+        payload = {"code": 1000, "data": {"result": [{"_id": "a", "faceswap_status": 9}]}}
+        with pytest.raises(AkoolResponseError, match="unknown faceswap_status 9"):
+            protocol.interpret(protocol.build_list_reage_results(["a"]), reply(payload))
+
+    def test_errors_survive_pickling(self) -> None:
+        error = AkoolServerError("boom", http_status=503, endpoint="listbyids")
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy), copy.http_status) == (AkoolServerError, str(error), 503)
+
+    def test_download_status(self) -> None:
+        assert protocol.download_error(200, {}) is None
+        expired = protocol.download_error(403, {})
+        assert isinstance(expired, AkoolResultUnavailableError)
+        assert "7 days" in str(expired)
+        assert isinstance(protocol.download_error(503, {}), AkoolServerError)
+
+
+class TestRetryRule:
+    read = protocol.build_list_reage_results(["a"])
+    submit = image_reage_request()
+
+    @pytest.mark.parametrize(
+        ("error", "read_retries", "submit_retries"),
+        [
+            (AkoolConnectionError("refused", request_sent=False), True, True),
+            (AkoolConnectionError("read timeout", request_sent=True), True, False),
+            (AkoolServerError("502", http_status=502), True, False),
+            (AkoolRateLimitError("1005", code=1005), True, True),
+            (AkoolRateLimitError("429", retry_after=1.0), True, True),
+            (AkoolInvalidParameterError("1003", code=1003), False, False),
+            (AkoolResponseError("not json"), False, False),
+        ],
+    )
+    def test_reads_retry_transient_errors_submits_only_when_nothing_was_created(
+        self, error: Exception, read_retries: bool, submit_retries: bool
+    ) -> None:
+        assert protocol.is_retryable(self.read, error) is read_retries
+        assert protocol.is_retryable(self.submit, error) is submit_retries
+
+    def test_an_ambiguous_submit_failure_says_the_job_may_exist(self) -> None:
+        error = protocol.explain_failure(self.submit, AkoolConnectionError("timeout", request_sent=True))
+        assert isinstance(error, AkoolSubmitOutcomeUnknownError)
+        assert "may have reached Akool" in str(error)
+        assert "not sent again" in str(error)
+
+    def test_a_read_failure_is_left_as_it_is(self) -> None:
+        error = AkoolConnectionError("timeout", request_sent=True)
+        assert protocol.explain_failure(self.read, error) is error
+
+    @pytest.mark.parametrize(
+        ("header", "seconds"), [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("soon", None), (None, None)]
+    )
+    def test_retry_after(self, header: str | None, seconds: float | None) -> None:
+        assert protocol.retry_after_seconds(header) == seconds
+
+    def test_retry_after_as_an_http_date_in_the_past_is_zero(self) -> None:
+        assert protocol.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
