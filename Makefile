@@ -4,9 +4,10 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
-export UV_PROJECT_ENVIRONMENT := $(VENV)
+# The oldest Airflow we support (the floor in pyproject.toml), in a venv of its own from the same lock.
+FLOOR_VENV := .venv-floor
 
-.PHONY: help venv test lint typecheck unit demo emulator bench clean
+.PHONY: help venv floor-venv test test-floor lint typecheck unit demo emulator bench clean
 
 help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
@@ -15,10 +16,17 @@ help:
 
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --locked
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked
+	@touch $@
+
+$(FLOOR_VENV)/.synced: uv.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	UV_PROJECT_ENVIRONMENT=$(FLOOR_VENV) $(UV) sync --locked --no-default-groups --group dev --group airflow-floor
 	@touch $@
 
 venv: $(VENV)/.synced
+
+floor-venv: $(FLOOR_VENV)/.synced
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,6 +41,10 @@ unit: venv
 test: lint typecheck
 	$(BIN)/pytest
 
+# The same suite on the oldest Airflow we support.
+test-floor: floor-venv
+	$(FLOOR_VENV)/bin/pytest
+
 demo: venv
 	$(BIN)/python scripts/demo.py
 
@@ -40,4 +52,4 @@ emulator: venv
 	$(BIN)/python -m airflow_provider_akool.emulator
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
