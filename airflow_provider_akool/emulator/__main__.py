@@ -1,0 +1,114 @@
+"""``python -m airflow_provider_akool.emulator``: serve the emulator in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from airflow_provider_akool.emulator.config import DEFAULT_API_KEY, DEFAULT_CLIENT_ID, EmulatorConfig
+
+DEFAULTS = EmulatorConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_akool.emulator",
+        description="Serve a local emulator of the Akool Open API (reage, background change, face detect).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    parser.add_argument(
+        "--api-key", default=DEFAULT_API_KEY, help="key for x-api-key / Authorization: Bearer"
+    )
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="clientId accepted by getToken")
+    parser.add_argument(
+        "--client-secret", default=None, help="clientSecret for getToken (default: the API key)"
+    )
+    parser.add_argument("--queued-seconds", type=float, default=DEFAULTS.queued_seconds)
+    parser.add_argument(
+        "--processing-seconds", type=float, default=DEFAULTS.processing_seconds, help="image reage"
+    )
+    parser.add_argument("--video-processing-seconds", type=float, default=DEFAULTS.video_processing_seconds)
+    parser.add_argument("--bg-processing-seconds", type=float, default=DEFAULTS.bg_processing_seconds)
+    parser.add_argument("--result-ttl-seconds", type=float, default=DEFAULTS.result_ttl_seconds)
+    parser.add_argument(
+        "--token-ttl-seconds",
+        type=float,
+        default=None,
+        help="getToken token lifetime (default: never expires)",
+    )
+    parser.add_argument("--max-listbyids", type=int, default=DEFAULTS.max_listbyids)
+    parser.add_argument("--video-result-bytes", type=int, default=DEFAULTS.video_result_bytes)
+    parser.add_argument(
+        "--public-base-url", default=None, help="base of result URLs in replies (default: from each request)"
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug", "trace"]
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (paths only, no headers)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, print where to connect and with what, and serve until interrupted."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = EmulatorConfig(
+            api_key=args.api_key,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            queued_seconds=args.queued_seconds,
+            processing_seconds=args.processing_seconds,
+            video_processing_seconds=args.video_processing_seconds,
+            bg_processing_seconds=args.bg_processing_seconds,
+            result_ttl_seconds=args.result_ttl_seconds,
+            token_ttl_seconds=args.token_ttl_seconds,
+            max_listbyids=args.max_listbyids,
+            video_result_bytes=args.video_result_bytes,
+            public_base_url=args.public_base_url,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    # Imported here so that --help works fast and without the server stack.
+    import uvicorn
+
+    from airflow_provider_akool.emulator.app import create_app
+    from airflow_provider_akool.emulator.server import bind_socket
+
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as error:
+        print(f"error: cannot bind {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{port}"
+    # These are the emulator's own, configured credentials; printing them is the point of the banner.
+    print(f"Akool API emulator on {url}", flush=True)
+    print(f"  API base URL:     {url}/api/open/v3", flush=True)
+    print(f"  face detect URL:  {url}/detect", flush=True)
+    print(f"  x-api-key / Authorization: Bearer  {config.api_key}", flush=True)
+    print(f"  getToken clientId={config.client_id} clientSecret={config.secret}", flush=True)
+    print(f"  control API:      {url}/_emulator/ (ledger, faults, clock, reset)", flush=True)
+    server_config = uvicorn.Config(
+        create_app(config), log_level=args.log_level, access_log=args.access_log, lifespan="off", ws="none"
+    )
+    try:
+        uvicorn.Server(server_config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl+C it handled; the shutdown was clean, so exit normally.
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Helpers shared by the endpoint modules: state lookup, JSON bodies, credentials, URLs."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_akool.emulator.envelope import BANNED, QUOTA, ApiError, ParamError
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+    from airflow_provider_akool.emulator.state import Auth, EmulatorState
+
+# Set by the middleware when a queued ``banned`` or ``quota`` fault picked this request; the endpoint then
+# answers as if the account were in that state, after the usual credential check.
+FAULT_SCOPE_KEY = "akool_emulator.fault"
+SAMPLES_PATH = "/media/samples/"
+
+
+def get_state(request: Request) -> EmulatorState:
+    """The emulator state of the app serving ``request``."""
+    state: EmulatorState = request.app.state.emulator
+    return state
+
+
+async def read_json(request: Request) -> Any:
+    """The decoded body; an absent body is ``None``, an undecodable one a 1003 naming ``body``."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ParamError("body", "must be valid JSON") from None
+
+
+def authorize(request: Request, state: EmulatorState) -> Auth:
+    """Check credentials (1102, 1101) and then the account (1200), as Akool does for every call."""
+    auth = state.authenticate(request.headers)
+    if auth.error is not None:
+        raise ApiError(auth.error)
+    check_banned(request, state)
+    return auth
+
+
+def check_banned(request: Request, state: EmulatorState) -> None:
+    """1200 if the account is banned (by state or by a ``banned`` fault)."""
+    if state.banned or request.scope.get(FAULT_SCOPE_KEY) == "banned":
+        raise ApiError(BANNED)
+
+
+def check_quota(request: Request, state: EmulatorState) -> None:
+    """1006 if the quota is exhausted (by state or by a ``quota`` fault)."""
+    if state.quota_exhausted or request.scope.get(FAULT_SCOPE_KEY) == "quota":
+        raise ApiError(QUOTA)
+
+
+def base_url(request: Request, state: EmulatorState) -> str:
+    """Where result and sample URLs point: the configured public URL, else this request's base URL."""
+    return state.config.public_base_url or str(request.base_url).rstrip("/")
+
+
+def sample_name(url: str | None, request: Request, state: EmulatorState) -> str | None:
+    """The sample name if ``url`` is one of this emulator's ``/media/samples/`` URLs, else ``None``."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.path.startswith(SAMPLES_PATH):
+        return None
+    own_hosts = {urlsplit(base_url(request, state)).netloc, urlsplit(str(request.base_url)).netloc}
+    if parts.netloc not in own_hosts:
+        return None
+    return unquote(parts.path[len(SAMPLES_PATH) :]) or None
+
+
+def split_ids(value: Any) -> list[str]:
+    """A comma-separated list with blanks removed."""
+    if not isinstance(value, str):
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -1,0 +1,150 @@
+"""Reage: submit (image and video), poll by ``_id`` list, cancel by ``job_id`` list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from airflow_provider_akool.emulator import validation
+from airflow_provider_akool.emulator.api_common import (
+    authorize,
+    base_url,
+    check_quota,
+    get_state,
+    read_json,
+    sample_name,
+    split_ids,
+)
+from airflow_provider_akool.emulator.envelope import (
+    NOT_FOUND,
+    OK,
+    SUBMIT_MESSAGE,
+    ApiError,
+    ParamError,
+    reply,
+)
+from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, Job, JobKind, iso_ms
+
+router = APIRouter()
+
+# One fixed emulated account, so every result carries the same owner as on a real account.
+USER_ID = "64d985c5571729d3e2999477"
+UID = 378337
+# The seed shows faceswap_type 1 with image 1 for an image job; 2 and 0 for video are the emulator's guess.
+VIDEO_DURATION_SECONDS = 10
+
+
+async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -> JSONResponse:
+    state = get_state(request)
+    authorize(request, state)
+    params = validation.reage(await read_json(request), media_field)
+    check_quota(request, state)
+    config = state.config
+    processing = config.processing_seconds if kind == "imgreage" else config.video_processing_seconds
+    with state.lock:
+        now = state.now()
+        job_id = state.new_job_id(now)
+        job = Job(
+            id=state.new_object_id(now),
+            kind=kind,
+            created_at=now,
+            queued_seconds=config.queued_seconds,
+            processing_seconds=processing,
+            inputs=[params[media_field], *(target["path"] for target in params["targetImage"])],
+            url="",
+            params=params,
+            job_id=job_id,
+            webhook_url=params["webhookUrl"],
+        )
+        job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
+        job.extra["sample_name"] = sample_name(params[media_field], request, state)
+        state.add_job(job)
+    return reply(OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.url, "job_id": job.job_id})
+
+
+@router.post("/faceswap/highquality/imgreage")
+async def imgreage(request: Request) -> JSONResponse:
+    """Submit an image reage job."""
+    return await _submit(request, "imgreage", "modifyImage", "jpg")
+
+
+@router.post("/faceswap/highquality/vidreage")
+async def vidreage(request: Request) -> JSONResponse:
+    """Submit a video reage job."""
+    return await _submit(request, "vidreage", "modifyVideo", "mp4")
+
+
+def _result(job: Job, now: float) -> dict[str, Any]:
+    status = job.status(now)
+    video = job.kind == "vidreage"
+    return {
+        "faceswap_type": 2 if video else 1,
+        "faceswap_quality": 2,
+        "faceswap_status": status,
+        "deduction_status": 1,
+        "image": 0 if video else 1,
+        "video_duration": VIDEO_DURATION_SECONDS if video else 0,
+        "deduction_duration": VIDEO_DURATION_SECONDS if video else 0,
+        # The seed shows 0 for a queued job; afterwards the time of the last status change, in ms.
+        "update_time": 0 if status == QUEUED else int(job.last_change(now) * 1000),
+        "_id": job.id,
+        "userId": USER_ID,
+        "uid": UID,
+        "url": job.url,
+        "createdAt": iso_ms(job.created_at),
+        "job_id": job.job_id,
+    }
+
+
+def _emulator_order(jobs: list[Job], asked: list[str]) -> list[Job]:
+    # Newest first; if that happens to be the order asked, oldest first instead. Either way the reply
+    # never mirrors the request, so a client matching results by position fails in tests, not in production.
+    ordered = sorted(jobs, key=lambda job: (job.created_at, job.id), reverse=True)
+    asked_known = [job_id for job_id in dict.fromkeys(asked) if any(job.id == job_id for job in jobs)]
+    if len(ordered) > 1 and [job.id for job in ordered] == asked_known:
+        ordered.reverse()
+    return ordered
+
+
+@router.get("/faceswap/result/listbyids")
+async def listbyids(request: Request) -> JSONResponse:
+    """Results of reage jobs by ``_id``; unknown ids are left out, the order is the emulator's own."""
+    state = get_state(request)
+    authorize(request, state)
+    ids = split_ids(request.query_params.get("_ids"))
+    if not ids:
+        raise ParamError("_ids", "is required (comma-separated _id values)")
+    bound = state.config.max_listbyids
+    if len(ids) > bound:
+        raise ParamError("_ids", f"accepts at most {bound} ids per request, got {len(ids)}")
+    with state.lock:
+        now = state.now()
+        jobs = [
+            job for job in map(state.job, dict.fromkeys(ids)) if job is not None and job.kind != "bg_replace"
+        ]
+        result = [_result(job, now) for job in _emulator_order(jobs, ids)]
+    return reply(OK, "OK", {"result": result})
+
+
+@router.post("/faceswap/job/del")
+async def job_del(request: Request) -> JSONResponse:
+    """Cancel reage jobs by ``job_id``: queued or processing ones fail (status 4), finished ones stay."""
+    state = get_state(request)
+    authorize(request, state)
+    body = await read_json(request)
+    raw = body.get("job_ids") if isinstance(body, dict) else None
+    if not isinstance(raw, str) or not split_ids(raw):
+        raise ParamError("job_ids", "is required (a comma-separated string of job_id values)")
+    with state.lock:
+        jobs = state.jobs_by_job_id(split_ids(raw))
+        if not jobs:
+            raise ApiError(NOT_FOUND)
+        now = state.now()
+        for job in jobs:
+            if job.status(now) in (QUEUED, PROCESSING):
+                job.force(FAILED, now)
+                job.cancelled = True
+    # The seed's reply has no data at all.
+    return JSONResponse({"code": OK, "msg": "OK"})

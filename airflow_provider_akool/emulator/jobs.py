@@ -1,0 +1,126 @@
+"""Emulated jobs: ids in Akool's formats and a status that advances with the emulator clock."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+QUEUED, PROCESSING, SUCCESS, FAILED = 1, 2, 3, 4
+STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILED)
+
+FAIL_MARKER = "emulator-fail"
+STUCK_MARKER = "emulator-stuck"
+
+JobKind = Literal["imgreage", "vidreage", "bg_replace"]
+
+# ObjectId layout (4-byte time, 5 random bytes per process, 3-byte counter) so the ids look and sort
+# like Akool's MongoDB _id values.
+_PROCESS_BYTES = os.urandom(5)
+_COUNTER = itertools.count(random.randrange(1 << 24))
+_COUNTER_LOCK = threading.Lock()
+
+
+def new_object_id(now: float) -> str:
+    """A 24-hex id like a MongoDB ObjectId, stamped with the emulator clock."""
+    with _COUNTER_LOCK:
+        count = next(_COUNTER) & 0xFFFFFF
+    return (int(now).to_bytes(4, "big") + _PROCESS_BYTES + count.to_bytes(3, "big")).hex()
+
+
+def new_job_id(now: float) -> str:
+    """A reage job id like ``20240102082900592-5653`` (UTC time to the millisecond, dash, four digits)."""
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc)
+    return f"{stamp:%Y%m%d%H%M%S}{stamp.microsecond // 1000:03d}-{random.randrange(10000):04d}"
+
+
+def iso_ms(now: float) -> str:
+    """ISO-8601 with milliseconds and ``Z``, as in ``createdAt`` (``2023-08-15T02:43:38.536Z``)."""
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class Job:
+    """
+    One submitted job. Its status is computed from the clock, so no background task is needed.
+
+    :param id: The ``_id``.
+    :param kind: ``imgreage``, ``vidreage`` or ``bg_replace``.
+    :param created_at: Emulator time of the submit.
+    :param queued_seconds: Time spent queued.
+    :param processing_seconds: Time spent processing after the queue.
+    :param inputs: Every input URL, searched for the fail and stuck markers.
+    :param url: The result URL given at submit.
+    :param params: The validated request parameters (needed to render the result).
+    :param job_id: The reage ``job_id``; ``None`` for background change.
+    :param webhook_url: Stored for the webhook sender of a later version; nothing is sent yet.
+    :param cancelled: Set by ``job/del`` when it failed the job.
+    :param forced_status: A status pinned by cancel or the control API; it no longer follows the clock.
+    :param forced_at: When the status was pinned (the finish time of a pinned 3 or 4).
+    :param extra: What rendering and replies need besides ``params`` (sample names, ``image_id``).
+    """
+
+    id: str
+    kind: JobKind
+    created_at: float
+    queued_seconds: float
+    processing_seconds: float
+    inputs: list[str]
+    url: str
+    params: dict[str, Any]
+    job_id: str | None = None
+    webhook_url: str | None = None
+    cancelled: bool = False
+    forced_status: int | None = None
+    forced_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fails(self) -> bool:
+        """True if an input carries the ``emulator-fail`` marker."""
+        return any(FAIL_MARKER in url for url in self.inputs)
+
+    @property
+    def stuck(self) -> bool:
+        """True if an input carries the ``emulator-stuck`` marker (it never leaves processing)."""
+        return any(STUCK_MARKER in url for url in self.inputs)
+
+    def status(self, now: float) -> int:
+        """The status at emulator time ``now``: 1 queued, 2 processing, 3 success, 4 failed."""
+        if self.forced_status is not None:
+            return self.forced_status
+        elapsed = now - self.created_at
+        if elapsed < self.queued_seconds:
+            return QUEUED
+        if self.stuck or elapsed < self.queued_seconds + self.processing_seconds:
+            return PROCESSING
+        return FAILED if self.fails else SUCCESS
+
+    def finished_at(self, now: float) -> float | None:
+        """When the job reached 3 or 4, or ``None`` while it is still running."""
+        if self.status(now) not in (SUCCESS, FAILED):
+            return None
+        if self.forced_status is not None:
+            return self.forced_at
+        return self.created_at + self.queued_seconds + self.processing_seconds
+
+    def last_change(self, now: float) -> float:
+        """When the status last changed (the ``update_time`` of replies)."""
+        if self.forced_status is not None:
+            return self.forced_at
+        status = self.status(now)
+        if status == QUEUED:
+            return self.created_at
+        if status == PROCESSING:
+            return self.created_at + self.queued_seconds
+        return self.created_at + self.queued_seconds + self.processing_seconds
+
+    def force(self, status: int, now: float) -> None:
+        """Pin the status (control API and cancel); a pinned status never advances."""
+        self.forced_status = status
+        self.forced_at = now
