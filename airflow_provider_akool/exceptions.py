@@ -203,6 +203,48 @@ class AkoolValidationError(AkoolError, ValueError):
     """An operator, sensor or hook argument is not of the allowed form; raised before any request."""
 
 
+# --- Webhook callbacks (``airflow_provider_akool.webhook``) --------------------------------------
+
+
+class AkoolWebhookError(AkoolError):
+    """
+    A webhook callback was rejected: it is not a genuine, fresh and well-formed Akool callback.
+
+    A receiver answers every rejection the same way (for example HTTP 400 with no detail) and logs the
+    message; the subclasses say why, for logs and tests.
+    """
+
+
+class AkoolWebhookSignatureError(AkoolWebhookError):
+    """The ``signature`` does not match the other fields: altered, or signed for another clientId."""
+
+
+class AkoolWebhookStaleError(AkoolWebhookError):
+    """
+    The callback's ``timestamp`` lies outside the freshness window: a replay, or clocks far apart.
+
+    :param age_seconds: how old the callback is by the receiver's clock; negative when it is from the future.
+    """
+
+    def __init__(self, message: str, *, age_seconds: float, endpoint: str | None = None) -> None:
+        self.age_seconds = age_seconds
+        super().__init__(message, endpoint=endpoint)
+
+
+class AkoolWebhookMalformedError(AkoolWebhookError):
+    """
+    The callback is not of Akool's form.
+
+    The body is not a JSON object, a field is missing or of the wrong type, ``dataEncrypt`` is not base64 or
+    does not decrypt (wrong clientSecret or clientId, or altered data), or the plain text lacks ``_id`` or
+    ``status``.
+    """
+
+
+class AkoolWebhookConfigurationError(AkoolWebhookError, ValueError):
+    """The credentials given to the verifier cannot work (clientSecret not 16, 24 or 32 bytes long, ...)."""
+
+
 #: Akool's business codes and the class each one raises.
 ERROR_CODES: dict[int, type[AkoolApiError]] = {
     1003: AkoolInvalidParameterError,

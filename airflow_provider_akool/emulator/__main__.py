@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  getToken clientId={config.client_id} clientSecret={config.secret}", flush=True)
     print(f"  control API:      {url}/_emulator/ (ledger, faults, clock, reset)", flush=True)
     server_config = uvicorn.Config(
-        create_app(config), log_level=args.log_level, access_log=args.access_log, lifespan="off", ws="none"
+        create_app(config), log_level=args.log_level, access_log=args.access_log, lifespan="on", ws="none"
     )
     try:
         uvicorn.Server(server_config).run(sockets=[sock])

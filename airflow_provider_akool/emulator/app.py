@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -18,8 +19,11 @@ from airflow_provider_akool.emulator.config import EmulatorConfig
 from airflow_provider_akool.emulator.envelope import ApiError, error_reply
 from airflow_provider_akool.emulator.middleware import EmulatorMiddleware
 from airflow_provider_akool.emulator.state import EmulatorState
+from airflow_provider_akool.emulator.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from fastapi.responses import Response
 
 API_PREFIX = "/api/open/v3"
@@ -36,13 +40,28 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     Build an emulator app with fresh state.
 
     :param config: The settings; defaults to :class:`EmulatorConfig` ``()``.
-    :return: The app; its state is ``app.state.emulator`` (an :class:`EmulatorState`).
+    :return: The app; its state is ``app.state.emulator`` (an :class:`EmulatorState`). Webhook callbacks
+        are sent while the ASGI server runs the app's lifespan (uvicorn does by default).
     """
     state = EmulatorState(config or EmulatorConfig())
+    # Created with the app rather than in the lifespan, so that what was sent survives a server restart.
+    webhooks = WebhookDispatcher(state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await webhooks.start()
+        try:
+            yield
+        finally:
+            await webhooks.stop()
+
     # No generated OpenAPI docs: bodies are parsed by hand to reproduce Akool's errors, so a schema
     # would describe nothing useful.
-    app = FastAPI(title="Akool API emulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Akool API emulator", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.emulator = state
+    app.state.webhooks = webhooks
     app.add_exception_handler(ApiError, _api_error)
     for module in (api_token, api_reage, api_background):
         app.include_router(module.router, prefix=API_PREFIX)

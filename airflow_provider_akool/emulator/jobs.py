@@ -58,7 +58,7 @@ class Job:
     :param url: The result URL given at submit.
     :param params: The validated request parameters (needed to render the result).
     :param job_id: The reage ``job_id``; ``None`` for background change.
-    :param webhook_url: Stored for the webhook sender of a later version; nothing is sent yet.
+    :param webhook_url: Where the webhook sender (``webhooks.py``) POSTs the job's status changes.
     :param cancelled: Set by ``job/del`` when it failed the job.
     :param forced_status: A status pinned by cancel or the control API; it no longer follows the clock.
     :param forced_at: When the status was pinned (the finish time of a pinned 3 or 4).

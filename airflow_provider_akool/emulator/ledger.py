@@ -49,6 +49,14 @@ class Ledger:
         self._counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_ENTRIES)
         self._listbyids_ids: deque[list[str]] = deque(maxlen=MAX_ENTRIES)
+        self._callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_ENTRIES)
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """How many times the ledger was cleared; work started before a clear must not write into it."""
+        with self._lock:
+            return self._generation
 
     def begin(
         self,
@@ -85,6 +93,24 @@ class Ledger:
             entry["code"] = code
             entry["http_status"] = http_status
 
+    def begin_callback(self, entry: dict[str, Any], generation: int) -> bool:
+        """
+        Record a webhook callback about to be sent; False (not recorded) if the ledger was cleared since.
+
+        The entry has ``url``, ``_id``, ``status``, ``type``, ``attempts``, ``http_status``, ``delivered``,
+        ``error`` and ``at``; :meth:`update_callback` completes it as the deliveries go.
+        """
+        with self._lock:
+            if generation != self._generation:
+                return False
+            self._callbacks.append(entry)
+            return True
+
+    def update_callback(self, entry: dict[str, Any], **changes: Any) -> None:
+        """Store the outcome of a delivery in a callback's entry."""
+        with self._lock:
+            entry.update(changes)
+
     def snapshot(self) -> dict[str, Any]:
         """A deep copy, safe to serialise while requests keep arriving."""
         with self._lock:
@@ -92,6 +118,7 @@ class Ledger:
                 "counts": dict(self._counts),
                 "listbyids_ids": [list(ids) for ids in self._listbyids_ids],
                 "requests": copy.deepcopy(list(self._requests)),
+                "callbacks": copy.deepcopy(list(self._callbacks)),
             }
 
     def clear(self) -> None:
@@ -100,3 +127,5 @@ class Ledger:
             self._counts = dict.fromkeys(ENDPOINTS, 0)
             self._requests.clear()
             self._listbyids_ids.clear()
+            self._callbacks.clear()
+            self._generation += 1

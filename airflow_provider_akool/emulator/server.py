@@ -112,7 +112,7 @@ class EmulatorServer:
             log_config=None,  # never reconfigure the host process's logging
             log_level=self.log_level,
             access_log=self.access_log,
-            lifespan="off",
+            lifespan="on",  # the lifespan starts and stops the webhook sender
             ws="none",
             timeout_graceful_shutdown=1,
         )
