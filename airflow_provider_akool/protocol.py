@@ -135,7 +135,7 @@ def interpret(request: AkoolRequest[T], reply: HttpReply) -> T:
         )
     try:
         payload = json.loads(reply.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         raise AkoolResponseError(
             f"the reply is not JSON (HTTP {reply.status}, body starts {_snippet(reply.content)!r})",
             endpoint=endpoint,

@@ -19,10 +19,11 @@ from airflow_provider_akool.exceptions import AkoolValidationError
 FACE_REAGE_RANGE = (-30, 30)
 MAX_FACES = 8
 
-_OPTS = re.compile(r"^-?\d+,-?\d+(?::-?\d+,-?\d+){3}$")
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_INT = re.compile(r"^\s*[+-]?\d+\s*$")
+# ASCII only: Unicode digits and separators would pass a plain \d or \s and then reach Akool or int().
+_OPTS = re.compile(r"^-?\d+,-?\d+(?::-?\d+,-?\d+){3}$", re.ASCII)
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$", re.ASCII)
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$", re.ASCII)
+_INT = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)
 
 
 def _fail(name: str, allowed: str, value: Any) -> AkoolValidationError:
@@ -53,6 +54,25 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
     return number
 
 
+def seconds(name: str, value: Any) -> float:
+    """Return a positive duration in seconds; a templated string of a number is accepted, a bool is not."""
+    allowed = "a positive number of seconds"
+    if isinstance(value, bool):
+        raise _fail(name, allowed, value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _fail(name, allowed, value) from None
+    else:
+        raise _fail(name, allowed, value)
+    if not number > 0 or number == float("inf"):
+        raise _fail(name, allowed, value)
+    return number
+
+
 def face_reage(value: Any, name: str = "face_reage") -> int:
     """Return the reage amount: an integer in [-30, 30] (positive ages, negative rejuvenates)."""
     low, high = FACE_REAGE_RANGE
@@ -65,7 +85,10 @@ def http_url(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(name, allowed, value)
     url = value.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, a host that changes under NFKC normalisation
+        raise _fail(name, allowed, value) from None
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
         raise _fail(name, allowed, value)
     return url
@@ -167,3 +190,23 @@ def id_list(name: str, value: Any) -> list[str]:
     if not ids:
         raise _fail(name, allowed, value)
     return ids
+
+
+def collect_ids(name: str, value: Any, key: str) -> list[str]:
+    """
+    Return ids from one id, a list of them, or the return dicts of this provider's operators (their ``key``).
+
+    Any iterable is taken (an XCom of a mapped task is a lazy sequence, not a list); whatever is not an id
+    is reported by :func:`id_list`, naming the parameter.
+    """
+
+    def flatten(item: Any) -> list[Any]:
+        if isinstance(item, str):
+            return [item]
+        if isinstance(item, Mapping):
+            return [item.get(key)]
+        if isinstance(item, Iterable):
+            return [found for sub in item for found in flatten(sub)]
+        return [item]
+
+    return id_list(name, flatten(value))
