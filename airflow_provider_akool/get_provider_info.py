@@ -25,6 +25,25 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.hooks.akool"]}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{PACKAGE}.operators.reage"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{PACKAGE}.sensors.reage", f"{PACKAGE}.sensors.image_result"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{PACKAGE}.triggers.reage", f"{PACKAGE}.triggers.image_result"],
+            }
+        ],
+        "extra-links": [f"{PACKAGE}.links.AkoolResultLink"],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.akool.AkoolHook",
@@ -33,14 +52,16 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "auth_type": {
                         "label": "Auth type",
+                        # "auto" rather than an empty choice: the UI shows a null enum value as "null".
                         "schema": {
                             "type": ["string", "null"],
-                            "enum": ["api_key", "bearer", "client_credentials", None],
+                            "enum": ["auto", "api_key", "bearer", "client_credentials"],
+                            "default": "auto",
                         },
                         "description": (
                             "api_key sends the key as x-api-key; bearer sends it as Authorization: Bearer; "
-                            "client_credentials exchanges Client ID and Client secret for a token. "
-                            "Empty: client_credentials when Client ID is set, else api_key."
+                            "client_credentials exchanges Client ID and Client secret for a token; "
+                            "auto: client_credentials when Client ID is set, else api_key."
                         ),
                     },
                     "detect_url": {
@@ -67,7 +88,6 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://openapi.akool.com",
                         "login": "only for client_credentials: your Akool clientId",
                         "password": "your Akool API key (the clientSecret when Client ID is set)",
-                        "auth_type": "api_key",
                         "detect_url": "https://sg3.akool.com/detect",
                         "timeout": "30",
                     },

@@ -85,10 +85,13 @@ class AkoolConnectionSettings:
         )
         detect_url = validation.http_url("detect_url (connection extra)", detect_url)
         client_id = conn.login or None
-        auth_type = extra.get("auth_type") or ("client_credentials" if client_id else "api_key")
+        auth_type = extra.get("auth_type") or "auto"
+        if auth_type == "auto":
+            auth_type = "client_credentials" if client_id else "api_key"
         if auth_type not in AUTH_TYPES:
             raise AkoolValidationError(
-                f"auth_type (connection extra) must be one of {', '.join(AUTH_TYPES)}; got {auth_type!r}"
+                f"auth_type (connection extra) must be auto or one of {', '.join(AUTH_TYPES)}; "
+                f"got {auth_type!r}"
             )
         if auth_type == "client_credentials" and not client_id:
             raise AkoolValidationError(

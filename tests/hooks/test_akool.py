@@ -78,10 +78,15 @@ class TestAuthentication:
         call(AkoolHook(), "get_reage_results", ["000000000000000000000000"])
         assert [r["auth"] for r in emulator_client.ledger()["requests"]] == ["bearer_key"]
 
+    @pytest.mark.parametrize("extra", [{}, {"auth_type": "auto"}, {"auth_type": "client_credentials"}])
     def test_client_credentials_is_the_default_with_a_login_and_the_token_is_cached_per_process(
-        self, call: Call, akool_connection: ConnectionFactory, emulator_client: EmulatorClient
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator_client: EmulatorClient,
+        extra: dict[str, str],
     ) -> None:
-        akool_connection(login=CLIENT_ID)
+        akool_connection(login=CLIENT_ID, extra=extra)
         call(AkoolHook(), "get_reage_results", ["000000000000000000000000"])
         call(AkoolHook(), "get_reage_results", ["000000000000000000000000"])
         ledger = emulator_client.ledger()
@@ -137,7 +142,7 @@ class TestAuthentication:
         ("fields", "message"),
         [
             ({"password": ""}, "has no password"),
-            ({"extra": {"auth_type": "oauth"}}, "auth_type .connection extra. must be one of"),
+            ({"extra": {"auth_type": "oauth"}}, "auth_type .connection extra. must be auto or one of"),
             ({"extra": {"auth_type": "client_credentials"}}, "needs the connection's login"),
             ({"extra": {"timeout": "soon"}}, "timeout .connection extra. must be a positive number"),
             ({"host": "ftp://example.test"}, "host .connection. must be a base URL"),
