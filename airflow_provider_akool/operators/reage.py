@@ -1,0 +1,263 @@
+"""Operators for Akool face reage: detect faces, reage an image or a video, cancel reage jobs."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_akool import validation
+from airflow_provider_akool.exceptions import AkoolFaceDetectError, AkoolTooManyFacesError
+from airflow_provider_akool.models import JobStatus, ReageJob
+from airflow_provider_akool.operators.base import AkoolJobOperator
+from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+from airflow_provider_akool.wait import JobSnapshot
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_akool.hooks.akool import AkoolHook
+
+
+class AkoolDetectFacesOperator(BaseOperator):
+    """
+    Detect the faces of an image and return the ``target_image`` list that reage takes.
+
+    The return value (XCom) is ``[{"path": <image_url>, "opts": "x,y:x,y:x,y:x,y"}, ...]``, one entry per
+    face, ready for ``target_image`` of :class:`AkoolImageReageOperator` or :class:`AkoolVideoReageOperator`.
+    An image without a face fails the task.
+
+    :param image_url: the http(s) URL of the image.
+    :param single_face: return only the most prominent face.
+    :param akool_conn_id: the ``akool`` connection.
+    """
+
+    template_fields: Sequence[str] = ("image_url", "single_face", "akool_conn_id")
+
+    def __init__(
+        self,
+        *,
+        image_url: str,
+        single_face: bool | str = True,
+        akool_conn_id: str = "akool_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image_url = image_url
+        self.single_face = single_face
+        self.akool_conn_id = akool_conn_id
+
+    @cached_property
+    def hook(self) -> AkoolHook:
+        """The hook of this task."""
+        from airflow_provider_akool.hooks.akool import AkoolHook
+
+        return AkoolHook(self.akool_conn_id)
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        """Check the inputs, detect, and return the faces."""
+        self.image_url = validation.http_url("image_url", self.image_url)
+        self.single_face = validation.boolean("single_face", self.single_face)
+        target_image = self.hook.detect_faces(self.image_url, self.single_face).target_image()
+        if not target_image:
+            raise AkoolFaceDetectError(f"face detect found no face in {self.image_url}", endpoint="detect")
+        self.log.info("Found %d face(s) in %s", len(target_image), self.image_url)
+        return target_image
+
+
+class _AkoolReageOperator(AkoolJobOperator):
+    """What image and video reage share: polling ``listbyids``, cancelling by ``job_id``, the trigger."""
+
+    template_fields: Sequence[str] = (*AkoolJobOperator.template_fields, "face_reage", "target_image")
+    job_kind = "reage"
+    #: Whether ``target_image=None`` means "detect the faces first" rather than a missing parameter.
+    detects_faces = False
+
+    def __init__(
+        self,
+        *,
+        face_reage: int | str,
+        target_image: Sequence[Mapping[str, str]] | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.face_reage = face_reage
+        self.target_image = target_image
+
+    def validate_inputs(self) -> None:
+        """Check ``face_reage`` and ``target_image`` after rendering."""
+        self.face_reage = validation.face_reage(self.face_reage)
+        if self.target_image is not None or not self.detects_faces:
+            self.target_image = validation.target_image(self.target_image)
+
+    @abstractmethod
+    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
+        """Send the reage request itself."""
+
+    def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
+        """Return the faces to reage: ``target_image``, checked by :meth:`validate_inputs`."""
+        return [dict(face) for face in self.target_image or ()]
+
+    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+        """Submit the reage job; its status is ``queued`` until the first poll says otherwise."""
+        job = self.submit_reage(hook, self.faces(hook))
+        return JobSnapshot(id=job.id, status=JobStatus.QUEUED, url=job.url, job_id=job.job_id)
+
+    def poll(self, hook: AkoolHook, job: JobSnapshot) -> JobSnapshot | None:
+        """Ask ``listbyids`` for the job."""
+        result = hook.get_reage_results([job.id]).get(job.id)
+        return JobSnapshot.of_reage(result) if result is not None else None
+
+    def make_trigger(self, job: JobSnapshot, *, started_at: float, deadline: float) -> AkoolReageTrigger:
+        """Return the reage trigger; it cancels the job if a user kills the deferred task."""
+        return AkoolReageTrigger(
+            result_ids=[job.id],
+            akool_conn_id=self.akool_conn_id,
+            poll_interval=float(self.poll_interval),
+            deadline=deadline,
+            job_ids={job.id: job.job_id},
+            started_at=started_at,
+        )
+
+    def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
+        """Cancel the job by its ``job_id`` (``job/del``)."""
+        if not job.job_id:
+            return False
+        hook.cancel_reage_jobs([job.job_id])
+        return True
+
+
+class AkoolImageReageOperator(_AkoolReageOperator):
+    """
+    Age (positive ``face_reage``) or rejuvenate (negative) the faces of an image.
+
+    Returns ``{"id", "job_id", "status", "url", "output_path"}``. Common parameters (``akool_conn_id``,
+    ``webhook_url``, ``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
+    ``output_path``) are those of :class:`~airflow_provider_akool.operators.base.AkoolJobOperator`.
+
+    :param modify_image: the http(s) URL of the image to change.
+    :param face_reage: an integer from -30 to 30 (a templated ``"10"`` is fine).
+    :param target_image: the faces to reage, ``[{"path", "opts"}]`` (1 to 8), e.g. the output of
+        :class:`AkoolDetectFacesOperator`. None detects the faces of ``modify_image`` first and reages all
+        of them.
+    """
+
+    template_fields: Sequence[str] = (*_AkoolReageOperator.template_fields, "modify_image")
+    detects_faces = True
+
+    def __init__(
+        self,
+        *,
+        modify_image: str,
+        face_reage: int | str,
+        target_image: Sequence[Mapping[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(face_reage=face_reage, target_image=target_image, **kwargs)
+        self.modify_image = modify_image
+
+    def validate_inputs(self) -> None:
+        """Check ``modify_image``, ``face_reage`` and ``target_image`` after rendering."""
+        self.modify_image = validation.http_url("modify_image", self.modify_image)
+        super().validate_inputs()
+
+    def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
+        """Return ``target_image``, or detect every face of ``modify_image`` when it is None."""
+        if self.target_image is not None:
+            return super().faces(hook)
+        faces = hook.detect_faces(self.modify_image, single_face=False).target_image()
+        if not faces:
+            raise AkoolFaceDetectError(
+                f"face detect found no face in modify_image {self.modify_image}: nothing to reage",
+                endpoint="detect",
+            )
+        if len(faces) > validation.MAX_FACES:
+            raise AkoolTooManyFacesError(
+                f"face detect found {len(faces)} faces in modify_image; reage takes at most "
+                f"{validation.MAX_FACES}: pass target_image with the faces to reage",
+                endpoint="detect",
+            )
+        self.log.info("Detected %d face(s) in %s", len(faces), self.modify_image)
+        return faces
+
+    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
+        """Submit ``imgreage``."""
+        return hook.submit_image_reage(
+            self.modify_image, int(self.face_reage), target_image, self.webhook_url
+        )
+
+
+class AkoolVideoReageOperator(_AkoolReageOperator):
+    """
+    Age (positive ``face_reage``) or rejuvenate (negative) the faces of a video.
+
+    Returns ``{"id", "job_id", "status", "url", "output_path"}``. Common parameters as for
+    :class:`AkoolImageReageOperator`.
+
+    :param modify_video: the http(s) URL of the video to change.
+    :param face_reage: an integer from -30 to 30 (a templated ``"10"`` is fine).
+    :param target_image: the faces to reage, ``[{"path", "opts"}]`` (1 to 8): a still of each person with
+        its landmarks, e.g. the output of :class:`AkoolDetectFacesOperator` on a frame of the video.
+    """
+
+    template_fields: Sequence[str] = (*_AkoolReageOperator.template_fields, "modify_video")
+
+    def __init__(
+        self,
+        *,
+        modify_video: str,
+        face_reage: int | str,
+        target_image: Sequence[Mapping[str, str]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(face_reage=face_reage, target_image=target_image, **kwargs)
+        self.modify_video = modify_video
+
+    def validate_inputs(self) -> None:
+        """Check ``modify_video``, ``face_reage`` and ``target_image`` after rendering."""
+        self.modify_video = validation.http_url("modify_video", self.modify_video)
+        super().validate_inputs()
+
+    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
+        """Submit ``vidreage``."""
+        return hook.submit_video_reage(
+            self.modify_video, int(self.face_reage), target_image, self.webhook_url
+        )
+
+
+class AkoolCancelReageOperator(BaseOperator):
+    """
+    Cancel reage jobs by ``job_id`` (not ``_id``); finished jobs are left as they are.
+
+    Returns the list of ``job_id`` values sent to Akool.
+
+    :param job_ids: one ``job_id``, a list of them, or an XCom of either; the return dicts of the reage
+        operators (``{"job_id": ...}``) are taken too, so ``job_ids=reage.output`` works, mapped or not.
+        A string is one id: pass a list (or an XCom of one) for several.
+    :param akool_conn_id: the ``akool`` connection.
+    """
+
+    template_fields: Sequence[str] = ("job_ids", "akool_conn_id")
+
+    def __init__(
+        self,
+        *,
+        job_ids: str | Iterable[str | Mapping[str, Any]] | Mapping[str, Any],
+        akool_conn_id: str = "akool_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_ids = job_ids
+        self.akool_conn_id = akool_conn_id
+
+    def execute(self, context: Context) -> list[str]:
+        """Check the ids, then cancel them in one request."""
+        job_ids = validation.collect_ids("job_ids", self.job_ids, key="job_id")
+        from airflow_provider_akool.hooks.akool import AkoolHook
+
+        AkoolHook(self.akool_conn_id).cancel_reage_jobs(job_ids)
+        self.log.info("Cancelled Akool reage job(s) %s", ", ".join(job_ids))
+        return job_ids

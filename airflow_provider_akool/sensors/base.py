@@ -1,0 +1,135 @@
+"""The base of sensors that wait for Akool jobs someone else submitted: poke, reschedule or deferrable."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_akool import validation
+from airflow_provider_akool.exceptions import AkoolError
+from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, TIMEOUT, JobSnapshot, Waiter, WaitEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_akool.hooks.akool import AkoolHook
+
+
+class AkoolJobSensor(BaseSensorOperator, ABC):
+    """
+    Wait for Akool jobs by ``_id``, by the rules of the triggers (:class:`~.wait.Waiter`).
+
+    A failed job (status 4) fails the task; an id Akool does not know fails it after ``not_found_grace``,
+    never a silent pass. A sensor does not own the jobs: on its timeout it fails and leaves them running.
+
+    :param akool_conn_id: the ``akool`` connection.
+    :param not_found_grace: seconds an id may stay unknown to Akool before the task fails.
+    :param deferrable: wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    :param poke_interval: seconds between checks (default 10).
+    """
+
+    def __init__(
+        self,
+        *,
+        akool_conn_id: str = "akool_default",
+        not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float | timedelta = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.akool_conn_id = akool_conn_id
+        self.not_found_grace = (
+            not_found_grace.total_seconds() if isinstance(not_found_grace, timedelta) else not_found_grace
+        )
+        self.deferrable = deferrable
+        self._waiter: Waiter | None = None
+
+    @abstractmethod
+    def ids_to_wait_for(self) -> list[str]:
+        """Return the rendered ``_id`` values; raise ``AkoolValidationError`` naming the parameter."""
+
+    @abstractmethod
+    def poll(self, hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
+        """Ask Akool once for the jobs; ids it does not know are absent."""
+
+    @abstractmethod
+    def make_trigger(self, ids: list[str], *, started_at: float, deadline: float) -> BaseTrigger:
+        """Return the trigger that waits for ``ids`` in the triggerer (without cancelling anything)."""
+
+    @abstractmethod
+    def return_value(self, results: tuple[JobSnapshot, ...]) -> Any:
+        """Return the XCom value of a successful wait."""
+
+    def execute(self, context: Context) -> Any:
+        """Check once; then poke (or reschedule) in the worker, or defer to the triggerer."""
+        ids = self.ids_to_wait_for()
+        self.not_found_grace = validation.seconds("not_found_grace", self.not_found_grace)
+        if not self.deferrable:
+            return super().execute(context)
+        event = self._check(context, ids)
+        if event is None:
+            started_at = self._waiter_for(context, ids).started_at
+            self.defer(
+                trigger=self.make_trigger(ids, started_at=started_at, deadline=started_at + self.timeout),
+                method_name="execute_complete",
+                # The deadline is in the trigger, which then reports it as an event (see the operators).
+                timeout=None,
+            )
+        return self._finish(event)
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        """Check the jobs once: done when all succeeded; raise when one failed or stays unknown."""
+        event = self._check(context, self.ids_to_wait_for())
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(event))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume after the trigger fired; everything comes from the event."""
+        return self._finish(WaitEvent.from_payload(event))
+
+    def _waiter_for(self, context: Context, ids: list[str]) -> Waiter:
+        if self._waiter is None:
+            # In poke mode this instance lives for the whole wait; in reschedule mode it does not, so the
+            # grace period counts from the first try, which Airflow remembers.
+            started_at = time.time()
+            if self.reschedule:
+                first = context["ti"].get_first_reschedule_date(context)
+                started_at = first.timestamp() if first else started_at
+            self._waiter = Waiter(
+                ids=ids,
+                poll_interval=self.poke_interval,
+                started_at=started_at,
+                not_found_grace=float(self.not_found_grace),
+                log=self.log,
+            )
+        return self._waiter
+
+    def _check(self, context: Context, ids: list[str]) -> WaitEvent | None:
+        """Poll once and judge; None while the jobs are still running."""
+        waiter = self._waiter_for(context, ids)
+        # One attempt per check, as in the trigger: the next poke is the retry.
+        from airflow_provider_akool.hooks.akool import AkoolHook
+
+        hook = AkoolHook(self.akool_conn_id, retry_limit=1)
+        try:
+            found = self.poll(hook, ids)
+        except AkoolError as error:
+            return waiter.poll_failed(error, time.time())
+        finally:
+            hook.close()
+        return waiter.polled(found, time.time())
+
+    def _finish(self, event: WaitEvent) -> Any:
+        if event.status == TIMEOUT:
+            raise AirflowSensorTimeout(event.message)
+        event.raise_for_status()
+        self.log.info("%s", event.message)
+        return self.return_value(event.results)

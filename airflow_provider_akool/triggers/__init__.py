@@ -1,0 +1,1 @@
+"""Triggers: the async waits behind deferrable Akool operators and sensors."""

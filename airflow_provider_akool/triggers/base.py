@@ -1,0 +1,153 @@
+"""The shared loop of the triggers that wait for Akool jobs: deadline, backoff, one final event, kill."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_akool.exceptions import AkoolError
+from airflow_provider_akool.wait import (
+    DEFAULT_MAX_POLL_ERRORS,
+    DEFAULT_NOT_FOUND_GRACE,
+    JobSnapshot,
+    Waiter,
+    WaitEvent,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_akool.hooks.akool import AkoolHook
+
+#: Attempts per cancel request when a deferred task is killed: Airflow gives ``on_kill`` a bounded time.
+KILL_RETRY_LIMIT = 3
+
+
+class AkoolJobTrigger(BaseTrigger):
+    """
+    Wait for Akool jobs without blocking the triggerer: poll, back off, and fire exactly one event.
+
+    Everything the wait needs is in the keyword arguments (see :meth:`wait_kwargs`), so a trigger that a
+    restarted triggerer rebuilds from them resumes where it was: same deadline, same grace, same elapsed
+    times. Subclasses say how to poll (:meth:`poll`, one small step so a shared poller can replace it) and
+    how to cancel (:meth:`cancel`), and serialize their own id arguments.
+
+    The event is a :class:`~airflow_provider_akool.wait.WaitEvent` payload. On the deadline the trigger
+    only reports ``timeout``: cancelling is left to the task that resumes, because the operator cancels on
+    its deadline in both modes (deferred or not) with the same code, and a sensor, which did not submit the
+    jobs, must not cancel them at all.
+
+    :param ids: the Akool ``_id`` values to wait for.
+    :param akool_conn_id: the ``akool`` connection.
+    :param poll_interval: seconds between polls.
+    :param deadline: when to stop waiting (epoch seconds), or None for no deadline.
+    :param job_ids: the ``job_id`` of each ``_id``, when the task that deferred submitted the jobs:
+        :meth:`on_kill` cancels them. Leave it empty for jobs the task does not own.
+    :param not_found_grace: seconds after ``started_at`` during which an id Akool does not know is still
+        waited for; after that the wait ends with ``not_found``.
+    :param started_at: when the wait began (epoch seconds); defaults to now.
+    :param max_poll_errors: failed polls in a row (transient errors, backed off) before the wait ends with
+        ``error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        ids: Sequence[str],
+        akool_conn_id: str = "akool_default",
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+        job_ids: Mapping[str, str | None] | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        started_at: float | None = None,
+        max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
+    ) -> None:
+        super().__init__()
+        self.ids = list(ids)
+        self.akool_conn_id = akool_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = None if deadline is None else float(deadline)
+        self.job_ids = dict(job_ids or {})
+        self.not_found_grace = float(not_found_grace)
+        self.started_at = time.time() if started_at is None else float(started_at)
+        self.max_poll_errors = int(max_poll_errors)
+
+    def wait_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the wait itself, for :meth:`serialize` (JSON-like values only)."""
+        kwargs: dict[str, Any] = {
+            "akool_conn_id": self.akool_conn_id,
+            "poll_interval": self.poll_interval,
+            "deadline": self.deadline,
+            "not_found_grace": self.not_found_grace,
+            "started_at": self.started_at,
+            "max_poll_errors": self.max_poll_errors,
+        }
+        # Only where there are jobs to cancel, so triggers of jobs that cannot be cancelled need no job_ids.
+        if self.job_ids:
+            kwargs["job_ids"] = dict(self.job_ids)
+        return kwargs
+
+    def make_hook(self, retry_limit: int = 1) -> AkoolHook:
+        """
+        Return a hook for this trigger.
+
+        Polls make one attempt each (``retry_limit=1``): the wait loop itself backs off and polls again, so
+        hook retries on top would multiply the attempts and hide failures from the bound.
+        """
+        # Imported here: the HTTP clients are needed to run a trigger, not to parse a DAG file.
+        from airflow_provider_akool.hooks.akool import AkoolHook
+
+        return AkoolHook(self.akool_conn_id, retry_limit=retry_limit)
+
+    @abstractmethod
+    async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
+        """Ask Akool once for the state of :attr:`ids`; ids it does not know are absent."""
+
+    async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
+        """Cancel the remote jobs; the default does nothing (not every Akool job can be cancelled)."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the jobs finish, fail, vanish or pass the deadline; yield one event."""
+        hook = self.make_hook()
+        try:
+            event = await self._wait(hook)
+        finally:
+            await hook.aclose()
+        yield TriggerEvent(event.to_payload())
+
+    async def _wait(self, hook: AkoolHook) -> WaitEvent:
+        waiter = Waiter(
+            ids=self.ids,
+            poll_interval=self.poll_interval,
+            started_at=self.started_at,
+            deadline=self.deadline,
+            job_ids=self.job_ids,
+            not_found_grace=self.not_found_grace,
+            max_poll_errors=self.max_poll_errors,
+            log=self.log,
+        )
+        while True:
+            try:
+                found = await self.poll(hook)
+            except AkoolError as error:
+                event = waiter.poll_failed(error, time.time())
+            else:
+                event = waiter.polled(found, time.time())
+            if event is not None:
+                return event
+            await asyncio.sleep(waiter.delay)
+
+    async def on_kill(self) -> None:
+        """Cancel the jobs of this trigger's task when a user kills the deferred task (Airflow 3.3+)."""
+        job_ids = [job_id for job_id in dict.fromkeys(self.job_ids.values()) if job_id]
+        if not job_ids:
+            return
+        hook = self.make_hook(retry_limit=KILL_RETRY_LIMIT)
+        try:
+            await self.cancel(hook, job_ids)
+        finally:
+            await hook.aclose()
+        self.log.info("Cancelled Akool job(s) %s because the task was killed", ", ".join(job_ids))

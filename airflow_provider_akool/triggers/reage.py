@@ -1,0 +1,71 @@
+"""The trigger behind deferrable reage operators and the deferrable reage sensor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_akool.triggers.base import AkoolJobTrigger
+from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE, JobSnapshot
+
+if TYPE_CHECKING:
+    from airflow_provider_akool.hooks.akool import AkoolHook
+
+
+class AkoolReageTrigger(AkoolJobTrigger):
+    """
+    Wait for one or many reage results (``listbyids``) in the triggerer.
+
+    Fires one event (schema in :mod:`airflow_provider_akool.wait`): ``success`` when every job succeeded,
+    ``failed`` as soon as one failed (status 4), ``not_found`` when an id stays unknown past the grace,
+    ``timeout`` on the deadline (the resumed operator cancels the job), ``error`` when a poll failed for
+    good. The ``results`` are in the order of ``result_ids``.
+
+    :param result_ids: the ``_id`` values a reage submission returned.
+    :param akool_conn_id: the ``akool`` connection.
+    :param poll_interval: seconds between polls.
+    :param deadline: when to stop waiting (epoch seconds), or None.
+    :param job_ids: ``{_id: job_id}`` of jobs the deferring task submitted; a user killing the task cancels
+        them (``on_kill``). Empty for a sensor, which does not own the jobs it watches.
+    :param not_found_grace: seconds an id may stay unknown to Akool before the wait fails.
+    :param started_at: when the wait began (epoch seconds); defaults to now.
+    :param max_poll_errors: failed polls in a row before the wait fails.
+    """
+
+    def __init__(
+        self,
+        result_ids: Sequence[str],
+        akool_conn_id: str = "akool_default",
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+        job_ids: Mapping[str, str | None] | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        started_at: float | None = None,
+        max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
+    ) -> None:
+        super().__init__(
+            ids=result_ids,
+            akool_conn_id=akool_conn_id,
+            poll_interval=poll_interval,
+            deadline=deadline,
+            job_ids=job_ids,
+            not_found_grace=not_found_grace,
+            started_at=started_at,
+            max_poll_errors=max_poll_errors,
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the keyword arguments that rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"result_ids": list(self.ids), **self.wait_kwargs()},
+        )
+
+    async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
+        """Ask ``listbyids`` once for every id (in batches, matched by ``_id``)."""
+        results = await hook.aget_reage_results(self.ids)
+        return {result_id: JobSnapshot.of_reage(result) for result_id, result in results.items()}
+
+    async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
+        """Cancel the reage jobs (``job/del``)."""
+        await hook.acancel_reage_jobs(job_ids)

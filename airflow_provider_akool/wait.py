@@ -1,0 +1,408 @@
+"""
+The rules of waiting for Akool jobs, without I/O, and the event a wait ends with.
+
+Triggers (async, in the triggerer), the worker-side wait of non-deferrable operators and sensors all poll
+Akool in a loop of their own, but they judge what a poll means with :class:`Waiter`, so every mode behaves
+the same: the same outcomes, the same backoff after a failed poll, the same grace for ids Akool does not
+know yet, one log line per status change. Whatever mode waited, the outcome is a :class:`WaitEvent`, which
+is also the payload of the trigger's one final ``TriggerEvent``::
+
+    {
+        "status": "success" | "failed" | "timeout" | "not_found" | "error",
+        "message": "<what happened, in words>",
+        "results": [  # one per id waited for, in the order given
+            {"id": "<_id>", "job_id": "<job_id or None>",
+             "status": "queued" | "processing" | "success" | "failed" | None,  # None: Akool did not know it
+             "url": "<result URL or None>", "reasons": [<what Akool said went wrong>]},
+        ],
+        "error": None | {"type": "<AkoolError subclass>", "code": <Akool code or None>,
+                         "endpoint": "<endpoint or None>", "message": "<message>", "attributes": {...}},
+    }
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from airflow_provider_akool import exceptions, protocol
+from airflow_provider_akool.exceptions import (
+    AkoolError,
+    AkoolJobFailedError,
+    AkoolJobTimeoutError,
+    AkoolNotFoundError,
+    AkoolRateLimitError,
+    AkoolResponseError,
+)
+from airflow_provider_akool.models import ImageResult, JobStatus, ReageResult
+
+#: How long an id may stay unknown to Akool before the wait fails: a job that was just submitted may take a
+#: moment to appear in ``listbyids``, but an id that never appears must not keep a task waiting silently.
+DEFAULT_NOT_FOUND_GRACE = 60.0
+#: Failed polls in a row before the wait gives up.
+DEFAULT_MAX_POLL_ERRORS = 10
+#: The longest pause between polls after failures, whatever the backoff or ``Retry-After`` says.
+MAX_POLL_BACKOFF = 300.0
+
+SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR = "success", "failed", "timeout", "not_found", "error"
+EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR)
+_LABELS = {status.label: status for status in JobStatus}
+
+# A stand-in for "a status read", so that polls retry by the hook's own rule for reads.
+_STATUS_READ = protocol.build_list_reage_results(["0" * 24])
+
+
+class StatusLogger(Protocol):
+    """What a :class:`Waiter` logs to: a ``logging.Logger``, or the ``log`` of an operator or trigger."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """
+    What one poll said about one job.
+
+    :param id: the Akool ``_id``.
+    :param status: the job's status, or None when Akool did not know the id.
+    :param url: the result URL, where Akool gave one.
+    :param job_id: the reage ``job_id`` (what cancelling takes), where there is one.
+    :param reasons: what Akool said went wrong (``error_reasons`` of background change), as sent.
+    """
+
+    id: str
+    status: JobStatus | None
+    url: str | None = None
+    job_id: str | None = None
+    reasons: tuple[Any, ...] = ()
+
+    @classmethod
+    def of_reage(cls, result: ReageResult) -> JobSnapshot:
+        """Return the snapshot of a ``listbyids`` entry."""
+        return cls(id=result.id, status=result.status, url=result.url, job_id=result.job_id)
+
+    @classmethod
+    def of_image(cls, result: ImageResult) -> JobSnapshot:
+        """Return the snapshot of an ``infobymodelid`` reply (background change)."""
+        return cls(
+            id=result.id, status=result.status, url=result.image_url, reasons=tuple(result.error_reasons)
+        )
+
+    @property
+    def label(self) -> str | None:
+        """The status as XCom and events spell it, or None when Akool did not know the id."""
+        return self.status.label if self.status is not None else None
+
+    def as_return_value(self, output_path: str | None = None) -> dict[str, Any]:
+        """Return what operators and sensors return: ``{"id", "job_id", "status", "url", "output_path"}``."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "status": self.label,
+            "url": self.url,
+            "output_path": output_path,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the snapshot as a JSON-like dict (an entry of an event's ``results``)."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "status": self.label,
+            "url": self.url,
+            "reasons": list(self.reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, entry: Any) -> JobSnapshot:
+        """Read an entry of an event's ``results``; raise ``ValueError`` when it is not one."""
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise ValueError(f"a result must be an object with a non-empty 'id'; got {entry!r}")
+        label = entry.get("status")
+        if label is not None and label not in _LABELS:
+            raise ValueError(f"unknown status {label!r} for {entry['id']}")
+        for key in ("url", "job_id"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise ValueError(f"{key} of {entry['id']} must be a string or null")
+        reasons = entry.get("reasons") or []
+        if not isinstance(reasons, list):
+            raise ValueError(f"reasons of {entry['id']} must be a list")
+        return cls(
+            id=entry["id"],
+            status=_LABELS[label] if label is not None else None,
+            url=entry.get("url"),
+            job_id=entry.get("job_id"),
+            reasons=tuple(reasons),
+        )
+
+
+@dataclass(frozen=True)
+class WaitEvent:
+    """
+    How a wait ended: the payload of a trigger's final event, and what every wait mode acts on.
+
+    :param status: ``success``, ``failed``, ``timeout``, ``not_found`` or ``error``.
+    :param message: what happened, in words a user can act on (never a credential: built from ids,
+        statuses and Akool's own messages).
+    :param results: the last known state of each job waited for, in the order given.
+    :param error: for ``error``: the class, code and attributes of the Akool error that ended the wait.
+    """
+
+    status: str
+    message: str
+    results: tuple[JobSnapshot, ...]
+    error: dict[str, Any] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the event as the JSON-like dict a ``TriggerEvent`` carries."""
+        return {
+            "status": self.status,
+            "message": self.message,
+            "results": [snapshot.to_dict() for snapshot in self.results],
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> WaitEvent:
+        """
+        Read and check an event's payload.
+
+        :raises AkoolError: the payload is not an event of this provider (a resumed task must not act on
+            something it does not understand).
+        """
+        try:
+            if not isinstance(payload, Mapping):
+                raise ValueError(f"the event must be an object; got {type(payload).__name__}")
+            status, message = payload.get("status"), payload.get("message")
+            if status not in EVENT_STATUSES:
+                raise ValueError(f"unknown event status {status!r}")
+            if not isinstance(message, str):
+                raise ValueError("the event has no message")
+            raw_results = payload.get("results")
+            if not isinstance(raw_results, list) or not raw_results:
+                raise ValueError("the event has no results")
+            results = tuple(JobSnapshot.from_dict(entry) for entry in raw_results)
+            error = payload.get("error")
+            if status == ERROR and (not isinstance(error, Mapping) or not isinstance(error.get("type"), str)):
+                raise ValueError("an error event must say which error ended the wait")
+        except ValueError as err:
+            raise AkoolError(
+                f"the wait ended with an event this provider does not understand: {err}"
+            ) from None
+        return cls(status=status, message=message, results=results, error=dict(error) if error else None)
+
+    @classmethod
+    def of_error(cls, error: AkoolError, results: Sequence[JobSnapshot]) -> WaitEvent:
+        """Return the event of a wait that an Akool error ended."""
+        attributes = {
+            key: value
+            for key, value in vars(error).items()
+            if key not in ("message", "code", "endpoint") and _is_json_scalar(value)
+        }
+        ids = ", ".join(snapshot.id for snapshot in results)
+        return cls(
+            status=ERROR,
+            message=f"the wait for job(s) {ids} stopped: {error}",
+            results=tuple(results),
+            error={
+                "type": type(error).__name__,
+                "code": error.code,
+                "endpoint": error.endpoint,
+                "message": error.message,
+                "attributes": attributes,
+            },
+        )
+
+    def unfinished(self) -> list[JobSnapshot]:
+        """Return the jobs that were neither successful nor failed at the last poll."""
+        return [s for s in self.results if s.status is None or not s.status.is_terminal()]
+
+    def raise_for_status(self) -> None:
+        """
+        Raise the exception this event stands for; return when every job succeeded.
+
+        ``failed`` raises :class:`AkoolJobFailedError` (the Akool id, job id and reasons), ``timeout``
+        :class:`AkoolJobTimeoutError`, ``not_found`` :class:`AkoolNotFoundError`, and ``error`` the class the
+        event names (the same class the hook raised, chosen by name and code, never by message text).
+        """
+        if self.status == SUCCESS:
+            return
+        if self.status == FAILED:
+            failed = next((s for s in self.results if s.status is JobStatus.FAILED), self.results[0])
+            raise AkoolJobFailedError(
+                self.message, akool_id=failed.id, job_id=failed.job_id, reasons=list(failed.reasons)
+            )
+        if self.status == TIMEOUT:
+            raise AkoolJobTimeoutError(self.message)
+        if self.status == NOT_FOUND:
+            raise AkoolNotFoundError(self.message)
+        raise _rebuild_error(self.error or {}, self.message)
+
+
+def _is_json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _rebuild_error(error: Mapping[str, Any], fallback_message: str) -> AkoolError:
+    """Return the exception an error event names, with its code, endpoint and attributes."""
+    cls = getattr(exceptions, str(error.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, AkoolError)):
+        cls = AkoolError
+    code = error.get("code")
+    endpoint = error.get("endpoint")
+    message = error.get("message")
+    attributes = error.get("attributes")
+    # The reconstruction pickling uses: every AkoolError subclass, whatever its constructor takes.
+    return exceptions._rebuild(
+        cls,
+        message if isinstance(message, str) else fallback_message,
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        endpoint if isinstance(endpoint, str) else None,
+        dict(attributes) if isinstance(attributes, Mapping) else {},
+    )
+
+
+def poll_error_delay(
+    error: AkoolError, errors_in_a_row: int, poll_interval: float, max_errors: int
+) -> float | None:
+    """
+    Return how long to pause after a failed poll, or None when the wait should stop.
+
+    Transient failures (the hook's rule for reads: connection errors, 5xx, 429, 1005; and a reply that
+    could not be understood, such as a gateway's maintenance page, which a wait of hours should outlive)
+    back off exponentially from ``poll_interval`` up to :data:`MAX_POLL_BACKOFF`, never shorter than a
+    ``Retry-After`` the server sent, for up to ``max_errors`` failures in a row. Anything else (a refused key,
+    a banned account) will not get better by waiting.
+    """
+    transient = protocol.is_retryable(_STATUS_READ, error) or isinstance(error, AkoolResponseError)
+    if errors_in_a_row > max_errors or not transient:
+        return None
+    delay = poll_interval * 2 ** (errors_in_a_row - 1)
+    if isinstance(error, AkoolRateLimitError) and error.retry_after is not None:
+        delay = max(delay, error.retry_after)
+    return min(delay, max(MAX_POLL_BACKOFF, poll_interval))
+
+
+@dataclass
+class Waiter:
+    """
+    The state of one wait and the rules that end it; the caller polls and sleeps, this decides.
+
+    Feed it each poll with :meth:`polled` or :meth:`poll_failed`; each returns the final
+    :class:`WaitEvent` or None, and :attr:`delay` is then the pause before the next poll. A success or a
+    failure reported by a poll wins over a deadline that passed while it was in flight.
+
+    :param ids: the ``_id`` values waited for, in the order results are reported.
+    :param job_ids: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves out).
+    :param started_at: when the wait began (epoch seconds): the origin of elapsed times and of the grace.
+    :param deadline: when to give up (epoch seconds), or None to wait without a deadline.
+    :param not_found_grace: seconds after ``started_at`` during which an unknown id is still waited for.
+    :param log: where status changes are logged (one INFO line each, none per poll).
+    """
+
+    ids: Sequence[str]
+    poll_interval: float
+    started_at: float
+    deadline: float | None = None
+    job_ids: Mapping[str, str | None] = field(default_factory=dict)
+    not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
+    max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS
+    log: StatusLogger = field(default_factory=lambda: logging.getLogger(__name__))
+    delay: float = 0.0
+    errors_in_a_row: int = 0
+    last: dict[str, JobSnapshot] = field(default_factory=dict)
+
+    def snapshots(self) -> tuple[JobSnapshot, ...]:
+        """The last known state of each job, in the order of :attr:`ids`."""
+        return tuple(
+            self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_ids.get(i)) for i in self.ids
+        )
+
+    def polled(self, found: Mapping[str, JobSnapshot], now: float) -> WaitEvent | None:
+        """Take the results of a poll (by ``_id``; ids Akool did not know are absent)."""
+        self.errors_in_a_row = 0
+        for akool_id in self.ids:
+            snapshot = found.get(akool_id)
+            known_job_id = self.job_ids.get(akool_id)
+            if snapshot is None:
+                snapshot = JobSnapshot(id=akool_id, status=None, job_id=known_job_id)
+            elif snapshot.job_id is None and known_job_id:
+                snapshot = replace(snapshot, job_id=known_job_id)
+            previous = self.last.get(akool_id)
+            if previous is None or previous.status != snapshot.status:
+                self._log_change(snapshot, now)
+            self.last[akool_id] = snapshot
+        snapshots = self.snapshots()
+        failed = [s for s in snapshots if s.status is JobStatus.FAILED]
+        if failed:
+            return WaitEvent(FAILED, _failure_message(failed), snapshots)
+        if all(s.status is JobStatus.SUCCESS for s in snapshots):
+            return WaitEvent(SUCCESS, f"job(s) {_ids(snapshots)} succeeded", snapshots)
+        missing = [s for s in snapshots if s.status is None]
+        if missing and now - self.started_at >= self.not_found_grace:
+            return WaitEvent(
+                NOT_FOUND,
+                f"the id(s) {_ids(missing)} are unknown to Akool {now - self.started_at:.0f} s "
+                f"after the wait began (grace {self.not_found_grace:g} s). Check the ids: they must be "
+                "the _id values a submission returned, from the same account",
+                snapshots,
+            )
+        return self._next(now)
+
+    def poll_failed(self, error: AkoolError, now: float) -> WaitEvent | None:
+        """Take a poll that raised ``error``."""
+        if isinstance(error, AkoolNotFoundError):
+            # Whether listbyids answers 1008 for unknown ids or leaves them out is not documented: either
+            # way it means "not known (yet)", which the grace period decides.
+            return self.polled({}, now)
+        self.errors_in_a_row += 1
+        delay = poll_error_delay(error, self.errors_in_a_row, self.poll_interval, self.max_poll_errors)
+        if delay is None:
+            return WaitEvent.of_error(error, self.snapshots())
+        self.log.warning(
+            "Polling Akool failed (%s); poll %d of at most %d in a row, next in %.1f s",
+            error,
+            self.errors_in_a_row,
+            self.max_poll_errors,
+            delay,
+        )
+        return self._next(now, delay)
+
+    def _next(self, now: float, delay: float | None = None) -> WaitEvent | None:
+        snapshots = self.snapshots()
+        if self.deadline is not None and now >= self.deadline:
+            last = ", ".join(f"{s.id} {s.label or 'unknown'}" for s in snapshots)
+            return WaitEvent(
+                TIMEOUT,
+                f"job(s) {_ids(snapshots)} did not finish within {self.deadline - self.started_at:g} s "
+                f"(last status: {last})",
+                snapshots,
+            )
+        delay = self.poll_interval if delay is None else delay
+        # Poll once more right at the deadline rather than sleeping past it.
+        self.delay = delay if self.deadline is None else max(0.0, min(delay, self.deadline - now))
+        return None
+
+    def _log_change(self, snapshot: JobSnapshot, now: float) -> None:
+        self.log.info(
+            "Akool job %s is %s after %.1f s",
+            snapshot.id,
+            snapshot.label or "not known to Akool (yet)",
+            now - self.started_at,
+        )
+
+
+def _ids(snapshots: Iterable[JobSnapshot]) -> str:
+    return ", ".join(s.id for s in snapshots)
+
+
+def _failure_message(failed: Sequence[JobSnapshot]) -> str:
+    parts = []
+    for snapshot in failed:
+        reasons = "; ".join(str(reason) for reason in snapshot.reasons) or "Akool gave no reason"
+        parts.append(f"job {snapshot.id} (job_id {snapshot.job_id or 'none'}) failed (status 4): {reasons}")
+    return ". ".join(parts)

@@ -1,0 +1,72 @@
+"""
+Reage a batch of portraits in parallel: an upstream task lists the images, one mapped, deferrable reage task
+per image (each detects its faces first), and a summary of all results.
+
+Runs against the local emulator by default. For the real Akool, define the ``akool_default`` connection with
+your API key and trigger the DAG with ``{"images": ["https://.../a.jpg", ...]}`` (or set
+``AKOOL_DEMO_MEDIA_BASE_URL`` to a public folder holding the sample names below). With
+``AKOOL_DEMO_OUTPUT_PATH`` set (a folder, or any ``ObjectStoragePath`` URI) every result is also kept there,
+beyond Akool's 7 days.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from airflow_provider_akool.operators.reage import AkoolImageReageOperator
+
+log = logging.getLogger(__name__)
+
+# Read at parse time, without any network call: DAG files are parsed often.
+MEDIA = os.environ.get("AKOOL_DEMO_MEDIA_BASE_URL", "http://127.0.0.1:8765/media/samples/").rstrip("/") + "/"
+POLL_INTERVAL = float(os.environ.get("AKOOL_DEMO_POLL_INTERVAL", "10"))
+OUTPUT_PATH = os.environ.get("AKOOL_DEMO_OUTPUT_PATH") or None
+PORTRAITS = [f"{MEDIA}portrait-{n}-faces-{faces}.jpg" for n, faces in enumerate((1, 2, 1, 3, 1), start=1)]
+
+
+@dag(
+    dag_id="akool_batch_reage",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["akool", "example"],
+    params={
+        "images": Param(PORTRAITS, type="array", description="The portraits to reage, one task each."),
+        "face_reage": Param(
+            10, type="integer", minimum=-30, maximum=30, description="Years: + ages, - rejuvenates."
+        ),
+    },
+    doc_md=__doc__,
+)
+def akool_batch_reage() -> None:
+    @task
+    def list_images(params: dict[str, Any]) -> list[str]:
+        """List the images of the batch (a real DAG might read a bucket or a table here)."""
+        return [str(url) for url in params["images"]]
+
+    reaged = AkoolImageReageOperator.partial(
+        task_id="reage",
+        face_reage="{{ params.face_reage }}",
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=30 * 60,
+        output_path=OUTPUT_PATH,
+    ).expand(modify_image=list_images())
+
+    @task
+    def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Report every result of the batch."""
+        results = list(results)
+        for result in results:
+            log.info("%s %s -> %s", result["id"], result["status"], result["output_path"] or result["url"])
+        return results
+
+    summarize(reaged.output)
+
+
+akool_batch_reage()

@@ -1,0 +1,90 @@
+"""The example DAGs in dags/: they parse without the network and run end to end against the emulator."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operators.test_reage import run_recorded
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+#: The example DAGs of reage, by dag_id, and their files.
+EXAMPLES = {name: f"{name}.py" for name in ("akool_image_reage", "akool_video_reage", "akool_batch_reage")}
+
+
+def parse_examples() -> Any:
+    try:  # Airflow 3.2+
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+@pytest.fixture
+def examples(akool_connection: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The example DAGs parsed for the emulator, as ``make demo`` sets them up."""
+    monkeypatch.setenv("AKOOL_DEMO_MEDIA_BASE_URL", f"{emulator.url}/media/samples/")
+    monkeypatch.setenv("AKOOL_DEMO_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("AKOOL_DEMO_OUTPUT_PATH", f"{tmp_path}/kept/")
+    return parse_examples()
+
+
+def test_examples_parse_without_touching_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: Any) -> None:
+        raise AssertionError(f"a DAG file opened a connection at parse time: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+
+    bag = parse_examples()
+
+    assert {Path(path).name for path in bag.import_errors} & set(EXAMPLES.values()) == set()
+    assert set(EXAMPLES) <= set(bag.dag_ids)
+
+
+def test_image_example_detects_reages_keeps_and_fetches_the_result(
+    airflow_db: Any, examples: Any, emulator_client: Any
+) -> None:
+    run = run_recorded(examples.dags["akool_image_reage"], emulator_client)
+
+    assert run.state == "success", run.states
+    fetched = run.value("fetch_result")
+    assert fetched["url"] == run.value("reage")["url"]
+    assert fetched["bytes"] > 1000
+    assert len(run.value("detect_faces")) == 2
+    assert Path(run.value("reage")["output_path"]).stat().st_size == fetched["bytes"]
+
+
+def test_video_example_waits_in_a_deferrable_sensor(
+    airflow_db: Any, examples: Any, emulator_client: Any
+) -> None:
+    run = run_recorded(examples.dags["akool_video_reage"], emulator_client)
+
+    assert run.state == "success", run.states
+    submitted = run.value("submit_video_reage")
+    assert submitted["status"] == "queued"
+    (waited,) = run.value("wait_for_video")
+    assert waited == {**submitted, "status": "success"}
+    assert run.value("publish") == submitted["url"]
+    assert examples.dags["akool_video_reage"].get_task("wait_for_video").deferrable is True
+
+
+def test_batch_example_maps_deferrable_reage_over_the_list_and_keeps_the_results(
+    airflow_db: Any, examples: Any, emulator_client: Any, tmp_path: Path
+) -> None:
+    run = run_recorded(examples.dags["akool_batch_reage"], emulator_client)
+
+    assert run.state == "success", run.states
+    results = run.value("summarize")
+    assert len(results) == 5
+    assert [r["status"] for r in results] == ["success"] * 5
+    for result in results:
+        kept = Path(result["output_path"])
+        assert kept.parent == tmp_path / "kept"
+        assert kept.name == f"{result['id']}.jpg"
+        assert kept.stat().st_size > 1000
+    assert emulator_client.counts()["imgreage"] == 5

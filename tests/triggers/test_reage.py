@@ -1,0 +1,301 @@
+"""AkoolReageTrigger against the emulator: one event per outcome, serde, restarts, kill, a free event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_akool.exceptions import (
+    AkoolAccountBannedError,
+    AkoolJobFailedError,
+    AkoolJobTimeoutError,
+    AkoolNotFoundError,
+    AkoolServerError,
+)
+from airflow_provider_akool.hooks.akool import AkoolHook
+from airflow_provider_akool.models import ReageJob
+from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+from airflow_provider_akool.wait import WaitEvent
+from tests.conftest import API_KEY
+
+try:  # Airflow 3.2+
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
+
+POLL = 0.1
+UNKNOWN_ID = "0123456789abcdef01234567"
+
+Submit = Callable[..., ReageJob]
+
+
+@pytest.fixture
+def submit(akool_connection: object, emulator: object) -> Iterator[Submit]:
+    """Submit a reage job of a sample (markers in the name steer the emulator) with the sync hook."""
+    hook = AkoolHook()
+
+    def submit(name: str = "portrait.jpg", video: bool = False) -> ReageJob:
+        url = f"{emulator.url}/media/samples/{name}"  # type: ignore[attr-defined]
+        faces = hook.detect_faces(url).target_image()
+        send = hook.submit_video_reage if video else hook.submit_image_reage
+        return send(url, 10, faces)
+
+    yield submit
+    hook.close()
+
+
+async def run_to_end(trigger: AkoolReageTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
+
+
+def rebuilt(trigger: AkoolReageTrigger) -> AkoolReageTrigger:
+    """The trigger as a triggerer rebuilds it: from its serialized kwargs, through serde."""
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_akool.triggers.reage.AkoolReageTrigger"
+    return AkoolReageTrigger(**deserialize(serialize(kwargs)))
+
+
+def test_kwargs_survive_a_serde_round_trip() -> None:
+    trigger = AkoolReageTrigger(
+        result_ids=["a" * 24, "b" * 24],
+        akool_conn_id="akool_other",
+        poll_interval=2.5,
+        deadline=1_900_000_000.5,
+        job_ids={"a" * 24: "20240102082900592-5653", "b" * 24: None},
+        not_found_grace=30,
+        started_at=1_800_000_000.25,
+        max_poll_errors=4,
+    )
+    classpath, kwargs = trigger.serialize()
+
+    assert deserialize(serialize(kwargs)) == kwargs
+    assert rebuilt(trigger).serialize() == (classpath, kwargs)
+    assert kwargs == {
+        "result_ids": ["a" * 24, "b" * 24],
+        "akool_conn_id": "akool_other",
+        "poll_interval": 2.5,
+        "deadline": 1_900_000_000.5,
+        "job_ids": {"a" * 24: "20240102082900592-5653", "b" * 24: None},
+        "not_found_grace": 30.0,
+        "started_at": 1_800_000_000.25,
+        "max_poll_errors": 4,
+    }
+
+
+async def test_success_fires_one_event_with_the_results_in_the_order_given(
+    submit: Submit, emulator_client
+) -> None:
+    jobs = [submit(), submit("group-faces-2.jpg"), submit()]
+    ids = [job.id for job in jobs]
+    trigger = rebuilt(AkoolReageTrigger(result_ids=ids, poll_interval=POLL, deadline=time.time() + 20))
+
+    events = await run_to_end(trigger)
+
+    assert len(events) == 1
+    payload = events[0].payload
+    assert payload["status"] == "success"
+    assert payload["error"] is None
+    # The emulator never answers in the order asked: the trigger matches by _id.
+    assert payload["results"] == [
+        {"id": job.id, "job_id": job.job_id, "status": "success", "url": job.url, "reasons": []}
+        for job in jobs
+    ]
+    assert emulator_client.counts()["listbyids"] >= 2
+    assert emulator_client.counts()["job_del"] == 0
+    WaitEvent.from_payload(payload).raise_for_status()
+
+
+async def test_a_failed_job_fires_a_failed_event_naming_it(submit: Submit) -> None:
+    ok, bad = submit(), submit("portrait-emulator-fail.jpg")
+    trigger = AkoolReageTrigger(result_ids=[ok.id, bad.id], poll_interval=POLL, deadline=time.time() + 20)
+
+    (event,) = await run_to_end(trigger)
+
+    assert event.payload["status"] == "failed"
+    assert [r["status"] for r in event.payload["results"]] == ["success", "failed"]
+    with pytest.raises(AkoolJobFailedError) as raised:
+        WaitEvent.from_payload(event.payload).raise_for_status()
+    assert (raised.value.akool_id, raised.value.job_id) == (bad.id, bad.job_id)
+    assert bad.id in str(raised.value)
+    assert bad.job_id in str(raised.value)
+    assert "status 4" in str(raised.value)
+
+
+async def test_the_deadline_fires_a_timeout_event_and_leaves_cancelling_to_the_task(
+    submit: Submit, emulator_client
+) -> None:
+    job = submit("portrait-emulator-stuck.jpg")
+    started = time.monotonic()
+    trigger = AkoolReageTrigger(
+        result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 0.6, job_ids={job.id: job.job_id}
+    )
+
+    (event,) = await run_to_end(trigger)
+
+    assert time.monotonic() - started < 2
+    assert event.payload["status"] == "timeout"
+    assert event.payload["results"] == [
+        {"id": job.id, "job_id": job.job_id, "status": "processing", "url": job.url, "reasons": []}
+    ]
+    with pytest.raises(AkoolJobTimeoutError, match="did not finish within"):
+        WaitEvent.from_payload(event.payload).raise_for_status()
+    assert emulator_client.counts()["job_del"] == 0
+
+
+async def test_an_unknown_id_fires_not_found_after_the_grace(submit: Submit, emulator_client) -> None:
+    job = submit()
+    trigger = AkoolReageTrigger(
+        result_ids=[job.id, UNKNOWN_ID], poll_interval=POLL, deadline=time.time() + 20, not_found_grace=0.5
+    )
+    started = time.monotonic()
+
+    (event,) = await run_to_end(trigger)
+
+    assert time.monotonic() - started >= 0.5
+    assert event.payload["status"] == "not_found"
+    assert event.payload["results"][1] == {
+        "id": UNKNOWN_ID,
+        "job_id": None,
+        "status": None,
+        "url": None,
+        "reasons": [],
+    }
+    with pytest.raises(AkoolNotFoundError, match=UNKNOWN_ID):
+        WaitEvent.from_payload(event.payload).raise_for_status()
+    assert emulator_client.counts()["listbyids"] >= 3
+
+
+async def test_transient_errors_back_off_and_the_wait_goes_on(submit: Submit, emulator_client) -> None:
+    job = submit()
+    emulator_client.add_fault("http_500", count=2, path="listbyids")
+    emulator_client.add_fault("http_429", count=1, path="listbyids", retry_after=1)
+    trigger = AkoolReageTrigger(result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20)
+
+    (event,) = await run_to_end(trigger)
+
+    assert event.payload["status"] == "success"
+    polls = [r["at"] for r in emulator_client.ledger()["requests"] if r["endpoint"] == "listbyids"]
+    assert len(polls) >= 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
+    # Doubling from the poll interval, then at least the Retry-After of the 429.
+    assert gaps[0] >= POLL * 0.9
+    assert gaps[1] >= 2 * POLL * 0.9
+    assert gaps[2] >= 1.0 * 0.9
+
+
+async def test_errors_past_the_bound_fire_an_error_event_with_the_class(
+    submit: Submit, emulator_client
+) -> None:
+    job = submit()
+    emulator_client.add_fault("http_500", count=None, path="listbyids", status=503)
+    trigger = AkoolReageTrigger(
+        result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20, max_poll_errors=2
+    )
+
+    (event,) = await run_to_end(trigger)
+
+    assert event.payload["status"] == "error"
+    assert event.payload["error"]["type"] == "AkoolServerError"
+    assert emulator_client.counts()["listbyids"] == 3
+    with pytest.raises(AkoolServerError) as raised:
+        WaitEvent.from_payload(event.payload).raise_for_status()
+    assert raised.value.http_status == 503
+
+
+async def test_a_refused_account_ends_the_wait_at_once_without_leaking_the_key(
+    submit: Submit, emulator_client
+) -> None:
+    job = submit()
+    emulator_client.set_account(banned=True)
+    trigger = AkoolReageTrigger(result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20)
+
+    (event,) = await run_to_end(trigger)
+
+    assert event.payload["status"] == "error"
+    assert event.payload["error"]["code"] == 1200
+    assert emulator_client.counts()["listbyids"] == 1
+    assert API_KEY not in json.dumps(event.payload)
+    with pytest.raises(AkoolAccountBannedError):
+        WaitEvent.from_payload(event.payload).raise_for_status()
+
+
+async def test_a_triggerer_restart_resumes_the_same_wait(submit: Submit, emulator_client) -> None:
+    job = submit("portrait-emulator-stuck.jpg")
+    deadline = time.time() + 1.0
+    first = AkoolReageTrigger(
+        result_ids=[job.id], poll_interval=POLL, deadline=deadline, job_ids={job.id: job.job_id}
+    )
+    # The triggerer stops mid-wait (the task is cancelled, on_kill is not called) ...
+    running = asyncio.ensure_future(run_to_end(first))
+    await asyncio.sleep(0.4)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    # ... and another one rebuilds the trigger from its kwargs: same deadline, not a fresh timeout.
+    (event,) = await run_to_end(rebuilt(first))
+
+    assert event.payload["status"] == "timeout"
+    assert time.time() - deadline < 0.5
+    assert emulator_client.counts()["job_del"] == 0
+    assert emulator_client.ledger()["jobs"][job.id]["status"] == 2
+
+
+async def test_on_kill_cancels_the_jobs_the_task_submitted(submit: Submit, emulator_client) -> None:
+    job = submit("portrait-emulator-stuck.jpg")
+    trigger = AkoolReageTrigger(
+        result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20, job_ids={job.id: job.job_id}
+    )
+    running = asyncio.ensure_future(run_to_end(trigger))
+    await asyncio.sleep(0.3)
+    running.cancel()
+
+    await trigger.on_kill()
+
+    assert emulator_client.counts()["job_del"] == 1
+    remote = emulator_client.ledger()["jobs"][job.id]
+    assert (remote["status"], remote["cancelled"]) == (4, True)
+
+
+async def test_on_kill_of_a_wait_without_job_ids_cancels_nothing(submit: Submit, emulator_client) -> None:
+    job = submit("portrait-emulator-stuck.jpg")
+    trigger = AkoolReageTrigger(result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20)
+
+    await trigger.on_kill()
+
+    assert emulator_client.counts()["job_del"] == 0
+    remote = emulator_client.ledger()["jobs"][job.id]
+    assert remote["status"] in (1, 2)
+    assert remote["cancelled"] is False
+
+
+async def test_run_makes_no_blocking_call_on_the_event_loop(
+    submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit("clip.mp4", video=True)
+    loop_thread = threading.get_ident()
+
+    def only_off_the_loop(name: str, blocking: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            # The emulator serves from a thread of its own, which may block as it likes.
+            assert threading.get_ident() != loop_thread, f"{name} was called on the event loop"
+            return blocking(*args, **kwargs)
+
+        return guarded
+
+    monkeypatch.setattr(time, "sleep", only_off_the_loop("time.sleep", time.sleep))
+    monkeypatch.setattr(requests.Session, "request", only_off_the_loop("requests", requests.Session.request))
+    trigger = AkoolReageTrigger(result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20)
+
+    (event,) = await run_to_end(trigger)
+
+    assert event.payload["status"] == "success"
