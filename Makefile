@@ -13,6 +13,7 @@ help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the Akool emulator on http://127.0.0.1:8765"
+	@echo "make airflow   run Airflow (UI, scheduler, triggerer) with the example DAGs against the emulator"
 
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -38,7 +39,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck
+test: lint typecheck browser-deps
 	$(BIN)/pytest
 
 # The same suite on the oldest Airflow we support.
@@ -53,3 +54,25 @@ emulator: venv
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
+
+# Airflow's API server, scheduler, triggerer and DAG processor plus the emulator, all on 127.0.0.1, with the
+# example DAGs and an akool_default connection; prints the URL and the login; Ctrl-C stops everything.
+# See docs/airflow-stack.md. Options through ARGS, e.g. make airflow ARGS="--fresh --port 9090".
+.PHONY: airflow browser-deps
+airflow: venv
+	$(BIN)/python scripts/airflow_stack.py $(ARGS)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+# Where apt cannot be used they skip, loudly.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; then \
+		echo "chromium installed: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	else \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!! /usr/bin/chromium is missing and apt-get could not install it (not root, or no apt):    !!!"; \
+		echo "!!! the browser tests in tests/e2e/test_browser.py will be SKIPPED. Install Debian's chromium. !!!"; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	fi

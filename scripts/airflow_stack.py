@@ -1,0 +1,797 @@
+"""
+Run the whole Airflow stack on loopback against the local Akool emulator: ``make airflow``.
+
+Starts the emulator and Airflow's ``api-server``, ``scheduler``, ``triggerer`` and ``dag-processor``
+(LocalExecutor, SQLite, a private ``AIRFLOW_HOME``), all bound to 127.0.0.1, loads the repository's
+``dags/``, creates the ``akool_default`` connection through the REST API so that it shows in the UI, and
+logs in with a generated admin password. Every process runs in a process group of its own, and
+:meth:`AirflowStack.stop` ends each group, so nothing outlives the stack.
+
+As a library (the end-to-end tests)::
+
+    with AirflowStack(StackConfig(home=tmp_path)) as stack:
+        run_id = stack.trigger_dag("akool_image_reage")
+        stack.wait_for_run("akool_image_reage", run_id)
+
+See ``docs/airflow-stack.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import requests
+
+log = logging.getLogger("airflow_stack")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+ADMIN_USER = "admin"
+CONNECTION_ID = "akool_default"
+
+# The order of start-up; stop() goes the other way so the scheduler stops handing out work first.
+AIRFLOW_COMPONENTS: dict[str, list[str]] = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+}
+# /api/v2/monitor/health names the components like this.
+HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+STOP_GRACE_SECONDS = 15.0
+_PR_SET_PDEATHSIG = 1
+_EMULATOR_BANNER = re.compile(r"Akool API emulator on (http://\S+)")
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a call to it failed."""
+
+
+@dataclass
+class StackConfig:
+    """
+    How to run the stack.
+
+    :param home: The private ``AIRFLOW_HOME``: database, logs, generated secrets, process output.
+    :param dags_folder: The DAGs to load.
+    :param api_port: The API server's port; 0 picks a free one.
+    :param emulator_port: The emulator's port; 0 picks a free one.
+    :param fall_back_to_free_ports: Take a free port when a fixed one is busy instead of failing.
+    :param queued_seconds: How long an emulated job stays queued; long enough that a deferrable task
+        finds its job unfinished and really defers.
+    :param processing_seconds: How long an emulated image reage stays processing.
+    :param video_processing_seconds: How long an emulated video reage stays processing.
+    :param bg_processing_seconds: How long an emulated background change stays processing.
+    :param default_deferrable: ``[operators] default_deferrable``, so the example DAGs use the triggerer.
+    :param triggerer_heartbeat_seconds: ``[triggerer] job_heartbeat_sec``.
+    :param triggerer_health_check_threshold: After this many seconds without a heartbeat a triggerer counts
+        as dead and another one takes over its triggers (Airflow's default of 30 s makes a restart slow).
+    :param demo_poll_interval: ``AKOOL_DEMO_POLL_INTERVAL``: how often the example DAGs poll Akool.
+    :param health_timeout: Seconds to wait for every component to report healthy.
+    :param parallelism: ``[core] parallelism``: task slots, each a LocalExecutor worker process.
+    :param extra_env: More environment variables for every Airflow process (e.g. ``AIRFLOW__...``).
+    """
+
+    home: Path
+    dags_folder: Path = REPO_ROOT / "dags"
+    api_port: int = 0
+    emulator_port: int = 0
+    fall_back_to_free_ports: bool = False
+    queued_seconds: float = 2.0
+    processing_seconds: float = 6.0
+    video_processing_seconds: float = 10.0
+    bg_processing_seconds: float = 4.0
+    default_deferrable: bool = True
+    triggerer_heartbeat_seconds: float = 1.0
+    triggerer_health_check_threshold: float = 5.0
+    demo_poll_interval: float = 5.0
+    health_timeout: float = 180.0
+    parallelism: int = 8
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Managed:
+    """One started process: the leader of its own process group."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    #: Where this process's output starts in ``log_path``: a kept home appends to the last start's output.
+    log_offset: int = 0
+
+    def output(self) -> str:
+        """What this process printed so far."""
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(self.log_offset)
+            return log_file.read().decode(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+def free_port() -> int:
+    """A port that was free on loopback a moment ago (the OS does not hand it out again at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def _choose_port(wanted: int, fall_back: bool, what: str) -> int:
+    if wanted == 0:
+        return free_port()
+    if _port_free(wanted):
+        return wanted
+    if not fall_back:
+        raise StackError(f"port {wanted} for the {what} is in use on {LOOPBACK}")
+    port = free_port()
+    log.warning("Port %s for the %s is in use; using %s instead", wanted, what, port)
+    return port
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal, stop() still cleans up
+        return None
+
+
+# Looked up once here: the child between fork and exec must not load libraries (the loader's lock may be
+# held by another thread of the parent, such as a test's helper thread, at the moment of the fork).
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: if the stack's own process dies without stopping (SIGKILL, OOM),
+    # the kernel sends SIGTERM to each component, which then shuts its own workers down. Linux sends it
+    # when the thread that started the child exits, so components are started from long-lived threads.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+class AirflowStack:
+    """
+    The emulator and Airflow's four components on loopback; a context manager.
+
+    :param config: How to run it.
+    """
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.home = config.home.resolve()
+        self.output_dir = self.home / "stack-output"
+        self.password = ""
+        self.api_key = ""
+        self.api_port = 0
+        self.emulator_url = ""
+        self._secrets: dict[str, str] = {}
+        self._env: dict[str, str] = {}
+        self._processes: dict[str, _Managed] = {}
+        self._token: str | None = None
+        self._issued: list[str] = []
+        self._session = requests.Session()
+        # restart_triggerer() and stop() may come from different threads (a test and a signal handler).
+        self._lock = threading.RLock()
+
+    # --- Public surface -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The UI and REST base URL, ``http://127.0.0.1:PORT``."""
+        return f"http://{LOOPBACK}:{self.api_port}"
+
+    @property
+    def username(self) -> str:
+        """The admin login."""
+        return ADMIN_USER
+
+    def secret_values(self) -> dict[str, str]:
+        """Every credential of this stack by name (API key, password, secrets, JWTs), to look for in logs."""
+        values = {
+            "the Akool API key": self.api_key,
+            "the admin password": self.password,
+            "the JWT secret": self._secrets.get("jwt_secret", ""),
+            "the API secret key": self._secrets.get("api_secret_key", ""),
+            "the Fernet key": self._secrets.get("fernet_key", ""),
+        }
+        values.update({f"REST JWT #{number}": token for number, token in enumerate(self._issued, 1)})
+        return {name: value for name, value in values.items() if value}
+
+    def pid(self, name: str) -> int:
+        """The pid of a running component: ``emulator``, ``api-server``, ``scheduler``, ..."""
+        return self._processes[name].pid
+
+    def process_tree(self) -> list[psutil.Process]:
+        """Every process the stack started, with all their descendants, as they are now."""
+        found: list[psutil.Process] = []
+        for managed in self._processes.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leader = psutil.Process(managed.pid)
+                found.append(leader)
+                found.extend(leader.children(recursive=True))
+        return found
+
+    def start(self) -> AirflowStack:
+        """Start everything and return once every component is healthy and the connection exists."""
+        try:
+            self._prepare_home()
+            self.api_port = _choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
+            emulator_port = _choose_port(
+                self.config.emulator_port, self.config.fall_back_to_free_ports, "emulator"
+            )
+            started = time.monotonic()
+            self._env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+            self._start_emulator(emulator_port)
+            self._env = self._build_env()
+            self._migrate_db()
+            for name in AIRFLOW_COMPONENTS:
+                self._start_component(name)
+            self._wait_healthy()
+            self._create_connection()
+            log.info("Airflow stack healthy after %.1f s at %s", time.monotonic() - started, self.url)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process the stack started, with its whole process group; safe to call twice."""
+        with self._lock:
+            processes = list(reversed(self._processes.values()))
+            self._processes.clear()
+        if processes:
+            # Descendants are noted first, so a worker that left its group still gets killed at the end.
+            tree: list[psutil.Process] = []
+            for managed in processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    tree.extend(psutil.Process(managed.pid).children(recursive=True))
+            self._terminate(processes)
+            for proc in tree:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    proc.kill()
+            psutil.wait_procs(tree, timeout=5)
+        self._session.close()
+
+    def _terminate(self, processes: list[_Managed]) -> None:
+        # The scheduler's LocalExecutor answers the first SIGTERM with "waiting for running tasks to
+        # finish. Signal again if you don't want to wait" and may wait for good: the second SIGTERM is
+        # its documented way out, SIGKILL the last resort.
+        for signum, grace in (
+            (signal.SIGTERM, 5.0),
+            (signal.SIGTERM, STOP_GRACE_SECONDS),
+            (signal.SIGKILL, 5.0),
+        ):
+            running = [managed for managed in processes if managed.alive()]
+            if not running:
+                return
+            if signum == signal.SIGKILL:
+                log.warning("Killing %s: still running after SIGTERM", ", ".join(m.name for m in running))
+            for managed in running:
+                self._signal_group(managed, signum)
+            deadline = time.monotonic() + grace
+            for managed in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    managed.popen.wait(max(0.05, deadline - time.monotonic()))
+        for managed in processes:
+            # Reap the leaders too, so no zombie is left behind.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                managed.popen.wait(1)
+
+    def __enter__(self) -> AirflowStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def restart_triggerer(self) -> int:
+        """SIGKILL the triggerer (its whole group), start a new one, and return the new pid once it runs."""
+        with self._lock:
+            old = self._processes.pop("triggerer")
+        old_ids = {job["id"] for job in self._triggerer_jobs()}
+        children = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(old.pid).children(recursive=True)
+        self._signal_group(old, signal.SIGKILL)
+        old.popen.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        managed = self._start_component("triggerer")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if any(job["id"] not in old_ids for job in self._triggerer_jobs(alive_only=True)):
+                return managed.pid
+            time.sleep(0.5)
+        raise StackError(f"the new triggerer did not heartbeat:\n{self._output_tail(managed)}")
+
+    def token(self, refresh: bool = False) -> str:
+        """A JWT for the admin user (``POST /auth/token``), cached."""
+        if self._token is None or refresh:
+            response = self._session.post(
+                f"{self.url}/auth/token",
+                json={"username": ADMIN_USER, "password": self.password},
+                timeout=30,
+            )
+            if response.status_code >= 400:
+                raise StackError(f"login failed: {response.status_code} {response.text[:200]}")
+            self._token = str(response.json()["access_token"])
+            self._issued.append(self._token)
+        return self._token
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        ok: Sequence[int] = (200, 201, 204),
+    ) -> Any:
+        """
+        Call the REST API (``path`` below ``/api/v2``, e.g. ``"/dags"``) as the admin; return the JSON.
+
+        :raises StackError: on a status not in ``ok``, with the reply's body.
+        """
+        response = self._session.request(
+            method,
+            f"{self.url}/api/v2{path}",
+            json=json_body,
+            params=params,
+            headers={"Authorization": f"Bearer {self.token()}"},
+            timeout=60,
+        )
+        if response.status_code not in ok:
+            raise StackError(f"{method} {path}: {response.status_code} {response.text[:1000]}")
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def ledger(self) -> dict[str, Any]:
+        """The emulator's ledger: ``counts`` per endpoint, ``requests``, ``listbyids_ids`` and ``jobs``."""
+        response = self._session.get(f"{self.emulator_url}/_emulator/ledger", timeout=30)
+        response.raise_for_status()
+        ledger: dict[str, Any] = response.json()
+        return ledger
+
+    def set_job_status(self, job_id: str, status: int) -> None:
+        """Pin an emulated job's status (1 queued, 2 processing, 3 success, 4 failed) by its ``_id``."""
+        response = self._session.post(
+            f"{self.emulator_url}/_emulator/jobs/{job_id}/status", json={"status": status}, timeout=30
+        )
+        response.raise_for_status()
+
+    # --- DAG runs -------------------------------------------------------------------------------
+
+    def wait_for_dags(self, dag_ids: Sequence[str], timeout: float = 120.0) -> None:
+        """Wait until the DAG processor has stored each of ``dag_ids``; fail with the import errors if not."""
+        deadline = time.monotonic() + timeout
+        missing = set(dag_ids)
+        while True:
+            found = {dag["dag_id"] for dag in self.api("GET", "/dags", params={"limit": 1000})["dags"]}
+            missing = set(dag_ids) - found
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                errors = self.api("GET", "/importErrors")["import_errors"]
+                raise StackError(
+                    f"DAGs not loaded after {timeout:.0f} s: {sorted(missing)}; errors: {errors}"
+                )
+            self._check_alive()
+            time.sleep(1)
+
+    def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Unpause ``dag_id``, start a run now, and return its run id."""
+        self.api("PATCH", f"/dags/{quote(dag_id)}", json_body={"is_paused": False})
+        run = self.api(
+            "POST",
+            f"/dags/{quote(dag_id)}/dagRuns",
+            # No logical date: several runs of one DAG may start in the same second.
+            json_body={"logical_date": None, "conf": conf or {}},
+        )
+        return str(run["dag_run_id"])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """The run as the REST API gives it."""
+        run: dict[str, Any] = self.api("GET", f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
+        return run
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run (mapped ones included)."""
+        reply = self.api(
+            "GET", f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances", params={"limit": 1000}
+        )
+        instances: list[dict[str, Any]] = reply["task_instances"]
+        return instances
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180.0) -> str:
+        """Wait until the run finishes and return its state (``success`` or ``failed``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = str(self.dag_run(dag_id, run_id)["state"])
+            if state in ("success", "failed"):
+                return state
+            self._check_alive()
+            time.sleep(1)
+        raise StackError(f"{dag_id} {run_id} still running after {timeout:.0f} s")
+
+    def task_log(self, ti: dict[str, Any], try_number: int) -> str:
+        """One try's log through the REST API, as text (one JSON document per line)."""
+        path = (
+            f"/dags/{quote(ti['dag_id'])}/dagRuns/{quote(ti['dag_run_id'])}"
+            f"/taskInstances/{quote(ti['task_id'])}/logs/{try_number}"
+        )
+        reply = self.api("GET", path, params={"full_content": "true", "map_index": ti.get("map_index", -1)})
+        return "\n".join(
+            json.dumps(entry) if not isinstance(entry, str) else entry for entry in reply.get("content", [])
+        )
+
+    def task_logs(self) -> dict[str, str]:
+        """
+        Every task log of every run in this stack: each try through the REST API, and every file under
+        ``logs/`` (task, trigger, scheduler and DAG processor logs), keyed by where it came from.
+        """
+        logs: dict[str, str] = {}
+        instances = self.api(
+            "GET", "/dags/~/dagRuns/~/taskInstances", params={"limit": 1000, "order_by": "id"}
+        )["task_instances"]
+        for ti in instances:
+            for try_number in range(1, int(ti.get("try_number") or 0) + 1):
+                where = f"{ti['dag_id']}/{ti['dag_run_id']}/{ti['task_id']}[{ti.get('map_index', -1)}]"
+                logs[f"api:{where}#{try_number}"] = self.task_log(ti, try_number)
+        logs_root = self.home / "logs"
+        for path in sorted(logs_root.rglob("*")) if logs_root.exists() else []:
+            if path.is_file():
+                logs[f"file:{path.relative_to(self.home)}"] = path.read_text(errors="replace")
+        return logs
+
+    def component_output(self) -> dict[str, str]:
+        """What each Airflow component printed (the emulator's banner shows its key on purpose: left out)."""
+        return {
+            path.name: path.read_text(errors="replace")
+            for path in sorted(self.output_dir.glob("*.log"))
+            if not path.name.startswith("emulator")
+        }
+
+    # --- Start-up -------------------------------------------------------------------------------
+
+    def _prepare_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.output_dir.mkdir(exist_ok=True)
+        secrets_file = self.home / "stack-secrets.json"
+        if secrets_file.exists():
+            self._secrets = json.loads(secrets_file.read_text())
+        else:
+            from cryptography.fernet import Fernet
+
+            # Kept with the home: the Fernet key must outlive a restart, or stored connections become
+            # unreadable; the admin password stays the same so a browser session can log in again.
+            self._secrets = {
+                "admin_password": secrets.token_urlsafe(12),
+                "jwt_secret": secrets.token_urlsafe(64),
+                "api_secret_key": secrets.token_urlsafe(32),
+                "fernet_key": Fernet.generate_key().decode(),
+            }
+            secrets_file.touch(mode=0o600)
+            secrets_file.write_text(json.dumps(self._secrets, indent=2))
+        self.password = self._secrets["admin_password"]
+        passwords = self.home / "simple_auth_manager_passwords.json"
+        passwords.touch(mode=0o600)
+        passwords.write_text(json.dumps({ADMIN_USER: self.password}))
+        # A new key per start: the connection is rewritten at every start anyway.
+        self.api_key = f"akool-stack-{secrets.token_urlsafe(24)}"
+
+    def _build_env(self) -> dict[str, str]:
+        # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and
+        # an AIRFLOW_CONN_ variable): the stack is configured here and only here.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+        config = self.config
+        threshold = f"{config.triggerer_health_check_threshold:g}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "PYTHONUNBUFFERED": "1",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_folder.resolve()),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # LocalExecutor forks one worker per slot (32 by default, ~150 MB each): a few are enough.
+                "AIRFLOW__CORE__PARALLELISM": str(config.parallelism),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__CORE__FERNET_KEY": self._secrets["fernet_key"],
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                    self.home / "simple_auth_manager_passwords.json"
+                ),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
+                "AIRFLOW__API__SECRET_KEY": self._secrets["api_secret_key"],
+                "AIRFLOW__API__HOST": LOOPBACK,
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                # Workers ask the API server for logs of running tries; keep that on loopback too.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(config.default_deferrable),
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": f"{config.triggerer_heartbeat_seconds:g}",
+                # "%g": Airflow 3.1 reads the threshold with getint(), which refuses "5.0".
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": threshold,
+                # New DAG files show up within seconds rather than the default five minutes.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                # The example DAGs read these at parse time: inputs from this emulator, wherever it
+                # listens, and their results kept in the home.
+                "AKOOL_DEMO_MEDIA_BASE_URL": f"{self.emulator_url}/media/samples/",
+                "AKOOL_DEMO_POLL_INTERVAL": f"{config.demo_poll_interval:g}",
+                "AKOOL_DEMO_OUTPUT_PATH": str(self.home / "results"),
+            }
+        )
+        env.update(config.extra_env)
+        return env
+
+    def _popen(self, name: str, argv: list[str]) -> _Managed:
+        log_path = self.output_dir / f"{name}.log"
+        with log_path.open("ab") as output:
+            offset = output.tell()
+            popen = subprocess.Popen(
+                argv,
+                cwd=self.home,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                # Its own process group (and session): stop() signals the group, so every worker too.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        managed = _Managed(name, popen, log_path, offset)
+        with self._lock:
+            self._processes[name] = managed
+        return managed
+
+    def _start_emulator(self, port: int) -> None:
+        config = self.config
+        managed = self._popen(
+            "emulator",
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_akool.emulator",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(port),
+                "--api-key",
+                self.api_key,
+                "--queued-seconds",
+                str(config.queued_seconds),
+                "--processing-seconds",
+                str(config.processing_seconds),
+                "--video-processing-seconds",
+                str(config.video_processing_seconds),
+                "--bg-processing-seconds",
+                str(config.bg_processing_seconds),
+            ],
+        )
+        deadline = time.monotonic() + 30
+        url = ""
+        while not url:
+            if not managed.alive() or time.monotonic() > deadline:
+                raise StackError(f"the emulator did not start:\n{self._output_tail(managed)}")
+            found = _EMULATOR_BANNER.search(managed.output())
+            url = found.group(1) if found else ""
+            time.sleep(0.05)
+        self.emulator_url = url
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if self._session.get(f"{url}/_emulator/health", timeout=5).ok:
+                    return
+            if not managed.alive() or time.monotonic() > deadline:
+                raise StackError(f"the emulator is not healthy:\n{self._output_tail(managed)}")
+            time.sleep(0.05)
+
+    def _migrate_db(self) -> None:
+        log_path = self.output_dir / "db-migrate.log"
+        with log_path.open("ab") as output:
+            result = subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                cwd=self.home,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+                timeout=300,
+            )
+        if result.returncode != 0:
+            raise StackError(f"airflow db migrate failed:\n{_tail(log_path.read_text(errors='replace'))}")
+
+    def _start_component(self, name: str) -> _Managed:
+        return self._popen(name, [sys.executable, "-m", "airflow", *AIRFLOW_COMPONENTS[name]])
+
+    def _output_tail(self, managed: _Managed) -> str:
+        # For error messages: the emulator's banner shows its API key, which no message repeats.
+        text = _tail(managed.output())
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+    def _check_alive(self) -> None:
+        with self._lock:
+            processes = list(self._processes.values())
+        for managed in processes:
+            if not managed.alive():
+                raise StackError(
+                    f"{managed.name} exited with {managed.popen.returncode}:\n{self._output_tail(managed)}"
+                )
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.config.health_timeout
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(requests.RequestException, ValueError):
+                response = self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+                if response.ok:
+                    health = response.json()
+                    if all(health.get(key, {}).get("status") == "healthy" for key in HEALTH_KEYS):
+                        return
+            time.sleep(0.5)
+        raise StackError(f"not healthy after {self.config.health_timeout:.0f} s: {health}")
+
+    def _create_connection(self) -> None:
+        body = {
+            "connection_id": CONNECTION_ID,
+            "conn_type": "akool",
+            "description": "The local Akool emulator started by scripts/airflow_stack.py",
+            "host": self.emulator_url,
+            "password": self.api_key,
+            "extra": json.dumps({"auth_type": "api_key", "detect_url": f"{self.emulator_url}/detect"}),
+        }
+        # A kept home still has the connection of the last start, with its old port and key.
+        self.api("DELETE", f"/connections/{CONNECTION_ID}", ok=(204, 404))
+        self.api("POST", "/connections", json_body=body, ok=(201,))
+
+    def _triggerer_jobs(self, alive_only: bool = False) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"job_type": "TriggererJob", "limit": 100}
+        if alive_only:
+            params["is_alive"] = "true"
+        jobs: list[dict[str, Any]] = self.api("GET", "/jobs", params=params)["jobs"]
+        return jobs
+
+    @staticmethod
+    def _signal_group(managed: _Managed, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(managed.pid, signum)
+
+
+# --- Command line --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``make airflow``."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/airflow_stack.py",
+        description="Run Airflow (API server, scheduler, triggerer, DAG processor) and the Akool emulator "
+        "on 127.0.0.1 with the example DAGs; Ctrl-C stops everything.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow-stack", help="AIRFLOW_HOME")
+    parser.add_argument("--fresh", action="store_true", help="delete the home first (database, logs, login)")
+    parser.add_argument("--port", type=int, default=8080, help="API server and UI port (0: any free port)")
+    parser.add_argument("--emulator-port", type=int, default=8765, help="emulator port (0: any free port)")
+    parser.add_argument("--dags-folder", type=Path, default=REPO_ROOT / "dags")
+    defaults = StackConfig(home=Path())
+    parser.add_argument("--queued-seconds", type=float, default=defaults.queued_seconds)
+    parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
+    parser.add_argument("--video-processing-seconds", type=float, default=defaults.video_processing_seconds)
+    parser.add_argument("--bg-processing-seconds", type=float, default=defaults.bg_processing_seconds)
+    return parser
+
+
+def _print_banner(stack: AirflowStack) -> None:
+    dags = sorted(dag["dag_id"] for dag in stack.api("GET", "/dags", params={"limit": 1000})["dags"])
+    lines = [
+        "",
+        f"Airflow UI and REST API:  {stack.url}",
+        f"  login:                  {stack.username} / {stack.password}",
+        f"Akool emulator:           {stack.emulator_url}  (connection '{CONNECTION_ID}', ledger at "
+        f"{stack.emulator_url}/_emulator/ledger)",
+        f"AIRFLOW_HOME:             {stack.home}",
+        f"DAGs loaded so far:       {', '.join(dags) or '(none yet; the DAG processor is still parsing)'}",
+        "Press Ctrl-C to stop everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stack in the foreground until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.fresh and args.home.exists():
+        shutil.rmtree(args.home)
+    config = StackConfig(
+        home=args.home,
+        dags_folder=args.dags_folder,
+        api_port=args.port,
+        emulator_port=args.emulator_port,
+        fall_back_to_free_ports=True,
+        queued_seconds=args.queued_seconds,
+        processing_seconds=args.processing_seconds,
+        video_processing_seconds=args.video_processing_seconds,
+        bg_processing_seconds=args.bg_processing_seconds,
+    )
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, a CI runner) takes the same way out as Ctrl-C, also in the middle of start().
+    signal.signal(signal.SIGTERM, interrupt)
+    stack = AirflowStack(config)
+    log.info("Starting the Airflow stack in %s (about 30 s)", config.home)
+    try:
+        stack.start()
+        _print_banner(stack)
+        while True:
+            time.sleep(2)
+            stack._check_alive()
+    except KeyboardInterrupt:
+        return 0
+    except StackError as error:
+        log.error("The stack stopped: %s", error)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log.info("Stopping every process of the stack")
+        stack.stop()
+        log.info("Stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""
+What a user sees in the Airflow UI, in headless Chromium (Debian's package) driven by Playwright: the
+connection form, the "Akool result" link of a finished reage task, and a green run in the grid.
+Screenshots of each go to docs/images/ for the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from airflow_stack import CONNECTION_ID, AirflowStack
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+from tests.e2e.conftest import AIRFLOW_VERSION, IMAGE_REAGE_DAG, REPO_ROOT, ExampleRuns, TaskFacts
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the networking flags Chromium keeps dialling Google's hosts, which this machine refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(os.environ.get("AKOOL_SCREENSHOT_DIR", REPO_ROOT / "docs" / "images"))
+# The README shows the UI of the newest Airflow; a run on the floor (3.1) leaves the images alone.
+TAKE_SCREENSHOTS = AIRFLOW_VERSION >= (3, 3) or "AKOOL_SCREENSHOT_DIR" in os.environ
+# Airflow 3.1 ignores the declarative form (conn-fields, ui-field-behaviour) of provider-info.
+DECLARATIVE_CONNECTION_FORM = AIRFLOW_VERSION >= (3, 2)
+NO_CHROMIUM = (
+    f"!!! BROWSER TESTS SKIPPED: {CHROMIUM} is missing and could not be installed "
+    "(run `make browser-deps` as root with apt available) !!!"
+)
+
+# A mark, not a skip in a fixture: the stack (a wider-scoped fixture) would start first for nothing.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=NO_CHROMIUM),
+]
+
+STANDARD_FIELDS = ("Base URL", "Client ID (optional)", "API key / Client secret")
+EXTRA_FIELDS = ("Auth type", "Face detect URL", "Timeout (seconds)")
+# The form hides these (ui-field-behaviour) or relabels them: none may show under its generic name.
+GENERIC_FIELDS = ("Host", "Schema", "Port", "Login", "Password")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless (the module is skipped, loudly, only where it cannot be installed)."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: AirflowStack) -> Iterator[Page]:
+    """A page logged in as the admin: the UI reads its JWT from the ``_token`` cookie."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "_token", "value": stack.token(), "url": stack.url}])
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _screenshot(target: Page | Locator, name: str) -> None:
+    if not TAKE_SCREENSHOTS:
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=str(SCREENSHOTS / name))
+
+
+def _rgb(locator: Locator, prop: str = "backgroundColor") -> tuple[int, int, int]:
+    # The UI uses oklch() colours: paint one pixel with it to read it back as RGB.
+    red, green, blue = locator.evaluate(
+        """(element, prop) => {
+            const ctx = document.createElement("canvas").getContext("2d");
+            ctx.fillStyle = getComputedStyle(element)[prop];
+            ctx.fillRect(0, 0, 1, 1);
+            return Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3));
+        }""",
+        prop,
+    )
+    return red, green, blue
+
+
+def _is_green(rgb: tuple[int, int, int]) -> bool:
+    red, green, blue = rgb
+    return green >= 80 and green > 1.3 * red and green > 1.3 * blue
+
+
+def _reage_task(example_runs: ExampleRuns) -> TaskFacts:
+    (facts,) = [
+        facts
+        for facts in example_runs.facts[IMAGE_REAGE_DAG].values()
+        if facts.operator == "AkoolImageReageOperator"
+    ]
+    return facts
+
+
+def test_connection_form_offers_akool_with_its_fields(page: Page, stack: AirflowStack) -> None:
+    page.goto(f"{stack.url}/connections")
+    # The stack's connection is in the metadata database, so the UI lists it.
+    row = page.get_by_role("row").filter(has_text=CONNECTION_ID)
+    expect(row).to_contain_text("akool")
+    expect(row).to_contain_text(stack.emulator_url)
+
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Connection ID").fill("akool_docs")
+    dialog.get_by_role("combobox").fill("Akool")
+    dialog.get_by_role("option", name="Akool", exact=True).click()
+    labels = dialog.locator("label")
+    if not DECLARATIVE_CONNECTION_FORM:
+        # The documented limitation of Airflow 3.1: the type is offered, with Airflow's generic fields.
+        for field in ("Host", "Login", "Password"):
+            expect(labels.get_by_text(field, exact=True)).to_have_count(1)
+        return
+    for field in STANDARD_FIELDS:
+        expect(labels.filter(has_text=field)).to_have_count(1)
+    for field in GENERIC_FIELDS:
+        expect(labels.get_by_text(field, exact=True)).to_have_count(0)
+    # The key is a secret: a password input, never shown in clear.
+    expect(dialog.get_by_label("API key / Client secret")).to_have_attribute("type", "password")
+    expect(dialog.get_by_label("Base URL")).to_have_attribute("placeholder", "https://openapi.akool.com")
+    _screenshot(dialog, "connection-form.png")
+
+    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    for field in EXTRA_FIELDS:
+        expect(labels.filter(has_text=field)).to_have_count(1)
+    _screenshot(dialog, "connection-form-extra-fields.png")
+    # Nothing is saved: the dialog is closed without a click on Save.
+    dialog.get_by_role("button", name="Close").click()
+
+
+def test_finished_reage_task_links_to_its_akool_result(
+    page: Page, stack: AirflowStack, example_runs: ExampleRuns
+) -> None:
+    facts = _reage_task(example_runs)
+    url = facts.xcom["akool_result_url"]
+    assert url
+    assert url == facts.return_value["url"]
+    run_id = quote(facts.ti["dag_run_id"], safe="")
+    page.goto(f"{stack.url}/dags/{IMAGE_REAGE_DAG}/runs/{run_id}/tasks/{facts.ti['task_id']}/details")
+    link = page.get_by_role("link", name="Akool result", exact=True)
+    expect(link).to_have_attribute("href", url)
+    expect(page.get_by_text("AkoolImageReageOperator").first).to_be_visible()
+    _screenshot(page, "task-akool-result-link.png")
+    # The link leads to the reaged image.
+    reply = requests.get(url, timeout=30)
+    assert reply.status_code == 200
+    assert reply.content.startswith((b"\xff\xd8", b"\x89PNG"))
+
+
+def test_grid_shows_the_example_run_green(page: Page, stack: AirflowStack, example_runs: ExampleRuns) -> None:
+    run = example_runs.runs[IMAGE_REAGE_DAG]
+    assert run.state == "success"
+    page.goto(f"{stack.url}/dags/{IMAGE_REAGE_DAG}")
+    bar = page.locator(f'a[href="/dags/{IMAGE_REAGE_DAG}/runs/{run.run_id}/"] > div')
+    expect(bar).to_be_visible()
+    assert _is_green(_rgb(bar)), _rgb(bar)
+    for ti in run.task_instances:
+        # The cell's id (Airflow 3.3 adds a data-testid, 3.1 has only the id) and its state badge.
+        cell = page.locator(f'a[id="grid-{run.run_id}-{ti["task_id"]}"] > span').first
+        expect(cell).to_be_visible()
+        assert _is_green(_rgb(cell)), (ti["task_id"], _rgb(cell))
+    # The tooltip spells the state out, so the colour is not the only evidence.
+    page.locator(f'a[id="grid-{run.run_id}-{_reage_task(example_runs).ti["task_id"]}"]').first.hover()
+    expect(page.get_by_text("State: Success").first).to_be_visible()
+    _screenshot(page, "grid.png")
