@@ -58,9 +58,13 @@ clean:
 # Airflow's API server, scheduler, triggerer and DAG processor plus the emulator, all on 127.0.0.1, with the
 # example DAGs and an akool_default connection; prints the URL and the login; Ctrl-C stops everything.
 # See docs/airflow-stack.md. Options through ARGS, e.g. make airflow ARGS="--fresh --port 9090".
-.PHONY: airflow browser-deps
+.PHONY: airflow browser-deps screenshots
 airflow: venv
 	$(BIN)/python scripts/airflow_stack.py $(ARGS)
+
+# Refresh the README's screenshots from a real stack (the browser tests, writing into docs/images/).
+screenshots: venv browser-deps
+	AKOOL_SCREENSHOT_DIR=$(CURDIR)/docs/images $(BIN)/pytest tests/e2e/test_browser.py -m e2e
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
 # Where apt cannot be used they skip, loudly.
