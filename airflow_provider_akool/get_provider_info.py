@@ -28,7 +28,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{PACKAGE}.operators.reage"],
+                "python-modules": [f"{PACKAGE}.operators.reage", f"{PACKAGE}.operators.background_change"],
             }
         ],
         "sensors": [

@@ -117,7 +117,12 @@ def _target(output_path: str | os.PathLike[str] | ObjectStoragePath) -> tuple[Ob
 
 def _is_dir(path: ObjectStoragePath) -> bool:
     try:
-        return bool(path.is_dir())
+        try:
+            return bool(path.is_dir())
+        except ValueError:
+            # Airflow 3.1's ObjectStoragePath knows only the schemes of installed providers and attach()
+            # (3.2+ falls back to fsspec): ask the filesystem that will write the file.
+            return bool(_filesystem(path).isdir(path.path))
     except (OSError, NotImplementedError):
         # A store that cannot answer (no list permission on a bucket) is treated as "not a folder": the
         # user can always say "folder" with a trailing slash.
@@ -158,12 +163,15 @@ def _filesystem(path: ObjectStoragePath) -> AbstractFileSystem:
     try:
         return path.fs
     except ValueError:
-        if path.conn_id is not None:
+        # Airflow 3.1's ObjectStoragePath has no conn_id attribute; both keep it in storage_options.
+        conn_id = getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
+        if conn_id is not None:
             raise AkoolValidationError(
-                f"output_path names the Airflow connection {path.conn_id!r}, but no installed provider "
+                f"output_path names the Airflow connection {conn_id!r}, but no installed provider "
                 f"serves the {path.protocol!r} scheme: install it, or attach() a filesystem for it"
             ) from None
-        return fsspec.filesystem(path.protocol, **path.storage_options)
+        options = {key: value for key, value in path.storage_options.items() if key != "conn_id"}
+        return fsspec.filesystem(path.protocol, **options)
 
 
 def _write_atomically(

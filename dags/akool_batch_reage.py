@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 # Read at parse time, without any network call: DAG files are parsed often.
 MEDIA = os.environ.get("AKOOL_DEMO_MEDIA_BASE_URL", "http://127.0.0.1:8765/media/samples/").rstrip("/") + "/"
 POLL_INTERVAL = float(os.environ.get("AKOOL_DEMO_POLL_INTERVAL", "10"))
-OUTPUT_PATH = os.environ.get("AKOOL_DEMO_OUTPUT_PATH") or None
+# A folder: each result is kept as <akool id>.<ext> inside it (a name without "/" would be one file).
+OUTPUT_PATH = (
+    (os.environ["AKOOL_DEMO_OUTPUT_PATH"].rstrip("/") + "/")
+    if os.environ.get("AKOOL_DEMO_OUTPUT_PATH")
+    else None
+)
 PORTRAITS = [f"{MEDIA}portrait-{n}-faces-{faces}.jpg" for n, faces in enumerate((1, 2, 1, 3, 1), start=1)]
 
 

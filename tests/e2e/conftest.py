@@ -37,7 +37,12 @@ from airflow_stack import AirflowStack, StackConfig  # noqa: E402 - scripts/ is 
 AIRFLOW_VERSION: tuple[int, ...] = Version(version("apache-airflow")).release
 
 #: The example DAGs every build must have; any other DAG in dags/ whose id starts with "akool_" is run too.
-REQUIRED_EXAMPLE_DAGS = ("akool_image_reage", "akool_video_reage", "akool_batch_reage")
+REQUIRED_EXAMPLE_DAGS = (
+    "akool_image_reage",
+    "akool_video_reage",
+    "akool_batch_reage",
+    "akool_background_change",
+)
 EXAMPLE_DAG_PREFIX = "akool_"
 IMAGE_REAGE_DAG = REQUIRED_EXAMPLE_DAGS[0]
 
