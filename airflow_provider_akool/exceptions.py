@@ -9,6 +9,7 @@ messages are built only from the reply and the endpoint's name.
 
 from __future__ import annotations
 
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowException
 
 
@@ -77,12 +78,14 @@ class AkoolConnectionError(AkoolError):
         super().__init__(message, endpoint=endpoint)
 
 
-class AkoolSubmitOutcomeUnknownError(AkoolError):
+class AkoolSubmitOutcomeUnknownError(AkoolError, AirflowFailException):
     """
     A job submission failed after the request may have reached Akool.
 
     The job may exist and be billed. The provider never resubmits in this case, because a second job
     would be paid for twice; check the Akool dashboard (or the ``webhookUrl`` callbacks) before you retry.
+    It is an ``AirflowFailException`` too: the task fails without using its retries, since an automatic
+    retry would be exactly the blind resubmission the hook refused.
     """
 
 

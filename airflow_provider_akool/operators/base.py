@@ -5,6 +5,11 @@ A subclass says what to check, how to submit, how to poll, how to cancel and whi
 this class does the rest the same way for every kind of job: validation after rendering and before any
 request, XCom for the UI link, the wait in the worker or in the triggerer, the deadline, cancelling when
 killed, failures, ``output_path`` and the return value.
+
+Crash safety (Airflow 3.3+): through ``ResumableJobMixin``, the submitted job is recorded in the task's
+``task_state_store`` before any wait, so a try that died (a killed worker, a lost pod, a wait stopped by
+errors) is followed by a try that resumes the same job instead of paying for a second one. Below 3.3 the
+compat stand-in has no store and every try submits anew, as before.
 """
 
 from __future__ import annotations
@@ -17,17 +22,25 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import conf
+from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
 from airflow_provider_akool import validation
-from airflow_provider_akool.exceptions import AkoolError, AkoolJobTimeoutError, AkoolValidationError
+from airflow_provider_akool.exceptions import (
+    AkoolError,
+    AkoolJobTimeoutError,
+    AkoolNotFoundError,
+    AkoolValidationError,
+)
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink
-from airflow_provider_akool.wait import JobSnapshot, Waiter, WaitEvent
+from airflow_provider_akool.models import JobStatus
+from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
+from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, SUCCESS, JobSnapshot, Waiter, WaitEvent
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
+    from pydantic import JsonValue
 
     from airflow_provider_akool.hooks.akool import AkoolHook
 
@@ -35,14 +48,35 @@ if TYPE_CHECKING:
 AKOOL_ID_XCOM_KEY = "akool_id"
 JOB_ID_XCOM_KEY = "akool_job_id"
 
+#: The ``task_state_store`` key of the submitted job: ``{"id", "job_id", "url", "submitted_at", "kind"}``.
+#: Renaming it would make the retries of tasks in flight submit again.
+JOB_RECORD_KEY = "akool_job"
+#: What :meth:`AkoolJobOperator.get_job_status` says of a recorded job Akool does not know (yet).
+UNKNOWN_STATUS = "unknown"
+#: ... of a recorded job Akool still does not know once the grace has passed: submitted anew.
+MISSING_STATUS = "missing"
+#: ... of a record this provider cannot read: submitted anew.
+UNREADABLE_STATUS = "unreadable"
+#: ... of a recorded job that succeeded too long ago for Akool to still keep its result: submitted anew.
+EXPIRED_STATUS = "expired"
+_ACTIVE_STATUSES = frozenset({JobStatus.QUEUED.label, JobStatus.PROCESSING.label, UNKNOWN_STATUS})
+
 DEFAULT_POLL_INTERVAL = 10.0
 #: Akool's own advice: a job not done within 3 hours has a problem with its input.
 DEFAULT_TIMEOUT = 3 * 60 * 60.0
 
 
-class AkoolJobOperator(BaseOperator, ABC):
+class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
     """
     Submit one Akool job, then wait for it in the worker or, with ``deferrable=True``, in the triggerer.
+
+    On Airflow 3.3+ the job is recorded in ``task_state_store`` (key ``akool_job``) right after the
+    submission, before any wait or deferral. A later try of the same task instance (a retry after a worker
+    died or the wait failed, or a cleared task) asks Akool about the recorded job first: queued or
+    processing, it waits for that job again, with the deadline of the first submission; succeeded, it
+    returns its result (and keeps it at ``output_path``) without waiting; failed, cancelled by the
+    deadline, unknown to Akool, or submitted more than 7 days before (its result gone), it submits a new
+    job. Below 3.3 every try submits a new job.
 
     :param akool_conn_id: the ``akool`` connection.
     :param webhook_url: an http(s) URL Akool calls with the job's progress (``webhookUrl``).
@@ -63,6 +97,8 @@ class AkoolJobOperator(BaseOperator, ABC):
     operator_extra_links = (AkoolResultLink(),)
     #: The Akool endpoint family, for messages (``reage``, ``background change``).
     job_kind: ClassVar[str] = "Akool"
+    # ResumableJobMixin keeps the submitted job under this key of task_state_store.
+    external_id_key = JOB_RECORD_KEY
 
     def __init__(
         self,
@@ -74,8 +110,14 @@ class AkoolJobOperator(BaseOperator, ABC):
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: str | os.PathLike[str] | None = None,
+        durable: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        # Named here, not left to the mixin: Airflow 3.1's partial() checks keywords against the
+        # signatures of operator classes only, and the compat stand-in is not one. Passed on only when
+        # given, so the stand-in warns only about an explicit value.
+        if durable is not None:
+            kwargs["durable"] = durable
         super().__init__(**kwargs)
         self.akool_conn_id = akool_conn_id
         self.webhook_url = webhook_url
@@ -88,6 +130,11 @@ class AkoolJobOperator(BaseOperator, ABC):
         self.output_path = output_path
         # The job being waited for in this worker, for on_kill; None once it finished.
         self._running_job: JobSnapshot | None = None
+        # The job this try works on and when it was submitted (epoch seconds); whether this try submitted
+        # it; the return value once the wait ended. Reset by each execute().
+        self._job: tuple[JobSnapshot, float] | None = None
+        self._submitted_now = False
+        self._result: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> AkoolHook:
@@ -126,14 +173,122 @@ class AkoolJobOperator(BaseOperator, ABC):
     # --- Execution -----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, submit, then wait (here or deferred) unless ``wait_for_completion`` is False."""
+        """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
         self._check_parameters()
+        self._job, self._submitted_now, self._result = None, False, None
+        if context.get("task_state_store") is not None:
+            # Not the mixin's return value: when it resumes a running job it returns what
+            # poll_until_complete returned, which its own signature says is None.
+            self.execute_resumable(context)
+        else:
+            # No store to resume from (Airflow < 3.3, or a bare context): what the compat stand-in does,
+            # without the mixin's warning that the store is missing.
+            record = self.submit_job(context)
+            self.poll_until_complete(record, context)
+            self.get_job_result(record, context)
+        if self._result is None:  # pragma: no cover - poll_until_complete or get_job_result set it
+            raise AkoolError(f"the {self.job_kind} job ended without a result")
+        return self._result
+
+    # --- ResumableJobMixin ---------------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> JsonValue:
+        """Submit the job, push its ids to XCom and return the record the mixin stores."""
         started_at = time.time()
         job = self.submit(self.hook, context)
         self.log.info("Submitted %s job %s (job_id %s)", self.job_kind, job.id, job.job_id or "none")
         self._push_job(context, job)
+        self._job, self._submitted_now = (job, started_at), True
+        return {
+            "id": job.id,
+            "job_id": job.job_id,
+            "url": job.url,
+            "submitted_at": started_at,
+            "kind": self.job_kind,
+        }
+
+    def get_job_status(self, external_id: JsonValue, context: Context) -> str:
+        """
+        Ask Akool once about the job an earlier try recorded; return its status label.
+
+        A record this provider cannot read, a job Akool still does not know once the not-found grace has
+        passed, or one that succeeded too long ago for its result to be kept, comes back as a status that
+        is neither active nor succeeded, so a new job is submitted.
+        A failed read raises: the task fails and its next try asks again, rather than paying twice.
+        """
+        recorded = _read_record(external_id)
+        if recorded is None:
+            self.log.warning(
+                "task_state_store holds %s under %s, which is not an Akool job record; submitting a new job",
+                external_id,
+                self.external_id_key,
+            )
+            return UNREADABLE_STATUS
+        job, submitted_at = recorded
+        try:
+            snapshot = self.poll(self.hook, job)
+        except AkoolNotFoundError:
+            snapshot = None
+        age = time.time() - submitted_at
+        if snapshot is None or snapshot.status is None:
+            self._job = (job, submitted_at)
+            if age < DEFAULT_NOT_FOUND_GRACE:
+                return UNKNOWN_STATUS  # just submitted: the wait gives it the rest of the grace
+            self.log.warning(
+                "%s job %s of an earlier try (%.0f s ago) is unknown to Akool; submitting a new job",
+                self.job_kind,
+                job.id,
+                age,
+            )
+            return MISSING_STATUS
+        if snapshot.status is JobStatus.SUCCESS and age > RESULT_RETENTION_DAYS * 24 * 3600:
+            # A task cleared weeks later must not "succeed" with a result Akool has dropped.
+            self.log.warning(
+                "%s job %s of an earlier try succeeded more than %d days ago and its result is gone; "
+                "submitting a new job",
+                self.job_kind,
+                job.id,
+                RESULT_RETENTION_DAYS,
+            )
+            return EXPIRED_STATUS
+        self._job = (
+            JobSnapshot(
+                id=job.id,
+                status=snapshot.status,
+                url=snapshot.url or job.url,
+                job_id=snapshot.job_id or job.job_id,
+                reasons=snapshot.reasons,
+            ),
+            submitted_at,
+        )
+        self.log.info(
+            "%s job %s (job_id %s) of an earlier try, submitted %.0f s ago, is %s",
+            self.job_kind,
+            job.id,
+            job.job_id or "none",
+            age,
+            snapshot.label,
+        )
+        return snapshot.label or UNKNOWN_STATUS
+
+    def is_job_active(self, status: str) -> bool:
+        """Queued, processing, or just submitted and not known yet: wait for it again."""
+        return status in _ACTIVE_STATUSES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """Succeeded: return its result without waiting or submitting."""
+        return status == JobStatus.SUCCESS.label
+
+    def poll_until_complete(self, external_id: JsonValue, context: Context) -> None:
+        """Wait for the job here, or defer; keep the task's value for :meth:`get_job_result`."""
+        job, started_at = self._job_of(external_id)
+        if not self._submitted_now:
+            self.log.info("Resuming %s job %s instead of submitting a new one", self.job_kind, job.id)
+            self._push_job(context, job)
         if not self.wait_for_completion:
-            return job.as_return_value()
+            self._result = job.as_return_value()
+            return
+        # The deadline counts from the first submission, also when a later try resumes the job.
         deadline = started_at + self.timeout
         self._running_job = job
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
@@ -147,7 +302,29 @@ class AkoolJobOperator(BaseOperator, ABC):
                 # execute_complete and every on_kill, leaving the remote job running unseen.
                 timeout=None,
             )
-        return self._finish(context, event)
+        self._result = self._finish(context, event)
+
+    def get_job_result(self, external_id: JsonValue, context: Context) -> dict[str, Any]:
+        """Return the value of the wait, or of a job that had succeeded before this try began."""
+        if self._result is not None:
+            return self._result
+        job, _ = self._job_of(external_id)
+        self.log.info("%s job %s had succeeded before this try; not submitting again", self.job_kind, job.id)
+        self._push_job(context, job)
+        if not self.wait_for_completion:
+            self._result = job.as_return_value()
+        else:
+            self._result = self._finish(context, WaitEvent(SUCCESS, f"job {job.id} succeeded", (job,)))
+        return self._result
+
+    def _job_of(self, external_id: JsonValue) -> tuple[JobSnapshot, float]:
+        """The job this try works on: submitted or polled by this try, else read from ``external_id``."""
+        if self._job is not None:
+            return self._job
+        recorded = _read_record(external_id)
+        if recorded is None:
+            raise AkoolError(f"not an Akool job record: {external_id!r}")
+        return recorded
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired; everything comes from the event (the defer kwargs may not)."""
@@ -172,6 +349,13 @@ class AkoolJobOperator(BaseOperator, ABC):
 
     def _check_parameters(self) -> None:
         """Check every rendered parameter before any request."""
+        if not (isinstance(self.akool_conn_id, str) and self.akool_conn_id.strip()):
+            raise AkoolValidationError(
+                f"akool_conn_id must be the id of an akool connection; got {self.akool_conn_id!r}"
+            )
+        # A string such as "false" would otherwise count as true.
+        self.wait_for_completion = validation.boolean("wait_for_completion", self.wait_for_completion)
+        self.deferrable = validation.boolean("deferrable", self.deferrable)
         validation.optional_http_url("webhook_url", self.webhook_url)
         path = self.output_path
         if (
@@ -268,3 +452,17 @@ class AkoolJobOperator(BaseOperator, ABC):
         kept = keep_result(self.hook, job.url, self.output_path or "", akool_id=job.id)
         self.log.info("Kept the result of %s job %s at %s", self.job_kind, job.id, kept)
         return kept
+
+
+def _read_record(record: Any) -> tuple[JobSnapshot, float] | None:
+    """Return the job and its submission time from a ``task_state_store`` record, or None if it is not one."""
+    if not isinstance(record, dict):
+        return None
+    akool_id, job_id, url, submitted_at = (record.get(k) for k in ("id", "job_id", "url", "submitted_at"))
+    if not (isinstance(akool_id, str) and akool_id):
+        return None
+    if not all(v is None or isinstance(v, str) for v in (job_id, url)):
+        return None
+    if isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float)):
+        return None
+    return JobSnapshot(id=akool_id, status=None, url=url, job_id=job_id), float(submitted_at)

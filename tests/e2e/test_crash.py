@@ -1,0 +1,124 @@
+"""
+Crash safety on the real stack: SIGKILL the task process of a reage that waits in its worker, and the
+retry resumes the same Akool job (Airflow 3.3, ``task_state_store``) instead of paying for a second one.
+
+Below 3.3 the compat stand-in has no store: the retry submits a second job and the first one runs on,
+which this test asserts there, as the documented behaviour (README's compatibility table).
+
+The stack of this module loads only ``tests/e2e/crash_dags/`` and waits in workers (not deferrable), so it
+is a stack of its own, stopped when the module ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+from airflow_stack import AirflowStack, StackConfig
+
+from tests.e2e.conftest import AIRFLOW_VERSION, xcom_value
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "reliability_crash_resume"
+CRASH_DAGS = Path(__file__).resolve().parent / "crash_dags"
+PROCESSING, SUCCESS = 2, 3
+HAS_TASK_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def crash_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    config = StackConfig(
+        home=tmp_path_factory.mktemp("airflow-crash-stack"),
+        dags_folder=CRASH_DAGS,
+        default_deferrable=False,
+        parallelism=2,
+        queued_seconds=1.0,
+        processing_seconds=3.0,
+    )
+    with AirflowStack(config) as stack:
+        stack.wait_for_dags([DAG_ID])
+        yield stack
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
+    """Poll ``probe`` until it returns something other than None (or False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(0.3)
+
+
+def task_process(stack: AirflowStack, ti: dict[str, Any]) -> psutil.Process | None:
+    """The process running the task: Airflow titles it ``airflow worker -- <task instance id>``."""
+    title = f"airflow worker -- {ti['id']}"
+    for proc in stack.process_tree():
+        try:
+            if title in " ".join(proc.cmdline()):
+                return proc
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(crash_stack: AirflowStack) -> None:
+    stack = crash_stack
+    run_id = stack.trigger_dag(DAG_ID)
+
+    def reage_ti() -> dict[str, Any]:
+        (ti,) = stack.task_instances(DAG_ID, run_id)
+        return ti
+
+    # The first try submits; its job is held running so that the kill lands in the middle of the wait.
+    first_id: str = wait_for("the first try submits", lambda: next(iter(stack.ledger()["jobs"]), None))
+    stack.set_job_status(first_id, PROCESSING)
+    wait_for("the first try polls", lambda: stack.ledger()["counts"]["listbyids"] >= 1)
+    ti = reage_ti()
+    assert (ti["state"], ti["try_number"]) == ("running", 1)
+    victim = wait_for("the task process is found", lambda: task_process(stack, ti))
+
+    # As the OOM killer would: no on_kill, no cleanup, nothing cancelled.
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    polls_at_kill = stack.ledger()["counts"]["listbyids"]
+
+    wait_for("the retry runs", lambda: (t := reage_ti())["try_number"] == 2 and t["state"] == "running")
+    if HAS_TASK_STATE_STORE:
+        # The retry asks about the recorded job, then waits for it: let it finish now.
+        wait_for(
+            "the retry polls the held job", lambda: stack.ledger()["counts"]["listbyids"] > polls_at_kill + 1
+        )
+        stack.set_job_status(first_id, SUCCESS)
+    assert stack.wait_for_run(DAG_ID, run_id, timeout=180) == "success"
+
+    ti = reage_ti()
+    ledger = stack.ledger()
+    result = xcom_value(stack, ti, "return_value")
+    retry_log = stack.task_log(ti, 2)
+    assert ti["try_number"] == 2
+    assert result["status"] == "success"
+    if HAS_TASK_STATE_STORE:
+        assert ledger["counts"]["imgreage"] == 1
+        assert list(ledger["jobs"]) == [first_id]
+        assert result["id"] == first_id
+        assert f"Resuming reage job {first_id} instead of submitting a new one" in retry_log
+    else:
+        # Airflow < 3.3: a second job, and the first one left running (held here; billed on Akool).
+        assert ledger["counts"]["imgreage"] == 2
+        assert result["id"] != first_id
+        assert ledger["jobs"][first_id]["status"] == PROCESSING
+    # The logs of both tries hold no credential.
+    logs = stack.task_log(ti, 1) + retry_log
+    leaked = [name for name, value in stack.secret_values().items() if value in logs]
+    assert leaked == []
