@@ -71,6 +71,9 @@ class AkoolJobSensor(BaseSensorOperator, ABC):
         """Check once; then poke (or reschedule) in the worker, or defer to the triggerer."""
         ids = self.ids_to_wait_for()
         self.not_found_grace = validation.seconds("not_found_grace", self.not_found_grace)
+        # A string "false" is truthy, and a zero interval would poll Akool without pause when deferred.
+        self.deferrable = validation.boolean("deferrable", self.deferrable)
+        self.poke_interval = validation.seconds("poke_interval", self.poke_interval)
         if not self.deferrable:
             return super().execute(context)
         event = self._check(context, ids)

@@ -170,6 +170,9 @@ IMAGE_MODEL_IDS = {"two_ids": [AKOOL_ID, "6b01b4f8296c2e5c1174aa5e"], "empty": "
                    "comma_string": "a,b", "empty_list": []}  # fmt: skip
 add([("image_sensor", "image_model_id", v, None, {}) for v in IMAGE_MODEL_IDS.values()], *IMAGE_MODEL_IDS)
 for sensor in ("reage_sensor", "image_sensor"):
+    add([(sensor, "deferrable", v, None, {}) for v in (2, "maybe")], "number", "word")
+    # Airflow accepts 0 when the sensor is built; polling Akool without pause is refused before a request.
+    add([(sensor, "poke_interval", 0, None, {})], "zero")
     add(
         [(sensor, "not_found_grace", v, None, {}) for v in (0, -5, "soon", None)],
         "zero",
@@ -211,10 +214,7 @@ if "background" in OPERATORS:
 
 
 #: Parameters not checked yet, each with what happens instead (listed in docs/reliability.md).
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("reage_sensor", "deferrable"): "any truthy value defers (sensors/base.py does not check it)",
-    ("image_sensor", "deferrable"): "any truthy value defers (sensors/base.py does not check it)",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def build(operator: str, parameter: str, value: Any, other: dict[str, Any]) -> Any:
