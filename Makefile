@@ -52,6 +52,11 @@ demo: venv
 emulator: venv
 	$(BIN)/python -m airflow_provider_akool.emulator
 
+# Trigger waits at N = 100, 1000, 5000 with the shared poller and without, import times, keeping a 300 MB
+# result: prints the tables and the targets, writes benchmarks/results.json. See docs/performance.md.
+bench: venv
+	$(BIN)/python benchmarks/run_all.py --json benchmarks/results.json
+
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
 

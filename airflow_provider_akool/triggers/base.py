@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -21,9 +21,36 @@ from airflow_provider_akool.wait import (
 
 if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.triggers.poller import SharedPoller
 
 #: Attempts per cancel request when a deferred task is killed: Airflow gives ``on_kill`` a bounded time.
 KILL_RETRY_LIMIT = 3
+#: The shortest pause of adaptive polling: a job is never polled more often than this (unless the user's
+#: ``poll_interval`` is shorter still). Below 2 s the extra polls buy little: the operator looked once at
+#: submission, and an Akool job takes seconds.
+MIN_ADAPTIVE_INTERVAL = 2.0
+#: While a job is young its pause is at most this part of its age, so a quick job is seen soon after it
+#: finished and a long (video) one is not polled more than it needs.
+ADAPTIVE_AGE_FRACTION = 0.5
+
+# One poll of a wait: (pause before it, the regular interval it comes from or None, first poll?) -> states.
+_PollOnce = Callable[[float, "float | None", bool], Awaitable[dict[str, JobSnapshot]]]
+
+
+def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_INTERVAL) -> float:
+    """
+    Return the pause before the next poll of a job waited for ``age`` seconds.
+
+    It is ``ceiling / 2**k``: the largest such pause not above ``ADAPTIVE_AGE_FRACTION`` of the age, or the
+    smallest not below ``floor``; never above ``ceiling`` (the user's ``poll_interval``). With a 10 s
+    interval a job is polled at 0, 2.5, 5, 7.5, 10, 15, 20, 30, 40... s after its wait began. Halvings of one
+    interval nest, so waits of the same interval still meet on the grid of a shared poller as they age.
+    """
+    step = ceiling
+    target = max(age * ADAPTIVE_AGE_FRACTION, floor)
+    while step > target and step / 2 >= floor:
+        step /= 2
+    return step
 
 
 class AkoolJobTrigger(BaseTrigger):
@@ -33,7 +60,10 @@ class AkoolJobTrigger(BaseTrigger):
     Everything the wait needs is in the keyword arguments (see :meth:`wait_kwargs`), so a trigger that a
     restarted triggerer rebuilds from them resumes where it was: same deadline, same grace, same elapsed
     times. Subclasses say how to poll (:meth:`poll`, one small step so a shared poller can replace it) and
-    how to cancel (:meth:`cancel`), and serialize their own id arguments.
+    how to cancel (:meth:`cancel`), and serialize their own id arguments. By default the polls go through a
+    :class:`~airflow_provider_akool.triggers.poller.SharedPoller` (:meth:`shared_poller`), which coalesces
+    the polls of all the waits of the triggerer on one connection; the poller keeps no state a restart
+    would lose.
 
     The event is a :class:`~airflow_provider_akool.wait.WaitEvent` payload. On the deadline the trigger
     only reports ``timeout``: cancelling is left to the task that resumes, because the operator cancels on
@@ -51,6 +81,10 @@ class AkoolJobTrigger(BaseTrigger):
     :param started_at: when the wait began (epoch seconds); defaults to now.
     :param max_poll_errors: failed polls in a row (transient errors, backed off) before the wait ends with
         ``error``.
+    :param coalesce: poll through the shared poller of this triggerer and connection (see
+        :mod:`~airflow_provider_akool.triggers.poller`); False polls on its own, one request per poll.
+    :param adaptive_polling: poll young jobs more often (from every :data:`MIN_ADAPTIVE_INTERVAL` seconds,
+        doubling as the job ages, see :func:`adaptive_interval`); False polls every ``poll_interval``.
     """
 
     def __init__(
@@ -64,6 +98,8 @@ class AkoolJobTrigger(BaseTrigger):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         started_at: float | None = None,
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
+        coalesce: bool = True,
+        adaptive_polling: bool = True,
     ) -> None:
         super().__init__()
         self.ids = list(ids)
@@ -74,6 +110,8 @@ class AkoolJobTrigger(BaseTrigger):
         self.not_found_grace = float(not_found_grace)
         self.started_at = time.time() if started_at is None else float(started_at)
         self.max_poll_errors = int(max_poll_errors)
+        self.coalesce = bool(coalesce)
+        self.adaptive_polling = bool(adaptive_polling)
 
     def wait_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the wait itself, for :meth:`serialize` (JSON-like values only)."""
@@ -88,6 +126,11 @@ class AkoolJobTrigger(BaseTrigger):
         # Only where there are jobs to cancel, so triggers of jobs that cannot be cancelled need no job_ids.
         if self.job_ids:
             kwargs["job_ids"] = dict(self.job_ids)
+        # Only when switched off: the kwargs of triggers deferred before these switches existed still match.
+        if not self.coalesce:
+            kwargs["coalesce"] = False
+        if not self.adaptive_polling:
+            kwargs["adaptive_polling"] = False
         return kwargs
 
     def make_hook(self, retry_limit: int = 1) -> AkoolHook:
@@ -100,25 +143,67 @@ class AkoolJobTrigger(BaseTrigger):
         # Imported here: the HTTP clients are needed to run a trigger, not to parse a DAG file.
         from airflow_provider_akool.hooks.akool import AkoolHook
 
-        return AkoolHook(self.akool_conn_id, retry_limit=retry_limit)
+        return AkoolHook(self.akool_conn_id, retry_limit=retry_limit, **self.hook_options())
+
+    def hook_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of this trigger's hook; none by default."""
+        return {}
 
     @abstractmethod
     async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
         """Ask Akool once for the state of :attr:`ids`; ids it does not know are absent."""
+
+    def shared_poller(self) -> SharedPoller | None:
+        """Return the poller this wait shares with the others of its loop and connection; None: poll alone."""
+        return None
 
     async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
         """Cancel the remote jobs; the default does nothing (not every Akool job can be cancelled)."""
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the jobs finish, fail, vanish or pass the deadline; yield one event."""
-        hook = self.make_hook()
-        try:
-            event = await self._wait(hook)
-        finally:
-            await hook.aclose()
+        poller = self.shared_poller() if self.coalesce else None
+        if poller is not None:
+            event = await self._wait(self._shared_poll(poller))
+        else:
+            hook = self.make_hook()
+            try:
+                event = await self._wait(self._own_poll(hook))
+            finally:
+                await hook.aclose()
         yield TriggerEvent(event.to_payload())
 
-    async def _wait(self, hook: AkoolHook) -> WaitEvent:
+    def _own_poll(self, hook: AkoolHook) -> _PollOnce:
+        async def poll_once(delay: float, grid: float | None, first: bool) -> dict[str, JobSnapshot]:
+            await asyncio.sleep(delay)
+            return await self.poll(hook)
+
+        return poll_once
+
+    def _shared_poll(self, poller: SharedPoller) -> _PollOnce:
+        async def poll_once(delay: float, grid: float | None, first: bool) -> dict[str, JobSnapshot]:
+            return await poller.poll(
+                self.ids,
+                delay=delay,
+                grid=grid,
+                interval=self.poll_interval,
+                deadline=self.deadline,
+                first=first,
+            )
+
+        return poll_once
+
+    def _next_pause(self, waiter: Waiter, now: float) -> tuple[float, float | None]:
+        """Return the pause before the next poll and, for a regular one, the interval it comes from."""
+        if waiter.errors_in_a_row:
+            return waiter.delay, None  # a backoff, by the Waiter's rules
+        step = self.poll_interval
+        if self.adaptive_polling:
+            step = adaptive_interval(now - self.started_at, self.poll_interval)
+        # The Waiter's own pause is the interval, shortened to meet the deadline.
+        return min(waiter.delay, step), step
+
+    async def _wait(self, poll_once: _PollOnce) -> WaitEvent:
         waiter = Waiter(
             ids=self.ids,
             poll_interval=self.poll_interval,
@@ -129,16 +214,17 @@ class AkoolJobTrigger(BaseTrigger):
             max_poll_errors=self.max_poll_errors,
             log=self.log,
         )
+        delay, grid, first = 0.0, None, True
         while True:
             try:
-                found = await self.poll(hook)
+                found = await poll_once(delay, grid, first)
             except AkoolError as error:
                 event = waiter.poll_failed(error, time.time())
             else:
                 event = waiter.polled(found, time.time())
             if event is not None:
                 return event
-            await asyncio.sleep(waiter.delay)
+            (delay, grid), first = self._next_pause(waiter, time.time()), False
 
     async def on_kill(self) -> None:
         """Cancel the jobs of this trigger's task when a user kills the deferred task (Airflow 3.3+)."""

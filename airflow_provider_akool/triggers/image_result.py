@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
+from airflow_provider_akool.triggers.poller import (
+    DEFAULT_JITTER,
+    DEFAULT_MAX_CONCURRENCY,
+    SharedPoller,
+    shared_poller,
+)
 from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE, JobSnapshot
+
+if TYPE_CHECKING:
+    # Not at run time: operators import this module at every DAG parse, and the HTTP clients are heavy.
+    from airflow_provider_akool.hooks.akool import AkoolHook
+
+
+async def fetch_image_result(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
+    """Ask ``infobymodelid`` for the one id of ``ids`` (the endpoint takes one)."""
+    (image_model_id,) = ids
+    result = await hook.aget_image_result(image_model_id)
+    return {image_model_id: JobSnapshot.of_image(result)}
 
 
 class AkoolImageResultTrigger(AkoolJobTrigger):
@@ -22,6 +38,10 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
     failure). Background change has no cancel endpoint: a deadline or a kill only ends the wait, and the
     job runs on at Akool.
 
+    The endpoint takes one id, so there is nothing to batch: the background-change waits of a triggerer on
+    one connection share a poller that keeps at most ``max_concurrency`` requests in flight and spreads the
+    polls with jitter, so that many waits never reach Akool as one burst.
+
     :param image_model_id: the ``_id`` that ``bg/replace`` returned.
     :param akool_conn_id: the ``akool`` connection.
     :param poll_interval: seconds between polls.
@@ -30,17 +50,23 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
     :param started_at: when the wait began (epoch seconds); defaults to now. Kept across a triggerer
         restart, so elapsed times and the grace count from the real start.
     :param max_poll_errors: failed polls in a row (transient errors, backed off) before the wait fails.
+    :param max_concurrency: requests of the shared poller in flight at once (per connection).
+    :param coalesce: share the poller of this triggerer and connection; False polls alone.
+    :param adaptive_polling: poll young jobs more often, never more rarely than ``poll_interval``.
     """
 
     def __init__(
         self,
         image_model_id: str,
-        akool_conn_id: str = AkoolHook.default_conn_name,
+        akool_conn_id: str = "akool_default",
         poll_interval: float = 10.0,
         deadline: float | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         started_at: float | None = None,
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        coalesce: bool = True,
+        adaptive_polling: bool = True,
     ) -> None:
         # No job_ids: there is nothing to cancel on a kill.
         super().__init__(
@@ -51,13 +77,18 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
             not_found_grace=not_found_grace,
             started_at=started_at,
             max_poll_errors=max_poll_errors,
+            coalesce=coalesce,
+            adaptive_polling=adaptive_polling,
         )
         self.image_model_id = image_model_id
+        self.max_concurrency = int(max_concurrency)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
         kwargs = self.wait_kwargs()
-        del kwargs["job_ids"]
+        kwargs.pop("job_ids", None)  # present only where there are jobs to cancel
+        if self.max_concurrency != DEFAULT_MAX_CONCURRENCY:
+            kwargs["max_concurrency"] = self.max_concurrency
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {"image_model_id": self.image_model_id, **kwargs},
@@ -65,8 +96,18 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
 
     async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
         """Ask ``infobymodelid`` once for the job's state."""
-        result = await hook.aget_image_result(self.image_model_id)
-        return {self.image_model_id: JobSnapshot.of_image(result)}
+        return await fetch_image_result(hook, [self.image_model_id])
+
+    def shared_poller(self) -> SharedPoller:
+        """The background-change poller of this loop and connection: one id per request, capped, jittered."""
+        return shared_poller(
+            "image_result",
+            self.akool_conn_id,
+            fetch=fetch_image_result,
+            batch_size=1,
+            max_concurrency=self.max_concurrency,
+            jitter=DEFAULT_JITTER,
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait as every Akool trigger does; add the job's own fields to the one event."""

@@ -6,10 +6,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
+from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE, SharedPoller, shared_poller
 from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE, JobSnapshot
 
 if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
+
+
+async def fetch_reage_results(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
+    """Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``)."""
+    results = await hook.aget_reage_results(ids)
+    return {result_id: JobSnapshot.of_reage(result) for result_id, result in results.items()}
 
 
 class AkoolReageTrigger(AkoolJobTrigger):
@@ -21,6 +28,10 @@ class AkoolReageTrigger(AkoolJobTrigger):
     ``timeout`` on the deadline (the resumed operator cancels the job), ``error`` when a poll failed for
     good. The ``results`` are in the order of ``result_ids``.
 
+    All the reage waits of a triggerer on one connection share one poller: each round it asks ``listbyids``
+    for up to ``batch_size`` ids per request and hands every trigger its own results (see
+    :mod:`~airflow_provider_akool.triggers.poller`).
+
     :param result_ids: the ``_id`` values a reage submission returned.
     :param akool_conn_id: the ``akool`` connection.
     :param poll_interval: seconds between polls.
@@ -30,6 +41,9 @@ class AkoolReageTrigger(AkoolJobTrigger):
     :param not_found_grace: seconds an id may stay unknown to Akool before the wait fails.
     :param started_at: when the wait began (epoch seconds); defaults to now.
     :param max_poll_errors: failed polls in a row before the wait fails.
+    :param batch_size: ids per ``listbyids`` request of the shared poller (Akool publishes no bound).
+    :param coalesce: share the poller of this triggerer and connection; False polls alone.
+    :param adaptive_polling: poll young jobs more often, never more rarely than ``poll_interval``.
     """
 
     def __init__(
@@ -42,6 +56,9 @@ class AkoolReageTrigger(AkoolJobTrigger):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         started_at: float | None = None,
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        coalesce: bool = True,
+        adaptive_polling: bool = True,
     ) -> None:
         super().__init__(
             ids=result_ids,
@@ -52,19 +69,31 @@ class AkoolReageTrigger(AkoolJobTrigger):
             not_found_grace=not_found_grace,
             started_at=started_at,
             max_poll_errors=max_poll_errors,
+            coalesce=coalesce,
+            adaptive_polling=adaptive_polling,
         )
+        self.batch_size = int(batch_size)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"result_ids": list(self.ids), **self.wait_kwargs()},
-        )
+        kwargs: dict[str, Any] = {"result_ids": list(self.ids), **self.wait_kwargs()}
+        if self.batch_size != DEFAULT_BATCH_SIZE:
+            kwargs["batch_size"] = self.batch_size
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    def hook_options(self) -> dict[str, Any]:
+        """Polling alone, ask for ``batch_size`` ids per request too."""
+        return {"batch_size": self.batch_size}
 
     async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
         """Ask ``listbyids`` once for every id (in batches, matched by ``_id``)."""
-        results = await hook.aget_reage_results(self.ids)
-        return {result_id: JobSnapshot.of_reage(result) for result_id, result in results.items()}
+        return await fetch_reage_results(hook, self.ids)
+
+    def shared_poller(self) -> SharedPoller:
+        """The reage poller of this loop and connection: batches of ids, polls aligned on one grid."""
+        return shared_poller(
+            "reage", self.akool_conn_id, fetch=fetch_reage_results, batch_size=self.batch_size, align=True
+        )
 
     async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
         """Cancel the reage jobs (``job/del``)."""

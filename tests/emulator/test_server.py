@@ -37,7 +37,8 @@ def test_start_and_stop_many_times_without_leaks() -> None:
             assert re.fullmatch(r"http://127\.0\.0\.1:\d+", emulator.url)
             assert requests.get(f"{emulator.url}/_emulator/health", timeout=5).json() == {"ok": True}
         assert not emulator.running
-    assert threading.active_count() == threads
+    # Fewer is fine: threads other tests left (dag.test() comms) may end meanwhile; more would be a leak.
+    assert threading.active_count() <= threads
     assert open_fds() <= fds + 2
 
 

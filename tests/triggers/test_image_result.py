@@ -8,12 +8,16 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.serde import deserialize, serialize
 
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from tests.conftest import API_KEY, ConnectionFactory
+
+try:  # Airflow 3.2+
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
 FAST: dict[str, Any] = {"poll_interval": 0.05}
 UNKNOWN_ID = "ffffffffffffffffffffffff"

@@ -1,0 +1,391 @@
+"""
+N concurrent reage waits in one event loop against the emulator, with the shared poller and without.
+
+Each scenario: reset the emulator (a process of its own), submit N jobs that stay "processing", start a
+worker process that runs N ``AkoolReageTrigger`` waits in one event loop (as a triggerer does), and from
+this process pin each job to "success" at a random moment (uniform in ``--finish-min..--finish-max``
+seconds after the waits began). The worker samples its event-loop lag, its memory and CPU time, and the
+moment each trigger fired; the emulator's ledger counts the status requests.
+
+    python benchmarks/bench_triggers.py                       # the default scenarios, a table, JSON
+    python benchmarks/bench_triggers.py --sizes 1000 --off-sizes 1000 --fixed-sizes ""
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # the benchmarks are scripts beside each other, not a package
+    API_KEY,
+    STUCK_SAMPLE,
+    Emulator,
+    airflow_env,
+    emulator_process,
+    percentile,
+    print_table,
+)
+
+LAG_SAMPLE_SECONDS = 0.05
+#: When the worker measures memory: every wait registered and polled once, none finished yet.
+MEMORY_PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run: how many waits, and whether they share the poller and poll adaptively."""
+
+    #: "shared" (the default trigger), "per-task" (coalescing off); "-fixed": adaptive polling off too.
+    mode: str
+    n: int
+
+    @property
+    def coalesce(self) -> bool:
+        return self.mode.startswith("shared")
+
+    @property
+    def adaptive(self) -> bool:
+        return not self.mode.endswith("-fixed")
+
+
+# --- The orchestrator (this process) ------------------------------------------------------------------
+
+
+def submit_jobs(emulator: Emulator, n: int) -> list[str]:
+    """Submit ``n`` image reage jobs that stay processing until pinned; return their ``_id`` values."""
+    headers = {"x-api-key": API_KEY}
+    sample = f"{emulator.url}/media/samples/{STUCK_SAMPLE}"
+    detected = requests.post(
+        f"{emulator.url}/detect", json={"single_face": True, "image_url": sample}, headers=headers, timeout=30
+    ).json()
+    body = {
+        "targetImage": [{"path": sample, "opts": detected["landmarks_str"][0]}],
+        "face_reage": 10,
+        "modifyImage": sample,
+    }
+
+    def submit(count: int) -> list[str]:
+        with requests.Session() as session:
+            return [
+                session.post(
+                    f"{emulator.url}/api/open/v3/faceswap/highquality/imgreage",
+                    json=body,
+                    headers=headers,
+                    timeout=30,
+                ).json()["data"]["_id"]
+                for _ in range(count)
+            ]
+
+    parts = [n // 2, n - n // 2]
+    with ThreadPoolExecutor(2) as pool:
+        return [akool_id for part in pool.map(submit, parts) for akool_id in part]
+
+
+def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one scenario end to end and return its figures."""
+    emulator.reset()
+    ids = submit_jobs(emulator, scenario.n)
+    rng = random.Random(args.seed + scenario.n)
+    plan = sorted((rng.uniform(args.finish_min, args.finish_max), akool_id) for akool_id in ids)
+    work = Path(tempfile.mkdtemp(prefix="akool-bench-"))
+    (work / "ids.json").write_text(json.dumps(ids))
+    ready, result, log_path = work / "ready", work / "result.json", work / "worker.log"
+    server = psutil.Process(emulator.pid)
+    server_cpu = sum(server.cpu_times()[:2])
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(work),
+                "--interval",
+                str(args.interval),
+                "--mode",
+                scenario.mode,
+            ],
+            env=airflow_env(emulator.url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            started = _wait_for_ready(worker, ready)
+            finished_at = _finish_jobs(emulator, plan, started)
+            worker.wait(timeout=args.finish_max + 6 * args.interval + 120)
+        except BaseException:
+            worker.kill()
+            raise
+    if worker.returncode != 0:
+        raise RuntimeError(f"the worker failed ({worker.returncode}); see {log_path}")
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+    counts = emulator.counts()
+    figures: dict[str, Any] = json.loads(result.read_text())
+    events: dict[str, list[Any]] = figures.pop("events")
+    latencies = [events[akool_id][0] - at for akool_id, at in finished_at.items()]
+    statuses = {status for _, status in events.values()}
+    requests_made = counts["listbyids"] - figures.pop("warmup_requests")
+    wall = figures["ended"] - figures["started"]
+    lags = figures.pop("lags")
+    return {
+        "mode": scenario.mode,
+        "n": scenario.n,
+        "interval": args.interval,
+        "finish_window": [args.finish_min, args.finish_max],
+        "status_requests": requests_made,
+        "requests_per_job": requests_made / scenario.n,
+        "requests_per_second": requests_made / wall,
+        "loop_lag_ms": {
+            "p50": 1000 * percentile(lags, 0.5),
+            "p99": 1000 * percentile(lags, 0.99),
+            "max": 1000 * max(lags),
+            "samples": len(lags),
+        },
+        "kb_per_waiting_job": (figures["rss_waiting"] - figures["rss_before"]) / 1024 / scenario.n,
+        "latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies),
+        },
+        "cpu_seconds": figures["cpu_seconds"],
+        "emulator_cpu_seconds": server_cpu,
+        "wall_seconds": wall,
+        "peak_rss_mb": figures["peak_rss_kb"] / 1024,
+        "event_statuses": sorted(statuses),
+        "events": len(events),
+    }
+
+
+def _wait_for_ready(worker: subprocess.Popen[bytes], ready: Path) -> float:
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the worker did not start its waits")
+        time.sleep(0.01)
+    time.sleep(0.01)  # the file is written whole before it is renamed, but be gentle with slow disks
+    started: float = json.loads(ready.read_text())["started"]
+    return started
+
+
+def _finish_jobs(emulator: Emulator, plan: list[tuple[float, str]], started: float) -> dict[str, float]:
+    """Pin each job to success at its planned moment; return when (epoch seconds) each was pinned."""
+    finished_at: dict[str, float] = {}
+    with requests.Session() as session:
+        for offset, akool_id in plan:
+            pause = started + offset - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            # Taken before the request: the latency counted is never smaller than the real one.
+            finished_at[akool_id] = time.time()
+            session.post(
+                f"{emulator.url}/_emulator/jobs/{akool_id}/status", json={"status": 3}, timeout=30
+            ).raise_for_status()
+    return finished_at
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    def sizes(text: str) -> list[int]:
+        return [int(part) for part in text.split(",") if part.strip()]
+
+    runs = [Scenario("shared", n) for n in sizes(args.sizes)]
+    runs += [Scenario("per-task", n) for n in sizes(args.off_sizes)]
+    for n in sizes(args.fixed_sizes):
+        runs += [Scenario("shared-fixed", n), Scenario("per-task-fixed", n)]
+    return runs
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run every scenario against one emulator process; print a line per scenario as it ends."""
+    rows = []
+    with emulator_process() as emulator:
+        for scenario in scenarios(args):
+            began = time.monotonic()
+            row = run_scenario(emulator, scenario, args)
+            rows.append(row)
+            print(
+                f"  {scenario.mode:>14} N={scenario.n:<5} {row['status_requests']:>6} requests, "
+                f"latency p99 {row['latency_s']['p99']:.2f} s, lag p99 {row['loop_lag_ms']['p99']:.0f} ms "
+                f"({time.monotonic() - began:.0f} s)",
+                flush=True,
+            )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    """Print the figures of every scenario, and the ratios against per-task polling."""
+    print_table(
+        [
+            "mode",
+            "N",
+            "status req",
+            "req/job",
+            "req/s",
+            "lag p50 ms",
+            "lag p99 ms",
+            "KB/job",
+            "latency p50 s",
+            "latency p99 s",
+            "CPU s",
+            "emulator CPU s",
+        ],
+        [
+            [
+                row["mode"],
+                row["n"],
+                row["status_requests"],
+                f"{row['requests_per_job']:.2f}",
+                f"{row['requests_per_second']:.1f}",
+                f"{row['loop_lag_ms']['p50']:.1f}",
+                f"{row['loop_lag_ms']['p99']:.1f}",
+                f"{row['kb_per_waiting_job']:.1f}",
+                f"{row['latency_s']['p50']:.2f}",
+                f"{row['latency_s']['p99']:.2f}",
+                f"{row['cpu_seconds']:.1f}",
+                f"{row['emulator_cpu_seconds']:.1f}",
+            ]
+            for row in rows
+        ],
+    )
+    for line in ratios(rows):
+        print(line)
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Status requests of per-task polling over those of the shared poller, by N."""
+    found = {(row["mode"], row["n"]): row["status_requests"] for row in rows}
+    lines = []
+    for (mode, n), count in found.items():
+        if not mode.startswith("per-task"):
+            continue
+        for shared in ("shared", "shared-fixed"):
+            if (shared, n) in found:
+                ratio = count / found[shared, n]
+                lines.append(f"N={n}: {mode} polling sent {ratio:.1f}x the status requests of {shared}")
+    return lines
+
+
+# --- The worker (a process of its own: the measured event loop) ---------------------------------------
+
+
+async def worker(work: Path, interval: float, mode: str) -> None:
+    from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+
+    scenario = Scenario(mode, 0)
+    ids: list[str] = json.loads((work / "ids.json").read_text())
+    # Load what any wait loads once (the connection lookup, the HTTP client, its TLS context), so that the
+    # memory counted per wait is the wait's own.
+    hook = AkoolHook()
+    await hook.aget_reage_results(ids[:1])
+    await hook.aclose()
+    gc.collect()
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def sample_lag() -> None:
+        while not done.is_set():
+            before = loop.time()
+            await asyncio.sleep(LAG_SAMPLE_SECONDS)
+            lags.append(max(0.0, loop.time() - before - LAG_SAMPLE_SECONDS))
+
+    events: dict[str, tuple[float, str]] = {}
+
+    async def wait(trigger: AkoolReageTrigger) -> None:
+        async for event in trigger.run():
+            events[trigger.ids[0]] = (time.time(), event.payload["status"])
+
+    started = time.time()
+    triggers = [
+        AkoolReageTrigger(
+            result_ids=[akool_id],
+            poll_interval=interval,
+            deadline=started + 3600,
+            started_at=started,
+            coalesce=scenario.coalesce,
+            adaptive_polling=scenario.adaptive,
+        )
+        for akool_id in ids
+    ]
+    sampler = loop.create_task(sample_lag())
+    tasks = [loop.create_task(wait(trigger)) for trigger in triggers]
+    ready = work / "ready.tmp"
+    ready.write_text(json.dumps({"started": started}))
+    ready.rename(work / "ready")
+    await asyncio.sleep(MEMORY_PROBE_SECONDS)
+    rss_waiting = process.memory_info().rss
+    await asyncio.gather(*tasks)
+    ended = time.time()
+    done.set()
+    await sampler
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {
+        "started": started,
+        "ended": ended,
+        "rss_before": rss_before,
+        "rss_waiting": rss_waiting,
+        "peak_rss_kb": cpu_after.ru_maxrss,
+        "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime)
+        + (cpu_after.ru_stime - cpu_before.ru_stime),
+        "lags": lags,
+        "events": events,
+        "warmup_requests": 1,
+    }
+    (work / "result.json").write_text(json.dumps(figures))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100,1000,5000", help="N of the shared-poller runs")
+    parser.add_argument("--off-sizes", default="100,1000", help="N of the per-task runs (coalescing off)")
+    parser.add_argument(
+        "--fixed-sizes",
+        default="1000",
+        help="N of the runs without adaptive polling, shared and per task (the dbt Cloud way)",
+    )
+    parser.add_argument("--interval", type=float, default=10.0, help="poll_interval of every wait")
+    parser.add_argument("--finish-min", type=float, default=5.0, help="earliest job end (s after start)")
+    parser.add_argument("--finish-max", type=float, default=40.0, help="latest job end (s after start)")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="shared", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker is not None:
+        asyncio.run(worker(args.worker, args.interval, args.mode))
+        return 0
+    if args.finish_min <= MEMORY_PROBE_SECONDS:
+        raise SystemExit(f"--finish-min must be above {MEMORY_PROBE_SECONDS} s (memory is probed then)")
+    rows = run_all(args)
+    table(rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"triggers": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""
+The shared poller: many waits, few requests, each wait its own result; proven on the emulator's ledger.
+
+Timing here is loose on purpose (other suites run on the same two cores): the bounds say "within an
+interval plus slack", never "exactly at".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
+from airflow_provider_akool.exceptions import AkoolNotFoundError
+from airflow_provider_akool.hooks.akool import DEFAULT_BATCH_SIZE as HOOK_BATCH_SIZE
+from airflow_provider_akool.hooks.akool import AkoolHook
+from airflow_provider_akool.models import JobStatus, ReageJob
+from airflow_provider_akool.sensors.reage import AkoolReageSensor
+from airflow_provider_akool.triggers.base import adaptive_interval
+from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
+from airflow_provider_akool.triggers.poller import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_FIRST_POLL_SPREAD,
+    SharedPoller,
+    pollers_of_this_loop,
+)
+from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+from airflow_provider_akool.wait import JobSnapshot
+from tests.conftest import ConnectionFactory
+
+try:  # Airflow 3.2+
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
+
+#: Below the adaptive floor (1 s), so every wait polls at exactly this interval.
+POLL = 0.2
+B = DEFAULT_BATCH_SIZE
+UNKNOWN_ID = "0123456789abcdef01234567"
+
+SubmitMany = Callable[..., list[ReageJob]]
+
+
+@pytest.fixture
+def submit_many(akool_connection: ConnectionFactory, emulator: EmulatorServer) -> Iterator[SubmitMany]:
+    """Submit ``n`` image reage jobs of one sample (``emulator-stuck`` in the name: they never finish)."""
+    hook = AkoolHook()
+
+    def submit_many(n: int, name: str = "portrait-emulator-stuck.jpg") -> list[ReageJob]:
+        url = f"{emulator.url}/media/samples/{name}"
+        faces = hook.detect_faces(url).target_image()
+        return [hook.submit_image_reage(url, 10, faces) for _ in range(n)]
+
+    yield submit_many
+    hook.close()
+
+
+def reage_triggers(jobs: list[ReageJob], **kwargs: Any) -> list[AkoolReageTrigger]:
+    kwargs = {"poll_interval": POLL, "deadline": time.time() + 60, **kwargs}
+    return [AkoolReageTrigger(result_ids=[job.id], job_ids={job.id: job.job_id}, **kwargs) for job in jobs]
+
+
+async def payloads(trigger: AkoolReageTrigger | AkoolImageResultTrigger) -> list[dict[str, Any]]:
+    """Every event of the trigger, as a triggerer collects them."""
+    return [event.payload async for event in trigger.run()]
+
+
+async def timed(trigger: AkoolReageTrigger) -> tuple[float, list[dict[str, Any]]]:
+    """The events of the trigger and when (epoch seconds) the wait ended."""
+    events = await payloads(trigger)
+    return time.time(), events
+
+
+def start(triggers: list[Any]) -> list[asyncio.Task[list[dict[str, Any]]]]:
+    return [asyncio.ensure_future(payloads(trigger)) for trigger in triggers]
+
+
+async def finish(emulator_client: EmulatorClient, ids: list[str], status: int = 3) -> None:
+    """Pin the status of jobs from a thread: the control client blocks, the loop must not."""
+
+    def pin() -> None:
+        for akool_id in ids:
+            emulator_client.set_job_status(akool_id, status)
+
+    await asyncio.to_thread(pin)
+
+
+async def listbyids_ids(emulator_client: EmulatorClient) -> list[list[str]]:
+    ledger = await asyncio.to_thread(emulator_client.ledger)
+    ids: list[list[str]] = ledger["listbyids_ids"]
+    return ids
+
+
+def complete_rounds(requests: list[list[str]], per_round: int) -> list[list[list[str]]]:
+    """Group the requests in runs of ``per_round`` (rounds run one after another); drop a partial tail."""
+    whole = len(requests) // per_round * per_round
+    return [requests[i : i + per_round] for i in range(0, whole, per_round)]
+
+
+def rounds_of(ledger: dict[str, Any], gap: float) -> list[list[list[str]]]:
+    """The ``listbyids`` requests grouped in rounds: a pause longer than ``gap`` starts a new round."""
+    times = [r["at"] for r in ledger["requests"] if r["endpoint"] == "listbyids"]
+    rounds: list[list[list[str]]] = []
+    last = -math.inf
+    for at, request in zip(times, ledger["listbyids_ids"], strict=True):
+        if at - last > gap:
+            rounds.append([])
+        rounds[-1].append(request)
+        last = at
+    return rounds
+
+
+# --- Coalescing -------------------------------------------------------------------------------------
+
+
+async def test_k_waits_cost_ceil_k_over_b_requests_per_round_and_each_gets_its_own_result(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    assert DEFAULT_BATCH_SIZE == HOOK_BATCH_SIZE == 50
+    jobs = submit_many(120)
+    ids = sorted(job.id for job in jobs)
+    interval = 0.5  # rounds 0.5 s apart, each a burst of requests: told apart by the pauses between
+    tasks = start(reage_triggers(jobs, poll_interval=interval))
+    await asyncio.sleep(4 * interval + 0.2)
+
+    # Rounds are at least half an interval apart (see SharedPoller._schedule); a round's requests, ms.
+    rounds = rounds_of(await asyncio.to_thread(emulator_client.ledger), gap=interval / 4)
+    assert len(rounds) >= 4
+    for requests in rounds:
+        # ceil(K/B) requests of at most B ids, every id of every wait exactly once: the first round too.
+        assert len(requests) == math.ceil(len(jobs) / B)
+        assert all(len(request) <= B for request in requests)
+        assert sorted(i for request in requests for i in request) == ids
+
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    for job, events in zip(jobs, results, strict=True):
+        assert len(events) == 1
+        assert events[0]["status"] == "success"
+        assert events[0]["results"] == [
+            {"id": job.id, "job_id": job.job_id, "status": "success", "url": job.url, "reasons": []}
+        ]
+    # 120 waits polled alone would have sent 120 requests per round.
+    assert emulator_client.counts()["listbyids"] < 120
+
+
+async def test_waits_sharing_ids_get_their_own_outcomes(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    ok1, ok2, ok3 = submit_many(3, "portrait.jpg")
+    (bad,) = submit_many(1, "portrait-emulator-fail.jpg")
+    deadline = time.time() + 30
+    triggers = [
+        AkoolReageTrigger(result_ids=[ok1.id], poll_interval=POLL, deadline=deadline),
+        AkoolReageTrigger(result_ids=[ok2.id, bad.id], poll_interval=POLL, deadline=deadline),
+        AkoolReageTrigger(result_ids=[ok3.id, ok1.id], poll_interval=POLL, deadline=deadline),
+        AkoolReageTrigger(
+            result_ids=[UNKNOWN_ID], poll_interval=POLL, deadline=deadline, not_found_grace=0.5
+        ),
+    ]
+
+    first, second, third, fourth = [events for events in await asyncio.gather(*start(triggers))]
+
+    assert first[0]["status"] == "success"
+    assert [r["id"] for r in first[0]["results"]] == [ok1.id]
+    assert second[0]["status"] == "failed"
+    assert [(r["id"], r["status"]) for r in second[0]["results"]] == [(ok2.id, "success"), (bad.id, "failed")]
+    assert third[0]["status"] == "success"
+    assert [(r["id"], r["url"]) for r in third[0]["results"]] == [(ok3.id, ok3.url), (ok1.id, ok1.url)]
+    assert fourth[0]["status"] == "not_found"
+    requests = await listbyids_ids(emulator_client)
+    # One request per round (5 distinct ids < B), an id two waits share asked once.
+    assert all(len(set(request)) == len(request) for request in requests)
+    assert requests[0].count(ok1.id) == 1
+    assert sorted(requests[0]) == sorted({ok1.id, ok2.id, bad.id, ok3.id, UNKNOWN_ID})
+
+
+async def test_a_cancelled_wait_leaves_the_batch(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(5)
+    tasks = start(reage_triggers(jobs))
+    await asyncio.sleep(0.5)
+    tasks[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[0]
+    before = len(await listbyids_ids(emulator_client))
+    await asyncio.sleep(0.8)
+
+    requests = await listbyids_ids(emulator_client)
+    later = requests[before + 1 :]  # the request after the cancel may have been in flight already
+    assert len(later) >= 2
+    for request in later:
+        assert jobs[0].id not in request
+        assert sorted(request) == sorted(job.id for job in jobs[1:])
+    assert pollers_of_this_loop()[0].waiting == 4
+
+    await finish(emulator_client, [job.id for job in jobs[1:]])
+    assert all(events[0]["status"] == "success" for events in await asyncio.gather(*tasks[1:]))
+
+
+async def test_a_finished_job_is_reported_within_one_interval(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    interval = 0.5
+    jobs = submit_many(60)  # two requests per round
+    waits = [asyncio.ensure_future(timed(t)) for t in reage_triggers(jobs, poll_interval=interval)]
+    finished_at: dict[str, float] = {}
+
+    def finish_some() -> None:
+        for job in jobs[::7]:
+            time.sleep(0.27)  # at every phase of the poll grid
+            finished_at[job.id] = time.time()  # before the request: the latency is not flattered
+            emulator_client.set_job_status(job.id, 3)
+
+    await asyncio.to_thread(finish_some)
+    await finish(emulator_client, [job.id for job in jobs if job.id not in finished_at])
+    results = await asyncio.gather(*waits)
+
+    latencies = []
+    for job, (ended_at, events) in zip(jobs, results, strict=True):
+        assert events[0]["status"] == "success"
+        if job.id in finished_at:
+            latencies.append(ended_at - finished_at[job.id])
+    assert len(latencies) == len(finished_at) == 9
+    assert max(latencies) < interval + 0.35, latencies
+
+
+async def test_young_jobs_are_polled_often_and_old_ones_at_the_interval(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    young, old = submit_many(2)
+    now = time.time()
+    triggers = [
+        # Adaptive: an 8 s interval starts at 2 s for a job just submitted...
+        AkoolReageTrigger(result_ids=[young.id], poll_interval=8, started_at=now, deadline=now + 60),
+        # ... and stays at 8 s for one submitted long ago.
+        AkoolReageTrigger(result_ids=[old.id], poll_interval=8, started_at=now - 600, deadline=now + 60),
+    ]
+    tasks = start(triggers)
+    await asyncio.sleep(4.5)
+    requests = await listbyids_ids(emulator_client)
+    await finish(emulator_client, [young.id, old.id])
+    await asyncio.gather(*tasks)
+
+    young_polls = sum(young.id in request for request in requests)
+    old_polls = sum(old.id in request for request in requests)
+    assert young_polls >= 3  # 0, 2, 4 s
+    assert old_polls <= 2  # 0 s, and at most once on the 8 s grid
+
+
+def test_adaptive_interval_starts_short_and_backs_off_to_the_ceiling() -> None:
+    assert adaptive_interval(0, 10) == 2.5
+    assert adaptive_interval(9.9, 10) == 2.5
+    assert adaptive_interval(10, 10) == 5
+    assert adaptive_interval(20, 10) == 10
+    assert adaptive_interval(3 * 3600, 10) == 10  # a long video job: the user's interval, never more
+    assert adaptive_interval(0, 60) == 3.75
+    assert adaptive_interval(0, 0.1) == 0.1  # an interval below the floor is kept
+    assert all(adaptive_interval(age, 7) <= 7 for age in range(0, 100))
+
+
+# --- Rate limits and errors ---------------------------------------------------------------------------
+
+
+async def test_a_429_pauses_the_one_poller_for_every_wait(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(150)  # three requests per round
+    emulator_client.add_fault("http_429", count=1, path="listbyids", retry_after=1)
+    tasks = start(reage_triggers(jobs))
+    await asyncio.sleep(1.8)
+    ledger = await asyncio.to_thread(emulator_client.ledger)
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    polls = [r for r in ledger["requests"] if r["endpoint"] == "listbyids"]
+    assert polls[0]["http_status"] == 429
+    # The refused request went alone (the other two batches of the round were not sent), and no wait
+    # polled during the Retry-After, where 150 waits polling on their own would have sent hundreds.
+    assert polls[1]["at"] - polls[0]["at"] >= 0.95
+    assert len(ledger["listbyids_ids"][1:4]) == 3
+    assert sorted(i for request in ledger["listbyids_ids"][1:4] for i in request) == sorted(
+        j.id for j in jobs
+    )
+    assert all(events[0]["status"] == "success" for events in results)
+
+
+async def test_a_1005_costs_one_request_and_slows_the_next_round(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(150)
+    emulator_client.add_fault("code_1005", count=1, path="listbyids")
+    tasks = start(reage_triggers(jobs))
+    await asyncio.sleep(1.0)
+    ledger = await asyncio.to_thread(emulator_client.ledger)
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    polls = [r for r in ledger["requests"] if r["endpoint"] == "listbyids"]
+    assert polls[0]["code"] == 1005
+    assert polls[1]["code"] == 1000
+    # The next round came after the shared pause, not right behind the refusal.
+    assert polls[1]["at"] - polls[0]["at"] >= POLL * 0.9
+    for batch in complete_rounds(ledger["listbyids_ids"][1:], 3):
+        assert sorted(i for request in batch for i in request) == sorted(job.id for job in jobs)
+    assert all(events[0]["status"] == "success" for events in results)
+
+
+async def test_a_transient_error_costs_only_its_own_batch_a_poll(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(100)  # two requests per round
+    emulator_client.add_fault("http_500", count=1, path="listbyids")
+    tasks = start(reage_triggers(jobs))
+    await asyncio.sleep(0.6)
+    ledger = await asyncio.to_thread(emulator_client.ledger)
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    polls = [r for r in ledger["requests"] if r["endpoint"] == "listbyids"]
+    assert polls[0]["http_status"] == 500
+    # A 500 says nothing about the other batch: the round went on.
+    assert polls[1]["http_status"] == 200
+    first_round = ledger["listbyids_ids"][:2]
+    assert sorted(i for request in first_round for i in request) == sorted(job.id for job in jobs)
+    # The waits of the failed batch backed off by the Waiter's rules and went on to the end.
+    assert all(events[0]["status"] == "success" for events in results)
+
+
+async def test_a_banned_account_reaches_every_waiting_trigger_with_one_request(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(120)
+    # Half poll every 0.2 s, half every 30 s: those are nowhere near their next poll when the ban comes.
+    triggers = reage_triggers(jobs[:60]) + reage_triggers(jobs[60:], poll_interval=30)
+    tasks = start(triggers)
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(emulator_client.set_account, banned=True)
+    banned_at = time.monotonic()
+    results = await asyncio.gather(*tasks)
+
+    assert time.monotonic() - banned_at < 2
+    for events in results:
+        assert len(events) == 1
+        assert events[0]["status"] == "error"
+        assert events[0]["error"]["code"] == 1200
+        assert events[0]["error"]["type"] == "AkoolAccountBannedError"
+    codes = [r["code"] for r in emulator_client.ledger()["requests"] if r["endpoint"] == "listbyids"]
+    assert codes.count(1200) == 1
+
+
+async def test_a_1008_for_a_batch_is_asked_again_wait_by_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whether listbyids answers 1008 when one id of many is unknown is not documented; the emulator leaves
+    # such ids out. A poller that passed a batch's 1008 to every wait in it would make known jobs look
+    # unknown, and end their waits after the grace.
+    known, unknown = "a" * 24, "b" * 24
+    asked: list[list[str]] = []
+
+    async def fetch(hook: object, ids: list[str]) -> dict[str, JobSnapshot]:
+        asked.append(list(ids))
+        if unknown in ids:
+            raise AkoolNotFoundError("Content does not exist", code=1008, endpoint="listbyids")
+        return {i: JobSnapshot(id=i, status=JobStatus.SUCCESS) for i in ids}
+
+    class NoHook:
+        async def aclose(self) -> None:
+            return None
+
+    poller = SharedPoller("akool_default", fetch=fetch)
+    monkeypatch.setattr(poller, "_make_hook", NoHook)
+    mine, theirs = await asyncio.gather(
+        poller.poll([known], delay=0, interval=1),
+        poller.poll([unknown], delay=0, interval=1),
+        return_exceptions=True,
+    )
+
+    assert mine == {known: JobSnapshot(id=known, status=JobStatus.SUCCESS)}
+    assert isinstance(theirs, AkoolNotFoundError)
+    assert asked == [[known, unknown], [known], [unknown]]
+
+
+def test_polls_land_on_the_grid_and_jitter_never_makes_them_late() -> None:
+    async def fetch(hook: object, ids: list[str]) -> dict[str, JobSnapshot]:
+        return {}
+
+    aligned = SharedPoller("akool_default", fetch=fetch, align=True)
+    # Pauses of one interval end on its multiples, so waits that started apart meet in one round.
+    assert aligned._schedule(103.3, 10, 10, 10, False) == 110
+    assert aligned._schedule(100.0, 2.5, 2.5, 10, False) == 102.5
+    # Never sooner than half the pause: a wait that polled just before a grid point gets there by halves.
+    assert aligned._schedule(107.9, 10, 10, 10, False) == 115
+    assert aligned._schedule(115, 10, 10, 10, False) == 120
+    # A backoff (no grid) and a first poll are kept as they are.
+    assert aligned._schedule(103.3, 4, None, 10, False) == 107.3
+    assert aligned._schedule(103.3, 0, None, 10, True) == 103.3
+
+    jittered = SharedPoller("akool_default", fetch=fetch, batch_size=1, jitter=0.2)
+    regular = [jittered._schedule(100, 10, 10, 10, False) for _ in range(200)]
+    assert all(98 <= at <= 110 for at in regular)
+    assert len(set(regular)) > 100  # spread, not one burst
+    first = [jittered._schedule(100, 0, None, 10, True) for _ in range(200)]
+    assert all(100 <= at <= 100 + MAX_FIRST_POLL_SPREAD for at in first)
+
+
+# --- Background change: no batch endpoint -----------------------------------------------------------
+
+
+async def test_background_waits_never_exceed_the_concurrency_cap(
+    akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+) -> None:
+    hook = AkoolHook()
+    ids = [
+        hook.submit_background_change(
+            origin_img=f"{emulator.url}/media/samples/product-emulator-stuck.png",
+            canvas_size="64x48",
+            modify_origin_img_size="32x24",
+            overlay_origin_x=8,
+            overlay_origin_y=8,
+            color_code="#aafbe3",
+        ).id
+        for _ in range(12)
+    ]
+    hook.close()
+    slow = 0.25
+    emulator_client.add_fault("slow", count=None, path="infobymodelid", seconds=slow)
+    tasks = start([AkoolImageResultTrigger(i, poll_interval=POLL, deadline=time.time() + 60) for i in ids])
+    await asyncio.sleep(1.5)
+    # Only the requests made while every reply took `slow` seconds: after that they are quick.
+    ledger = await asyncio.to_thread(emulator_client.ledger)
+    await asyncio.to_thread(emulator_client.clear_faults)
+    await finish(emulator_client, ids)
+    results = await asyncio.gather(*tasks)
+
+    arrivals = sorted(r["at"] for r in ledger["requests"] if r["endpoint"] == "infobymodelid")
+    # Each request holds its slot for `slow` seconds: more than the cap arriving within less than that
+    # would mean more than the cap in flight.
+    busiest = max(sum(1 for at in arrivals if first <= at < first + slow * 0.9) for first in arrivals)
+    assert busiest <= DEFAULT_MAX_CONCURRENCY
+    assert busiest == DEFAULT_MAX_CONCURRENCY  # the cap, not one request at a time
+    assert len(arrivals) >= 12  # every wait polled
+    assert all(events[0]["status"] == "success" for events in results)
+
+
+# --- Lifecycle --------------------------------------------------------------------------------------
+
+
+def test_a_restarted_triggerer_builds_a_new_poller_from_the_kwargs_alone(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(60)
+    serialized = [trigger.serialize() for trigger in reage_triggers(jobs)]
+
+    async def first_triggerer() -> SharedPoller:
+        tasks = start([AkoolReageTrigger(**kwargs) for _, kwargs in serialized])
+        await asyncio.sleep(0.5)
+        (poller,) = pollers_of_this_loop()
+        assert poller.waiting == 60
+        for task in tasks:  # the triggerer stops: every run() is cancelled, no event, no on_kill
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert poller.waiting == 0
+        return poller
+
+    async def second_triggerer() -> tuple[list[list[dict[str, Any]]], SharedPoller]:
+        rebuilt = [AkoolReageTrigger(**deserialize(serialize(kwargs))) for _, kwargs in serialized]
+        results = await asyncio.gather(*(payloads(trigger) for trigger in rebuilt))
+        (poller,) = pollers_of_this_loop()
+        return results, poller
+
+    old = asyncio.run(first_triggerer())
+    before = emulator_client.counts()["listbyids"]
+    for job in jobs:
+        emulator_client.set_job_status(job.id, 3)
+    results, new = asyncio.run(second_triggerer())
+
+    assert new is not old
+    assert all(events[0]["status"] == "success" for events in results)
+    assert emulator_client.counts()["listbyids"] - before == math.ceil(60 / B)  # one round, rebuilt
+
+
+async def test_coalescing_can_be_switched_off(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(3, "portrait.jpg")
+    triggers = reage_triggers(jobs, coalesce=False)
+    assert triggers[0].serialize()[1]["coalesce"] is False
+    assert "coalesce" not in reage_triggers(jobs)[0].serialize()[1]
+
+    results = await asyncio.gather(*start(triggers))
+
+    assert all(events[0]["status"] == "success" for events in results)
+    assert pollers_of_this_loop() == []
+    # One request per wait per poll: the per-task baseline the benchmark compares against.
+    assert all(len(request) == 1 for request in await listbyids_ids(emulator_client))
+
+
+async def test_hooks_of_one_loop_and_connection_share_one_http_client(
+    akool_connection: ConnectionFactory,
+) -> None:
+    first, second, other = AkoolHook(), AkoolHook(), AkoolHook("akool_other")
+    client = await first._aclient()
+    assert await second._aclient() is client
+    assert await other._aclient() is not client
+    await first.aclose()
+    assert not client.is_closed  # the second hook still uses it
+    await second.aclose()
+    assert client.is_closed
+    await other.aclose()
+
+
+# --- Sensors in poke mode ---------------------------------------------------------------------------
+
+
+def test_a_poke_mode_sensor_asks_once_per_batch_for_all_its_ids(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    # A sensor waits for all its ids in one task: each poke is one listbyids request per batch of 50
+    # (the hook batches), so it needs no poller of its own.
+    jobs = submit_many(120)
+    ids = [job.id for job in jobs]
+    sensor = AkoolReageSensor(task_id="many", result_ids=ids, poke_interval=POLL)
+
+    assert sensor.poke({}) is False  # type: ignore[arg-type]  # a poke-mode check reads no context
+
+    requests = emulator_client.ledger()["listbyids_ids"]
+    assert len(requests) == math.ceil(120 / HOOK_BATCH_SIZE)
+    assert sorted(i for request in requests for i in request) == sorted(ids)
