@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
 from airflow.sdk import DAG, task
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.exceptions import (
@@ -100,7 +100,9 @@ class TestThroughDagTest:
             "url": f"{emulator.url}/media/results/{image_model_id}.png",
             "output_path": None,
         }
-        assert emulator_client.counts()["infobymodelid"] >= 2
+        # At least the sensor's own check; how many more depends on how fast dag.test() reaches the sensor
+        # (on Airflow 3.1 the job is often done by then); the trigger tests prove waiting through polls.
+        assert emulator_client.counts()["infobymodelid"] >= 1
 
     @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
     def test_a_failed_job_fails_the_task(
