@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The oldest Airflow we support (the floor in pyproject.toml), in a venv of its own from the same lock.
 FLOOR_VENV := .venv-floor
 
-.PHONY: help venv floor-venv test test-floor lint typecheck unit demo emulator bench clean
+.PHONY: help venv floor-venv test test-floor lint typecheck deps-check package-check unit demo emulator bench clean
 
 help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
@@ -36,10 +36,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Every import of the shipped package is a declared dependency, and the provider outside emulator/ imports
+# nothing that only the emulator extra installs (see [tool.deptry] in pyproject.toml).
+deps-check: venv
+	$(BIN)/deptry airflow_provider_akool
+	$(BIN)/deptry airflow_provider_akool --extend-exclude 'airflow_provider_akool/emulator' \
+		--optional-dependencies-dev-groups emulator
+
 unit: venv
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck browser-deps
+test: lint typecheck deps-check browser-deps
 	$(BIN)/pytest
 
 # The same suite on the oldest Airflow we support.
