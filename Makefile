@@ -43,10 +43,16 @@ deps-check: venv
 	$(BIN)/deptry airflow_provider_akool --extend-exclude 'airflow_provider_akool/emulator' \
 		--optional-dependencies-dev-groups emulator
 
+# Build the sdist and wheel, twine-check them and their contents, install the wheel[emulator] with uv.lock's
+# newest Airflow into a fresh venv, and from there: airflow providers list, import every class the provider
+# info names, run dags/akool_image_reage.py against the emulator. About 50 s. See scripts/package_check.py.
+package-check: venv
+	PYTHON=$(PYTHON) $(BIN)/python scripts/package_check.py
+
 unit: venv
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck deps-check browser-deps
+test: lint typecheck deps-check package-check browser-deps
 	$(BIN)/pytest
 
 # The same suite on the oldest Airflow we support.
