@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The oldest Airflow we support (the floor in pyproject.toml), in a venv of its own from the same lock.
 FLOOR_VENV := .venv-floor
 
-.PHONY: help venv floor-venv test test-floor lint typecheck unit demo emulator bench clean
+.PHONY: help venv floor-venv test test-floor lint typecheck deps-check package-check unit demo emulator bench clean
 
 help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
@@ -36,10 +36,23 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Every import of the shipped package is a declared dependency, and the provider outside emulator/ imports
+# nothing that only the emulator extra installs (see [tool.deptry] in pyproject.toml).
+deps-check: venv
+	$(BIN)/deptry airflow_provider_akool
+	$(BIN)/deptry airflow_provider_akool --extend-exclude 'airflow_provider_akool/emulator' \
+		--optional-dependencies-dev-groups emulator
+
+# Build the sdist and wheel, twine-check them and their contents, install the wheel[emulator] with uv.lock's
+# newest Airflow into a fresh venv, and from there: airflow providers list, import every class the provider
+# info names, run dags/akool_image_reage.py against the emulator. About 50 s. See scripts/package_check.py.
+package-check: venv
+	PYTHON=$(PYTHON) $(BIN)/python scripts/package_check.py
+
 unit: venv
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck browser-deps
+test: lint typecheck deps-check package-check browser-deps
 	$(BIN)/pytest
 
 # The same suite on the oldest Airflow we support.

@@ -91,7 +91,7 @@ def _airflow_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-# Airflow reads the declarative connection form (conn-fields) from 3.2 on; 3.1 shows the generic form.
+# Airflow reads the declarative connection form (conn-fields) from 3.2 on; 3.1 asks the hook's methods.
 DECLARATIVE_FORM = _airflow_version() >= (3, 2)
 
 
@@ -121,5 +121,6 @@ def test_airflow_cli_shows_the_form_fields_where_airflow_reads_them() -> None:
         check=True,
         timeout=120,
     )
-    # On 3.1 the fields are absent by design (documented in the README's compatibility table).
+    # On 3.1 the CLI asks the hook's methods, which need WTForms (not installed here): no fields. The UI's
+    # endpoint supplies stand-ins and does show them (tests/test_connection_form.py).
     assert ("extra__akool__auth_type" in result.stdout) is DECLARATIVE_FORM

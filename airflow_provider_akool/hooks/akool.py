@@ -329,6 +329,20 @@ class AkoolHook(BaseHook):
     conn_type = "akool"
     hook_name = "Akool"
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the form's extra fields for Airflow 3.1 (3.2+ reads the provider info's conn-fields)."""
+        from airflow_provider_akool.connection_form import form_widgets
+
+        return form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return how the form shows the standard fields, for Airflow 3.1 (3.2+ reads the provider info)."""
+        from airflow_provider_akool.connection_form import field_behaviour
+
+        return field_behaviour()
+
     def __init__(
         self,
         akool_conn_id: str = default_conn_name,

@@ -17,7 +17,7 @@ import requests
 from airflow_stack import CONNECTION_ID, AirflowStack
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.e2e.conftest import AIRFLOW_VERSION, IMAGE_REAGE_DAG, ExampleRuns, TaskFacts
+from tests.e2e.conftest import IMAGE_REAGE_DAG, ExampleRuns, TaskFacts
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google's hosts, which this machine refuses.
@@ -36,8 +36,6 @@ SCREENSHOTS = Path(
     os.environ.get("AKOOL_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "akool-screenshots"
 )
 TAKE_SCREENSHOTS = True
-# Airflow 3.1 ignores the declarative form (conn-fields, ui-field-behaviour) of provider-info.
-DECLARATIVE_CONNECTION_FORM = AIRFLOW_VERSION >= (3, 2)
 NO_CHROMIUM = (
     f"!!! BROWSER TESTS SKIPPED: {CHROMIUM} is missing and could not be installed "
     "(run `make browser-deps` as root with apt available) !!!"
@@ -124,11 +122,7 @@ def test_connection_form_offers_akool_with_its_fields(page: Page, stack: Airflow
     dialog.get_by_role("combobox").fill("Akool")
     dialog.get_by_role("option", name="Akool", exact=True).click()
     labels = dialog.locator("label")
-    if not DECLARATIVE_CONNECTION_FORM:
-        # The documented limitation of Airflow 3.1: the type is offered, with Airflow's generic fields.
-        for field in ("Host", "Login", "Password"):
-            expect(labels.get_by_text(field, exact=True)).to_have_count(1)
-        return
+    # The same form on 3.1 (from the hook's methods) as on 3.2+ (from conn-fields): see connection_form.py.
     for field in STANDARD_FIELDS:
         expect(labels.filter(has_text=field)).to_have_count(1)
     for field in GENERIC_FIELDS:
