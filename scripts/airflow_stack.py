@@ -466,6 +466,10 @@ class AirflowStack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
 
+    def signal_component(self, name: str, signum: signal.Signals) -> None:
+        """Send ``signum`` to a component's whole process group (SIGSTOP and SIGCONT: a stall)."""
+        self._signal_group(self._processes[name], signum)
+
     def start_component(self, name: str) -> int:
         """Start a component that is not running (after :meth:`kill_component`); return its pid."""
         if name in self._processes:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 #: Attempts per cancel request when a deferred task is killed: Airflow gives ``on_kill`` a bounded time.
 KILL_RETRY_LIMIT = 3
+#: The most a kill's state check and cancel requests may take together.
+KILL_TIMEOUT = 60.0
+#: Kills in progress: the loop keeps only weak references to tasks.
+_KILLS: set[asyncio.Future[None]] = set()
 #: The shortest pause of adaptive polling: a job is never polled more often than this (unless the user's
 #: ``poll_interval`` is shorter still). Below 2 s the extra polls buy little: the operator looked once at
 #: submission, and an Akool job takes seconds.
@@ -291,6 +295,20 @@ class AkoolJobTrigger(BaseTrigger):
         job_ids = [job_id for job_id in dict.fromkeys(self.job_ids.values()) if job_id]
         if not job_ids:
             return
+        # Airflow 3.3.2 cancels a trigger it stops again at each sync with its supervisor (about every
+        # second) while on_kill runs, and swallows that: on a busy triggerer the cancel was cut short and the
+        # job ran on (seen on the distributed stack). The work runs in a task of its own, out of their reach.
+        kill = asyncio.ensure_future(asyncio.wait_for(self._kill(job_ids), KILL_TIMEOUT))
+        _KILLS.add(kill)
+        kill.add_done_callback(self._kill_done)
+        await asyncio.shield(kill)
+
+    def _kill_done(self, kill: asyncio.Future[None]) -> None:
+        _KILLS.discard(kill)
+        if not kill.cancelled() and kill.exception() is not None:
+            self.log.error("Could not cancel the Akool job(s) of the killed task: %s", kill.exception())
+
+    async def _kill(self, job_ids: list[str]) -> None:
         if await self._task_still_deferred():
             # Not a kill: this triggerer lost the trigger to another one (seen on the distributed stack).
             self.log.warning(

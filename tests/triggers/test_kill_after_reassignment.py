@@ -13,6 +13,7 @@ it (answering as the metadata database would); the cancel goes to the emulator f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -94,3 +95,30 @@ async def test_on_kill_cancels_when_the_state_cannot_be_read(
     await _trigger(stuck_job).on_kill()
 
     assert emulator_client.counts()["job_del"] == 1
+
+
+class SlowChannel(SupervisorChannel):
+    """A supervisor that takes its time to answer (it asks the API server, which asks the database)."""
+
+    async def asend(self, msg: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return await super().asend(msg)
+
+
+async def test_on_kill_cancelled_again_by_the_triggerer_still_cancels_the_job(
+    stuck_job: ReageJob, emulator_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow 3.3.2 cancels a stopping trigger again at every sync (about each second) while on_kill runs,
+    # and swallows the CancelledError: the kill must not stop half-way.
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", SlowChannel(deferred=0), raising=False)
+    killing = asyncio.ensure_future(_trigger(stuck_job).on_kill())
+    await asyncio.sleep(0.1)
+    killing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killing
+
+    deadline = time.monotonic() + 10
+    while emulator_client.counts()["job_del"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert emulator_client.counts()["job_del"] == 1
+    assert emulator_client.ledger()["jobs"][stuck_job.id]["cancelled"] is True
