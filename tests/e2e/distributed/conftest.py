@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -185,6 +186,10 @@ class Scenario:
     stalled_logs: dict[int, str] = field(default_factory=dict)
     #: When the stall began and ended (epoch seconds).
     stall_window: tuple[float, float] = (0.0, 0.0)
+    #: When a triggerer was SIGKILLed (epoch seconds).
+    triggerer_killed_at: float = 0.0
+    #: When each triggerer (job id) started its first trigger (epoch), read before any log was rewritten.
+    first_trigger_started: dict[int, float] = field(default_factory=dict)
     postgres_down_seconds: float = 0.0
     postgres_pids: tuple[int, int] = (0, 0)
     events: list[str] = field(default_factory=list)
@@ -265,6 +270,9 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         }
         scenario.note(f"all deferred after {scenario.timings['all deferred']:.0f} s: {scenario.triggerer_of}")
         scenario.crash_first_id = str(xcom_value(stack, crash.task_instances[0], "akool_id"))
+        scenario.first_trigger_started = {
+            job: first_trigger_start(stack, job) for job in stack.triggerer_jobs.values()
+        }
 
         # 2. A quiet window: the youngest trigger is two intervals old, nothing is disturbed.
         time.sleep(2 * POLL_INTERVAL)
@@ -357,6 +365,7 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.killed_triggerer = victim
         stack.kill_component(victim)
         killed_triggerer_at = time.monotonic()
+        scenario.triggerer_killed_at = time.time()
         scenario.note(f"SIGKILLed {victim} (job {stack.triggerer_jobs[victim]}), holding every batch trigger")
         _wait_until_all_on(watcher, batch, stack.triggerer_jobs[survivor], "after the kill")
         scenario.takeover_seconds = time.monotonic() - killed_triggerer_at
@@ -410,14 +419,37 @@ def _wait_until_all_on(watcher: RunWatcher, batch: Run, job: int, when: str) -> 
 STOPPED_MARKS = ("Trigger cancelled by user action", "trigger completed", "Trigger cancelled")
 
 
+#: What the provider's on_kill logs once it decided (in a task of its own, after Airflow's own lines).
+KILL_DECISIONS = ("Not cancelling Akool job", "Cancelled Akool job", "Could not cancel")
+
+
 def _stopped_everywhere(stack: AirflowStack, batch: Run, job: int, indexes: list[int]) -> bool:
-    """Whether triggerer ``job`` logged the end of its run of each of those batch triggers."""
+    """Whether triggerer ``job`` ended its run of each of those batch triggers (and on_kill decided)."""
     by_index = {int(ti["map_index"]): ti for ti in batch.task_instances}
     for index in indexes:
         text = trigger_log_files(stack, by_index[index]).get(job, "")
         if not any(mark in text for mark in STOPPED_MARKS):
             return False
+        if "invoking on_kill" in text and not any(mark in text for mark in KILL_DECISIONS):
+            return False
     return True
+
+
+def logged_at(line: str) -> float:
+    """The epoch time of a log line that starts with an ISO timestamp (Airflow's output, JSON lines)."""
+    stamp = line.removeprefix('{"timestamp":"')[:26]
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+
+
+def first_trigger_start(stack: AirflowStack, job: int) -> float:
+    """When triggerer ``job`` first started a trigger (epoch), from the trigger log files as they are now."""
+    stamps = [
+        logged_at(line)
+        for path in stack.home.joinpath("logs").rglob(f"*.log.trigger.{job}.log")
+        for line in path.read_text(errors="replace").splitlines()
+        if ") starting" in line
+    ]
+    return min(stamps, default=0.0)
 
 
 def _healthy(stack: AirflowStack) -> bool:

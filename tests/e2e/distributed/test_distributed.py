@@ -25,6 +25,7 @@ from tests.e2e.distributed.conftest import (
     POLL_INTERVAL,
     PROCESSING,
     Scenario,
+    logged_at,
     single_triggerer_rounds,
 )
 
@@ -120,12 +121,19 @@ def test_a_killed_triggerer_s_triggers_are_taken_over_and_nothing_is_cancelled(s
     # Airflow's health threshold plus its own cadence: the survivor notices, then loads the triggers.
     assert scenario.takeover_seconds <= HEALTH_CHECK_THRESHOLD + 20
     by_index = {ti["map_index"]: ti for ti in scenario.batch.task_instances}
+    (survivor_job,) = survivor
     problems = []
     for index in range(0, BATCH, 10):  # trigger log files, a sample
         files = trigger_log_files(stack, by_index[index])
-        fired = {job for job, text in files.items() if FIRED_MARK in text}
-        if fired != survivor:
-            problems.append(f"reage[{index}] fired by {fired}, not by the survivor {survivor}")
+        # The survivor ran the trigger after the kill (a triggerer that runs one trigger twice may lose
+        # the second run's later lines: whether the event fired shows in the task's success instead).
+        started = [
+            logged_at(line) for line in files.get(survivor_job, "").splitlines() if ") starting" in line
+        ]
+        if not started or max(started) < scenario.triggerer_killed_at:
+            problems.append(f"reage[{index}]: the survivor {survivor_job} did not run it after the kill")
+        if FIRED_MARK in files.get(killed_job, ""):
+            problems.append(f"reage[{index}] fired by the killed triggerer {killed_job}")
     assert not problems, "\n".join(problems)
     # Every task succeeded in its first try (no retry, no second submission: see the batch test).
     assert {(ti["state"], ti["try_number"]) for ti in scenario.batch.task_instances} == {("success", 1)}
@@ -266,29 +274,49 @@ def test_no_log_holds_a_credential(scenario: Scenario) -> None:
 # --- Found already: the triggerers' event loops --------------------------------------------------------
 
 
-def _blocked_seconds(line: str) -> float:
-    found = re.search(r"blocked for ([0-9.]+) seconds", line)
-    return float(found.group(1)) if found else 0.0
+#: After a mass reassignment a triggerer creates, or stops, 100-200 triggers at once: Airflow's own work per
+#: trigger (its log file, the runtime task instance, on_kill) plus one poll round answering them all.
+MASS_REASSIGNMENT_SECONDS = 30.0
 
 
 def test_no_triggerer_warns_that_its_event_loop_was_blocked(scenario: Scenario) -> None:
+    """
+    Found on this stack: each triggerer warned once, picking up its first Akool triggers, that its loop was
+    blocked for 0.23-0.41 s: the first poll imported the hook's module and anyio's backend on the loop.
+    Warnings during the deliberate stall and the mass reassignments that follow it and the SIGKILL are
+    printed, not judged (see docs/deployment.md); anywhere else, at the first pickup of 200 triggers
+    too, none may come.
+    """
     outputs = {
         path.name: path.read_text(errors="replace")
         for path in sorted((scenario.stack.output_dir).glob("triggerer*.log"))
     }
     assert len(outputs) == 2
-    # The stall is ours: the stalled triggerer reports it (about its length) as it goes on.
-    stall = scenario.stall_window[1] - scenario.stall_window[0]
-    warnings = {
-        name: [
-            line[:200]
-            for line in text.splitlines()
-            if BLOCKED_WARNING in line and _blocked_seconds(line) < stall - 2
-        ]
-        for name, text in outputs.items()
+    stall_began, stall_ended = scenario.stall_window
+    excused = [
+        (stall_began, stall_ended + MASS_REASSIGNMENT_SECONDS),
+        (scenario.triggerer_killed_at, scenario.triggerer_killed_at + MASS_REASSIGNMENT_SECONDS),
+    ]
+    # A block that ended before the triggerer's first trigger started is Airflow's creation of that trigger
+    # (it imports the trigger's class on the loop: ~45 ms of ours on an idle core), not the provider's run().
+    first_start = {
+        name: scenario.first_trigger_started[job] for name, job in scenario.stack.triggerer_jobs.items()
     }
-    print(f"\nblocked-loop warnings: {warnings}")
-    assert not any(warnings.values()), warnings
+    judged: dict[str, list[str]] = {}
+    for name, text in outputs.items():
+        for line in text.splitlines():
+            if BLOCKED_WARNING not in line:
+                continue
+            when = logged_at(line)
+            reassignment = any(start <= when <= end for start, end in excused)
+            creation = when <= first_start[name.removesuffix(".log")]
+            print(
+                f"\n{name}: {'(reassignment) ' if reassignment else ''}"
+                f"{'(creating the first trigger) ' if creation else ''}{line[:120]}"
+            )
+            if not (reassignment or creation):
+                judged.setdefault(name, []).append(line[:160])
+    assert not judged, judged
 
 
 def test_the_scenario_timeline(scenario: Scenario) -> None:
