@@ -370,7 +370,8 @@ def _is_dir(path: ObjectStoragePath) -> bool:
             # Airflow 3.1's ObjectStoragePath knows only the schemes of installed providers and attach()
             # (3.2+ falls back to fsspec): ask the filesystem that will write the file.
             return bool(_filesystem(path).isdir(path.path))
-    except (OSError, NotImplementedError):
+    except (OSError, NotImplementedError, ImportError):
+        # ImportError: the scheme's fsspec package is missing, which check_output_path reports.
         # A store that cannot answer (no list permission on a bucket) is treated as "not a folder": the
         # user can always say "folder" with a trailing slash.
         return False
@@ -410,7 +411,9 @@ def _filesystem(path: ObjectStoragePath, output_path: object = None) -> Abstract
     shown = repr(output_path) if output_path is not None else repr(str(path))
     try:
         return path.fs
-    except ValueError:
+    except (ValueError, ImportError):
+        # ValueError: no provider registered the scheme; ImportError: Airflow 3.3 fell back on fsspec,
+        # whose implementation of the scheme is not installed.
         pass
     # Airflow 3.1's ObjectStoragePath has no conn_id attribute; both keep it in storage_options.
     conn_id = getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
