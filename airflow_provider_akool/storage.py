@@ -241,8 +241,10 @@ def check_mapped_output(operator: BaseOperator, context: Mapping[str, Any]) -> N
     """
     ti = context.get("ti")
     map_index = getattr(ti, "map_index", None)
-    dag = getattr(operator, "dag", None)
-    if ti is None or not isinstance(map_index, int) or map_index < 0 or dag is None:
+    if ti is None or not isinstance(map_index, int) or map_index < 0:
+        return  # not a mapped task instance
+    dag = operator.dag if operator.has_dag() else None
+    if dag is None:
         return
     mapped = dag.task_dict.get(operator.task_id)
     partial_kwargs = getattr(mapped, "partial_kwargs", None)
@@ -262,7 +264,9 @@ def check_mapped_output(operator: BaseOperator, context: Mapping[str, Any]) -> N
         return
     if str(other) != str(rendered):
         return
-    if map_index == 0 and _map_length(ti) == 1:
+    # Index 0 alone is no collision; when the count is unknown, only the later indexes fail, which is
+    # enough: none of them pays for a result that would overwrite index 0's.
+    if map_index == 0 and (_map_length(ti) or 1) <= 1:
         return
     raise AkoolOutputPathError(
         f"output_path {rendered!r} is the same file for every map index of this mapped task: their results "
