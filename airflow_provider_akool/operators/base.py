@@ -131,13 +131,13 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         self.akool_conn_id = akool_conn_id
         self.webhook_url = webhook_url
         self.wait_for_completion = wait_for_completion
+        self.overwrite = overwrite
         self.deferrable = deferrable
         self.poll_interval = (
             poll_interval.total_seconds() if isinstance(poll_interval, timedelta) else poll_interval
         )
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.output_path = output_path
-        self.overwrite = overwrite
         # The job being waited for in this worker, for on_kill; None once it finished.
         self._running_job: JobSnapshot | None = None
         # The job this try works on and when it was submitted (epoch seconds); whether this try submitted
