@@ -15,13 +15,14 @@ STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILED)
 
 FAIL_MARKER = "emulator-fail"
 STUCK_MARKER = "emulator-stuck"
+
+JobKind = Literal["imgreage", "vidreage", "bg_replace"]
+
 #: The finished job's status reply has no result URL (the reage submit reply keeps its own).
 NO_URL_MARKER = "emulator-no-url"
 #: Every result URL the emulator reports for the job, the submit reply's included, is this one.
 JS_URL_MARKER = "emulator-js-url"
 JS_URL = "javascript:alert(document.domain)"
-
-JobKind = Literal["imgreage", "vidreage", "bg_replace"]
 
 # ObjectId layout (4-byte time, 5 random bytes per process, 3-byte counter) so the ids look and sort
 # like Akool's MongoDB _id values.
