@@ -387,3 +387,53 @@ def test_a_javascript_result_url_never_reaches_xcom_or_the_link_and_the_task_fai
     assert no_wait["url"] is None
     assert run.value("reage_no_wait", key=RESULT_URL_XCOM_KEY) is None
     assert link_of(run, "reage_no_wait") == ""
+
+
+# --- A retry that resumes its recorded job (Airflow 3.3+) ------------------------------------------
+
+
+@pytest.mark.parametrize("on_disk", ["its_own_result", "another_file"])
+def test_a_retry_resuming_its_job_is_not_refused_before_submitting_and_re_keeps_its_own_result(
+    akool_connection: Any, emulator: Any, emulator_client: EmulatorClient, tmp_path: Path, on_disk: str
+) -> None:
+    from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.operators.base import JOB_RECORD_KEY
+    from tests.reliability.conftest import HAS_TASK_STATE_STORE
+    from tests.reliability.test_crash_safety import FakeTaskStateStore, RetryTaskInstance, record_of
+
+    portrait = sample(emulator, "portrait.jpg")
+    earlier = AkoolHook().submit_image_reage(portrait, 3, [{"path": portrait, "opts": FACE}])
+    emulator_client.set_job_status(earlier.id, SUCCESS)
+    target = tmp_path / "result.jpg"
+    if on_disk == "its_own_result":
+        # The earlier try kept the result, then its worker died before the task was marked done.
+        with AkoolHook().stream_result(earlier.url or "", headers={}) as chunks:
+            target.write_bytes(b"".join(chunks))
+    else:
+        target.write_bytes(b"another run's result")
+    before = target.read_bytes()
+    store = FakeTaskStateStore({JOB_RECORD_KEY: record_of(earlier.id, earlier.job_id)})
+    operator = AkoolImageReageOperator(
+        task_id="retry", modify_image=portrait, face_reage=3, output_path=str(target), poll_interval=POLL
+    )
+
+    def run() -> Any:
+        return operator.execute({"ti": RetryTaskInstance(), "task_state_store": store})  # type: ignore[arg-type]
+
+    if not HAS_TASK_STATE_STORE:
+        # Below 3.3 every try submits anew: the file is there, so it is refused before submitting.
+        with pytest.raises(AkoolOutputExistsError, match="no job was submitted"):
+            run()
+    elif on_disk == "its_own_result":
+        result = run()
+        assert result["id"] == earlier.id
+        assert result["output_path"] == str(target)
+    else:
+        # Resumed, not refused up front: keeping meets another file and says where the result is.
+        with pytest.raises(AkoolOutputExistsError) as raised:
+            run()
+        assert f"{emulator.url}/media/results/{earlier.id}.jpg" in str(raised.value)
+        assert "no job was submitted" not in str(raised.value)
+    assert emulator_client.counts()["imgreage"] == 1  # never a second job
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.jpg"]
