@@ -206,6 +206,75 @@ class AkoolValidationError(AkoolError, ValueError):
     """An operator, sensor or hook argument is not of the allowed form; raised before any request."""
 
 
+# --- Keeping results (``output_path``) -------------------------------------------------------------
+
+
+class AkoolOutputPathError(AkoolValidationError, AirflowFailException):
+    """
+    ``output_path`` cannot receive a result, found before any request: nothing was submitted or paid.
+
+    A scheme no installed fsspec backend serves, a connection that does not exist, a path under a regular
+    file, a folder that cannot be written, or one file name for every index of a mapped task. A retry
+    cannot fix it, so the task fails without using its retries.
+    """
+
+
+class AkoolOutputExistsError(AkoolError, AirflowFailException):
+    """
+    The file ``output_path`` names already exists, and ``overwrite`` is False: it was not replaced.
+
+    Raised before the submission when the name is known then (nothing was paid), or when keeping a
+    result that another task wrote first; then ``url`` says where the result still is on Akool and
+    ``expires_at`` until when. The task fails without using its retries: a retry would meet the same file.
+
+    :param path: the file that already exists.
+    :param url: the result's URL on Akool, when a job was paid for; None before the submission.
+    :param expires_at: until when Akool keeps that result (ISO 8601, UTC), when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        url: str | None = None,
+        expires_at: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.url = url
+        self.expires_at = expires_at
+        super().__init__(message, endpoint=endpoint)
+
+
+class AkoolOutputError(AkoolError):
+    """
+    The result of a job that succeeded (and was paid for) could not be written to ``output_path``.
+
+    The disk is full, a permission changed, a folder became a file... The message says where the result
+    still is on Akool and until when. It keeps the task's retries: on Airflow 3.3+ a retry resumes the
+    recorded job and keeps its result again without paying for a new one.
+
+    :param path: where the result was to be kept.
+    :param url: the result's URL on Akool.
+    :param expires_at: until when Akool keeps it (ISO 8601, UTC).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        url: str | None = None,
+        expires_at: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.url = url
+        self.expires_at = expires_at
+        super().__init__(message, endpoint=endpoint)
+
+
 # --- Webhook callbacks (``airflow_provider_akool.webhook``) --------------------------------------
 
 

@@ -197,6 +197,15 @@ def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _result_url(obj: Mapping[str, Any], key: str) -> str | None:
+    """A result URL, or None when the reply has none that is http(s): ``javascript:`` never reaches a link."""
+    value = _optional_str(obj, key)
+    try:
+        return validation.http_url(key, value) if value is not None else None
+    except validation.AkoolValidationError:
+        return None
+
+
 def _data(payload: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
     data: Mapping[str, Any] = _require(payload, "data", dict, endpoint)
     return data
@@ -273,7 +282,7 @@ def _parse_reage_job(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
         data = _data(payload, endpoint)
         return ReageJob(
             id=_require(data, "_id", str, endpoint),
-            url=_optional_str(data, "url"),
+            url=_result_url(data, "url"),
             job_id=_optional_str(data, "job_id"),
         )
 
@@ -333,7 +342,7 @@ def _parse_reage_result(item: Any) -> ReageResult:
     return ReageResult(
         id=_require(item, "_id", str, endpoint),
         status=_status(item, "faceswap_status", endpoint),
-        url=_optional_str(item, "url"),
+        url=_result_url(item, "url"),
         job_id=_optional_str(item, "job_id"),
         created_at=created if isinstance(created, str) else None,
     )
@@ -461,7 +470,7 @@ def build_image_result(image_model_id: str) -> AkoolRequest[ImageResult]:
         return ImageResult(
             id=_optional_str(data, "_id") or image_model_id,
             status=_status(data, "image_status", "infobymodelid"),
-            image_url=_optional_str(data, "image"),
+            image_url=_result_url(data, "image"),
             external_img=_optional_str(data, "external_img"),
             error_reasons=list(reasons) if isinstance(reasons, list) else [],
         )

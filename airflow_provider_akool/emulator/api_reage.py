@@ -61,7 +61,9 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
         job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
         job.extra["sample_name"] = sample_name(params[media_field], request, state)
         state.add_job(job)
-    return reply(OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.url, "job_id": job.job_id})
+    return reply(
+        OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.reported_url(submit=True), "job_id": job.job_id}
+    )
 
 
 @router.post("/faceswap/highquality/imgreage")
@@ -92,7 +94,7 @@ def _result(job: Job, now: float) -> dict[str, Any]:
         "_id": job.id,
         "userId": USER_ID,
         "uid": UID,
-        "url": job.url,
+        "url": job.reported_url(),
         "createdAt": iso_ms(job.created_at),
         "job_id": job.job_id,
     }

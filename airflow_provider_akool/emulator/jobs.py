@@ -18,6 +18,12 @@ STUCK_MARKER = "emulator-stuck"
 
 JobKind = Literal["imgreage", "vidreage", "bg_replace"]
 
+#: The finished job's status reply has no result URL (the reage submit reply keeps its own).
+NO_URL_MARKER = "emulator-no-url"
+#: Every result URL the emulator reports for the job, the submit reply's included, is this one.
+JS_URL_MARKER = "emulator-js-url"
+JS_URL = "javascript:alert(document.domain)"
+
 # ObjectId layout (4-byte time, 5 random bytes per process, 3-byte counter) so the ids look and sort
 # like Akool's MongoDB _id values.
 _PROCESS_BYTES = os.urandom(5)
@@ -89,6 +95,14 @@ class Job:
     def stuck(self) -> bool:
         """True if an input carries the ``emulator-stuck`` marker (it never leaves processing)."""
         return any(STUCK_MARKER in url for url in self.inputs)
+
+    def reported_url(self, *, submit: bool = False) -> str:
+        """The result URL replies give: ``url``, or what the ``emulator-no-url``/``-js-url`` markers say."""
+        if any(JS_URL_MARKER in url for url in self.inputs):
+            return JS_URL
+        if not submit and any(NO_URL_MARKER in url for url in self.inputs):
+            return ""
+        return self.url
 
     def status(self, now: float) -> int:
         """The status at emulator time ``now``: 1 queued, 2 processing, 3 success, 4 failed."""

@@ -18,6 +18,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,9 +31,10 @@ from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
     AkoolNotFoundError,
+    AkoolResponseError,
     AkoolValidationError,
 )
-from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink
+from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
 from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, SUCCESS, JobSnapshot, Waiter, WaitEvent
@@ -90,7 +92,13 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         :class:`~airflow_provider_akool.exceptions.AkoolJobTimeoutError`.
     :param output_path: where to keep the result once the job succeeded: a local path or an
         ``ObjectStoragePath`` URI (``file:///data/out/``, ``s3://aws_default@bucket/prefix/``); a folder
-        receives ``<akool id>.<ext>``. Akool keeps results for 7 days only.
+        receives ``<akool id>.<ext>``. Akool keeps results for 7 days only. What can be checked without
+        writing (the scheme is served, the connection exists, the folder can be written, the file is not
+        there yet, one name per map index) is checked before the job is submitted.
+    :param overwrite: replace a file already at ``output_path``. By default a result never replaces a
+        file (another task's or another run's): keeping it fails with
+        :class:`~airflow_provider_akool.exceptions.AkoolOutputExistsError`, before the submission when
+        the name is known then; a file with the very same bytes (a retry's own result) is accepted.
     """
 
     template_fields: Sequence[str] = ("akool_conn_id", "webhook_url", "output_path")
@@ -110,6 +118,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
         durable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -122,6 +131,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         self.akool_conn_id = akool_conn_id
         self.webhook_url = webhook_url
         self.wait_for_completion = wait_for_completion
+        self.overwrite = overwrite
         self.deferrable = deferrable
         self.poll_interval = (
             poll_interval.total_seconds() if isinstance(poll_interval, timedelta) else poll_interval
@@ -194,6 +204,13 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
 
     def submit_job(self, context: Context) -> JsonValue:
         """Submit the job, push its ids to XCom and return the record the mixin stores."""
+        if self.wait_for_completion and self.output_path:
+            from airflow_provider_akool import storage  # fsspec only when a result is kept
+
+            # Only before a new job: a resumed one was checked when it was submitted, and its result may
+            # be the file already there.
+            storage.check_mapped_output(self, context)
+            storage.check_output_free(self.output_path, overwrite=self.overwrite)
         started_at = time.time()
         job = self.submit(self.hook, context)
         self.log.info("Submitted %s job %s (job_id %s)", self.job_kind, job.id, job.job_id or "none")
@@ -356,6 +373,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         # A string such as "false" would otherwise count as true.
         self.wait_for_completion = validation.boolean("wait_for_completion", self.wait_for_completion)
         self.deferrable = validation.boolean("deferrable", self.deferrable)
+        self.overwrite = validation.boolean("overwrite", self.overwrite)
         validation.optional_http_url("webhook_url", self.webhook_url)
         path = self.output_path
         if (
@@ -366,6 +384,12 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             raise AkoolValidationError(
                 f"output_path must be a local path or a URI such as s3://bucket/prefix/; got {path!r}"
             )
+        if path is not None and self.wait_for_completion:
+            # Imported here: fsspec and ObjectStoragePath are only needed when a result is kept.
+            from airflow_provider_akool import storage
+
+            # Scheme, connection, a folder that can be written: before any request, so nothing is paid.
+            storage.check_output_path(path)
         self.poll_interval = validation.seconds("poll_interval", self.poll_interval)
         self.timeout = validation.seconds("timeout", self.timeout)
         self.validate_inputs()
@@ -417,13 +441,46 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             raise AkoolJobTimeoutError(f"{event.message}; {self._cancel_unfinished(event)}")
         event.raise_for_status()
         (job,) = event.results
+        job = self._with_result_url(context, job)
         self.log.info("%s job %s succeeded: %s", self.job_kind, job.id, job.url)
-        if job.url:
-            context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
+        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
         output_path = None
         if self.output_path:
             output_path = self._keep(job)
         return job.as_return_value(output_path)
+
+    def _with_result_url(self, context: Context, job: JobSnapshot) -> JobSnapshot:
+        """
+        Return ``job`` with a usable result URL: its own, else the one its submission returned.
+
+        A success reply without an http(s) ``url`` (none, or ``javascript:...``, which the protocol drops)
+        falls back on the submission's URL (reage gives the final address at once): from this try's
+        submission, or, after a deferral (a fresh operator), from the XCom pushed at submit time.
+        """
+        if job.url:
+            return job
+        url = None
+        if self._job is not None and self._job[0].id == job.id:
+            url = self._job[0].url
+        else:
+            ti = context["ti"]
+            # Only if the ids pushed beside it name this very job.
+            pushed_id = ti.xcom_pull(task_ids=ti.task_id, key=AKOOL_ID_XCOM_KEY, map_indexes=ti.map_index)
+            if pushed_id == job.id:
+                pushed = ti.xcom_pull(task_ids=ti.task_id, key=RESULT_URL_XCOM_KEY, map_indexes=ti.map_index)
+                url = safe_link(pushed) or None
+        if not url:
+            raise AkoolResponseError(
+                f"Akool says {self.job_kind} job {job.id} succeeded, but gave no usable result URL (none, "
+                "or not http(s)) and its submission gave none either: find the result of job "
+                f"{job.id} in Akool, or retry the task"
+            )
+        self.log.warning(
+            "Akool gave no usable result URL for %s job %s; using the one its submission returned",
+            self.job_kind,
+            job.id,
+        )
+        return replace(job, url=url)
 
     def _cancel_unfinished(self, event: WaitEvent) -> str:
         """Cancel what the deadline left running; return what happened, for the task's error."""
@@ -446,10 +503,18 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
     def _keep(self, job: JobSnapshot) -> str:
         if not job.url:
             raise AkoolError(f"{self.job_kind} job {job.id} succeeded without a result URL to keep")
-        # Imported here: fsspec and ObjectStoragePath are only needed when a result is kept.
-        from airflow_provider_akool.storage import keep_result
+        from airflow_provider_akool import storage  # fsspec only when a result is kept
 
-        kept = keep_result(self.hook, job.url, self.output_path or "", akool_id=job.id)
+        # Akool keeps a result 7 days after the job finished; the submission time is a safe lower bound.
+        finished_by = self._job[1] if self._job is not None else time.time()
+        kept = storage.keep_result(
+            self.hook,
+            job.url,
+            self.output_path or "",
+            akool_id=job.id,
+            overwrite=self.overwrite,
+            kept_until=finished_by + RESULT_RETENTION_DAYS * 24 * 3600,
+        )
         self.log.info("Kept the result of %s job %s at %s", self.job_kind, job.id, kept)
         return kept
 

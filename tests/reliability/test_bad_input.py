@@ -151,6 +151,7 @@ COMMON: dict[str, list[tuple[str, Any]]] = {
     "akool_conn_id": [("empty", ""), ("none", None)],
     "wait_for_completion": [("word", "no")],
     "deferrable": [("number", 2)],
+    "overwrite": [("word", "yes"), ("number", 1)],
 }
 for op in JOB_OPERATORS:
     for parameter, values in COMMON.items():
