@@ -111,7 +111,9 @@ class _AkoolReageOperator(AkoolJobOperator):
         result = hook.get_reage_results([job.id]).get(job.id)
         return JobSnapshot.of_reage(result) if result is not None else None
 
-    def make_trigger(self, job: JobSnapshot, *, started_at: float, deadline: float) -> AkoolReageTrigger:
+    def make_trigger(
+        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
+    ) -> AkoolReageTrigger:
         """Return the reage trigger; it cancels the job if a user kills the deferred task."""
         return AkoolReageTrigger(
             result_ids=[job.id],
@@ -120,6 +122,7 @@ class _AkoolReageOperator(AkoolJobOperator):
             deadline=deadline,
             job_ids={job.id: job.job_id},
             started_at=started_at,
+            **wait_options,
         )
 
     def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
