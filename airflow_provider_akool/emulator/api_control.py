@@ -116,6 +116,17 @@ async def set_job_status(job_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"_id": job_id, "status": status})
 
 
+@router.delete("/jobs/{job_id}")
+async def delete_job(job_id: str, request: Request) -> JSONResponse:
+    """Forget a job and its result, as if deleted on Akool (listbyids leaves it out; infobymodelid: 1008)."""
+    state = get_state(request)
+    with state.lock:
+        if state.jobs.pop(job_id, None) is None:
+            return _bad(f"no job with _id {job_id}", 404)
+        state.results.pop(job_id, None)
+    return JSONResponse({"_id": job_id, "deleted": True})
+
+
 @router.get("/account")
 async def account(request: Request) -> dict[str, bool]:
     """The account flags."""

@@ -94,6 +94,10 @@ class EmulatorClient:
         """Pin the status (1 to 4) of the job with this ``_id``."""
         self._call("POST", f"jobs/{_id}/status", {"status": status})
 
+    def delete_job(self, _id: str) -> None:
+        """Forget the job with this ``_id`` and its result, as if it was deleted on Akool."""
+        self._call("DELETE", f"jobs/{_id}")
+
     def set_account(self, banned: bool | None = None, quota: bool | None = None) -> dict[str, bool]:
         """Set the account flags (``None`` leaves one unchanged); returns both flags."""
         flags: dict[str, bool] = self._call("POST", "account", {"banned": banned, "quota": quota})

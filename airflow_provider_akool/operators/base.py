@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
-from airflow_provider_akool import validation
+from airflow_provider_akool import masking, validation
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
@@ -37,7 +37,16 @@ from airflow_provider_akool.exceptions import (
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
-from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, SUCCESS, JobSnapshot, Waiter, WaitEvent
+from airflow_provider_akool.triggers.base import first_poll_at
+from airflow_provider_akool.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    SUCCESS,
+    JobSnapshot,
+    Waiter,
+    WaitEvent,
+    execution_timeout_error,
+    try_deadline,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -89,7 +98,13 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
     :param poll_interval: seconds between status checks.
     :param timeout: seconds for the whole wait, from the submission. On expiry the job is cancelled where
         Akool allows it and the task fails with
-        :class:`~airflow_provider_akool.exceptions.AkoolJobTimeoutError`.
+        :class:`~airflow_provider_akool.exceptions.AkoolJobTimeoutError`. The task's own
+        ``execution_timeout`` is honoured while deferred too (Airflow does not enforce it there): the job
+        is cancelled where Akool allows it and the task fails with Airflow's ``AirflowTaskTimeout``, as
+        in the worker.
+    :param adaptive_polling: when deferred, poll a young job more often than ``poll_interval`` (from
+        every 2 s, doubling as it ages) to see a quick job finish sooner, at the cost of more requests.
+        Off by default: every mode polls every ``poll_interval``.
     :param output_path: where to keep the result once the job succeeded: a local path or an
         ``ObjectStoragePath`` URI (``file:///data/out/``, ``s3://aws_default@bucket/prefix/``); a folder
         receives ``<akool id>.<ext>``. Akool keeps results for 7 days only. What can be checked without
@@ -120,6 +135,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         output_path: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
         durable: bool | None = None,
+        adaptive_polling: bool = False,
         **kwargs: Any,
     ) -> None:
         # Named here, not left to the mixin: Airflow 3.1's partial() checks keywords against the
@@ -138,6 +154,11 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         )
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.output_path = output_path
+        self.adaptive_polling = adaptive_polling
+        # When this try began (epoch seconds), the origin of execution_timeout. Set by each execute().
+        self._try_started_at = time.time()
+        # After the check made before deferring: when the trigger polls first (epoch seconds).
+        self._first_poll_at = 0.0
         # The job being waited for in this worker, for on_kill; None once it finished.
         self._running_job: JobSnapshot | None = None
         # The job this try works on and when it was submitted (epoch seconds); whether this try submitted
@@ -173,8 +194,15 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         """Ask Akool once for the job's state; None when Akool does not know the id (yet)."""
 
     @abstractmethod
-    def make_trigger(self, job: JobSnapshot, *, started_at: float, deadline: float) -> BaseTrigger:
-        """Return the trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs."""
+    def make_trigger(
+        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
+    ) -> BaseTrigger:
+        """
+        Return the trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs.
+
+        ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
+        (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
+        """
 
     def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
         """Cancel the remote job and return True, or return False where Akool cannot cancel it."""
@@ -184,7 +212,9 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
-        self._check_parameters()
+        # Airflow's execution_timeout timer starts right before execute(): count from here too.
+        self._try_started_at = time.time()
+        self._validate()
         self._job, self._submitted_now, self._result = None, False, None
         if context.get("task_state_store") is not None:
             # Not the mixin's return value: when it resumes a running job it returns what
@@ -198,7 +228,18 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             self.get_job_result(record, context)
         if self._result is None:  # pragma: no cover - poll_until_complete or get_job_result set it
             raise AkoolError(f"the {self.job_kind} job ended without a result")
-        return self._result
+        return masking.redact(self._result)
+
+    def _validate(self) -> None:
+        """Check every parameter; a secret rendered into one (by mistake) is masked in the error."""
+        if isinstance(self.akool_conn_id, str) and self.akool_conn_id.strip():
+            # The masker learns the API key only when the connection is read; validation comes first.
+            masking.make_secret_known(self.hook)
+        try:
+            self._check_parameters()
+            self.adaptive_polling = validation.boolean("adaptive_polling", self.adaptive_polling)
+        except AkoolValidationError as error:
+            raise masking.redacted_error(error) from None
 
     # --- ResumableJobMixin ---------------------------------------------------------------------
 
@@ -309,11 +350,14 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         deadline = started_at + self.timeout
         self._running_job = job
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
+        # In the worker, execution_timeout is Airflow's own timer, which calls on_kill (the job is cancelled).
         event = self._wait_here(job, started_at, deadline, once=self.deferrable)
         if event is None:
             self._running_job = None  # from now on the trigger owns the job (and its on_kill)
             self.defer(
-                trigger=self.make_trigger(job, started_at=started_at, deadline=deadline),
+                trigger=self.make_trigger(
+                    job, started_at=started_at, deadline=deadline, **self._trigger_wait_options()
+                ),
                 method_name="execute_complete",
                 # The deadline is in the trigger: Airflow's own deferral timeout would skip
                 # execute_complete and every on_kill, leaving the remote job running unseen.
@@ -345,10 +389,30 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired; everything comes from the event (the defer kwargs may not)."""
-        return self._finish(context, WaitEvent.from_payload(event))
+        return masking.redact(self._finish(context, WaitEvent.from_payload(event)))
+
+    def _trigger_wait_options(self) -> dict[str, Any]:
+        """The trigger kwargs of this try's wait: its execution_timeout, the first poll, adaptive polling."""
+        timeout = self.execution_timeout
+        options: dict[str, Any] = {
+            "execution_deadline": try_deadline(
+                self._try_started_at, timeout.total_seconds() if timeout is not None else None
+            ),
+            # The check before deferring was a poll: the next one comes a poll_interval (or a
+            # Retry-After) later, not as soon as the trigger starts.
+            "first_poll_at": self._first_poll_at,
+        }
+        if self.adaptive_polling:
+            options["adaptive_polling"] = True
+        return options
 
     def on_kill(self) -> None:
-        """Cancel the job when the task is killed while it waits in the worker."""
+        """
+        Cancel the job when the task is killed while it waits in the worker.
+
+        Airflow calls this on ``execution_timeout`` in the worker too (its timer raises
+        ``AirflowTaskTimeout`` in ``execute``), so the job is cancelled there as on the deferred path.
+        """
         job = self._running_job
         if job is None:
             return
@@ -360,6 +424,12 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
                 self.job_kind,
                 job.id,
                 job.job_id,
+            )
+        else:
+            self.log.warning(
+                "Akool cannot cancel a %s job: job %s may still finish and be billed",
+                self.job_kind,
+                job.id,
             )
 
     # --- The steps -----------------------------------------------------------------------------
@@ -422,6 +492,8 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         try:
             while (event := self._poll_once(waiter, poll_hook, job)) is None and not once:
                 time.sleep(waiter.delay)
+            # After the last check: when the trigger polls first, if this wait is deferred.
+            self._first_poll_at = first_poll_at(waiter, time.time(), adaptive=bool(self.adaptive_polling))
             return event
         finally:
             poll_hook.close()
@@ -438,7 +510,11 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         self._running_job = None
         if event.status == "timeout":
             # Triggers only report the deadline: cancelling here serves the worker wait and the deferred one.
-            raise AkoolJobTimeoutError(f"{event.message}; {self._cancel_unfinished(event)}")
+            message = f"{event.message}; {self._cancel_unfinished(event)}"
+            if event.execution_timed_out:
+                # Airflow's own exception, as its timer raises in the worker (retries as it would).
+                raise execution_timeout_error(message)
+            raise AkoolJobTimeoutError(message)
         event.raise_for_status()
         (job,) = event.results
         job = self._with_result_url(context, job)

@@ -43,7 +43,12 @@ class AkoolReageTrigger(AkoolJobTrigger):
     :param max_poll_errors: failed polls in a row before the wait fails.
     :param batch_size: ids per ``listbyids`` request of the shared poller (Akool publishes no bound).
     :param coalesce: share the poller of this triggerer and connection; False polls alone.
-    :param adaptive_polling: poll young jobs more often, never more rarely than ``poll_interval``.
+    :param adaptive_polling: opt in to polling young jobs more often, never more rarely than
+        ``poll_interval``; off by default (every ``poll_interval``).
+    :param execution_deadline: when the deferring task's ``execution_timeout`` ends its try (epoch
+        seconds), or None; the earlier deadline ends the wait, and the event's ``deadline`` says which.
+    :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
+        checked just before, so its next check comes ``poll_interval`` after that one.
     """
 
     def __init__(
@@ -58,7 +63,9 @@ class AkoolReageTrigger(AkoolJobTrigger):
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         coalesce: bool = True,
-        adaptive_polling: bool = True,
+        adaptive_polling: bool = False,
+        execution_deadline: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__(
             ids=result_ids,
@@ -71,6 +78,8 @@ class AkoolReageTrigger(AkoolJobTrigger):
             max_poll_errors=max_poll_errors,
             coalesce=coalesce,
             adaptive_polling=adaptive_polling,
+            execution_deadline=execution_deadline,
+            first_poll_at=first_poll_at,
         )
         self.batch_size = int(batch_size)
 

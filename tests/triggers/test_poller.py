@@ -233,16 +233,17 @@ async def test_a_finished_job_is_reported_within_one_interval(
     assert max(latencies) < interval + 0.35, latencies
 
 
-async def test_young_jobs_are_polled_often_and_old_ones_at_the_interval(
+async def test_with_adaptive_polling_young_jobs_are_polled_often_and_old_ones_at_the_interval(
     submit_many: SubmitMany, emulator_client: EmulatorClient
 ) -> None:
     young, old = submit_many(2)
     now = time.time()
+    adaptive = {"poll_interval": 8, "deadline": now + 60, "adaptive_polling": True}
     triggers = [
-        # Adaptive: an 8 s interval starts at 2 s for a job just submitted...
-        AkoolReageTrigger(result_ids=[young.id], poll_interval=8, started_at=now, deadline=now + 60),
+        # Adaptive (opt-in): an 8 s interval starts at 2 s for a job just submitted...
+        AkoolReageTrigger(result_ids=[young.id], started_at=now, **adaptive),
         # ... and stays at 8 s for one submitted long ago.
-        AkoolReageTrigger(result_ids=[old.id], poll_interval=8, started_at=now - 600, deadline=now + 60),
+        AkoolReageTrigger(result_ids=[old.id], started_at=now - 600, **adaptive),
     ]
     tasks = start(triggers)
     await asyncio.sleep(4.5)
