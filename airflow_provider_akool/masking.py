@@ -11,7 +11,7 @@ used here, rather than matching of our own, so the same secrets are hidden as in
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow_provider_akool import exceptions
 
@@ -43,6 +43,33 @@ def make_secret_known(hook: AkoolHook) -> None:
         hook.settings  # noqa: B018 - read for its side effect: the hook registers the secret
     except Exception as error:
         log.debug("Could not read connection %s to learn its secret: %s", hook.akool_conn_id, type(error))
+
+
+class LearnsSecretWhenRendered:
+    """
+    Operator mixin: read the connection as soon as the fields are rendered, before Airflow stores them.
+
+    Airflow passes the rendered fields (what the UI shows) through the secrets masker right after rendering,
+    before ``execute()`` reads the connection: a key rendered into a field by mistake would be stored as is.
+    Rendering ends in ``_do_render_template_fields`` on the operator itself, for a plain task as for each map
+    index of a mapped one (``MappedOperator`` does not call the operator's ``render_template_fields``), so
+    the connection is read there, once the connection id itself is rendered. A private method of Airflow's
+    templater: ``tests/reliability/test_secrets.py`` guards it on every Airflow version CI runs.
+    """
+
+    akool_conn_id: Any
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: Any
+    ) -> None:
+        super()._do_render_template_fields(  # type: ignore[misc]
+            parent, template_fields, context, jinja_env, seen_oids
+        )
+        if parent is self and isinstance(self.akool_conn_id, str) and self.akool_conn_id.strip():
+            # Imported here: the HTTP clients are needed to run a task, not to parse a DAG file.
+            from airflow_provider_akool.hooks.akool import AkoolHook
+
+            make_secret_known(AkoolHook(self.akool_conn_id))
 
 
 def redacted_error(error: exceptions.AkoolError) -> exceptions.AkoolError:

@@ -77,7 +77,7 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 3 * 60 * 60.0
 
 
-class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
+class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, BaseOperator, ABC):
     """
     Submit one Akool job, then wait for it in the worker or, with ``deferrable=True``, in the triggerer.
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
-class AkoolDetectFacesOperator(BaseOperator):
+class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
     """
     Detect the faces of an image and return the ``target_image`` list that reage takes.
 
@@ -239,7 +239,7 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
         )
 
 
-class AkoolCancelReageOperator(BaseOperator):
+class AkoolCancelReageOperator(masking.LearnsSecretWhenRendered, BaseOperator):
     """
     Cancel reage jobs by ``job_id`` (not ``_id``); finished jobs are left as they are.
 

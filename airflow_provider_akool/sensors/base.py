@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
-class AkoolJobSensor(BaseSensorOperator, ABC):
+class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
     """
     Wait for Akool jobs by ``_id``, by the rules of the triggers (:class:`~.wait.Waiter`).
 
