@@ -191,6 +191,7 @@ class EmulatorState:
                     "status": job.status(now),
                     "webhook_url": job.webhook_url,
                     "cancelled": job.cancelled,
+                    "entry_poison": (job.entry_poison or (None,))[0],
                 }
                 for job in self.jobs.values()
             }
