@@ -97,13 +97,15 @@ class AkoolUnreadableResultError(AkoolResponseError):
         super().__init__(message, endpoint=endpoint)
 
 
-class AkoolPartialReplyError(AkoolResponseError):
+class AkoolPartialReplyError(AkoolUnreadableResultError):
     """
     Some entries of a ``listbyids`` reply asked for could not be read; the others could.
 
     Raised by :meth:`~airflow_provider_akool.hooks.akool.AkoolHook.get_reage_results` (its message names
     the ids), and by the reage fetch of the shared poller, which hands ``found`` to the waits of the other
-    ids and each error of ``errors`` only to the wait of its id.
+    ids and each error of ``errors`` only to the wait of its id. An ``AkoolUnreadableResultError`` too
+    (``akool_id`` is the first unreadable id), so a wait in the worker fails with the same class as one in
+    the triggerer.
 
     :param found: the readable results of the ids asked for, by ``_id``.
     :param errors: the error of each id whose entry could not be read.
@@ -119,7 +121,7 @@ class AkoolPartialReplyError(AkoolResponseError):
     ) -> None:
         self.found = dict(found or {})
         self.errors = dict(errors or {})
-        super().__init__(message, endpoint=endpoint)
+        super().__init__(message, akool_id=next(iter(self.errors), ""), endpoint=endpoint)
 
 
 class AkoolServerError(AkoolError):
