@@ -439,7 +439,8 @@ class AkoolWebhookVerifier:
         """
         Return the event a callback carries, or raise why it is refused.
 
-        :param body: the request body as received (bytes or text), or already parsed into a mapping.
+        :param body: the request body as received (bytes or text), or already parsed into a mapping;
+            either is refused past 64 KiB (a mapping measured as the JSON it stands for).
         :raises AkoolWebhookMalformedError: not of Akool's form, or ``dataEncrypt`` does not decrypt.
         :raises AkoolWebhookSignatureError: the signature does not match.
         :raises AkoolWebhookStaleError: the timestamp is outside the freshness window.

@@ -314,7 +314,9 @@ class AkoolHook(BaseHook):
     ``a`` prefix for triggers (``httpx.AsyncClient``). Both build their request and read the reply with
     :mod:`airflow_provider_akool.protocol`, so they behave the same, and both retry with one rule
     (:func:`~airflow_provider_akool.protocol.is_retryable`): reads on any transient failure, submissions
-    only when the failed attempt surely created nothing.
+    only when the failed attempt surely created nothing. Both read API replies streaming and stop at
+    :data:`~airflow_provider_akool.protocol.MAX_REPLY_BYTES` (``AkoolResponseError``, the rest unread);
+    result downloads (:meth:`stream_result`) are files, not replies, and are not capped.
 
     :param akool_conn_id: the ``akool`` connection to use.
     :param timeout: per-request timeout in seconds; overrides the connection's ``timeout`` extra.

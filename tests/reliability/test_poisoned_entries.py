@@ -69,11 +69,6 @@ def poisoned_run(module_emulator: Any, short_backoff: None) -> tuple[RecordedRun
     return run_recorded(reliability_poisoned_entries(), emulator.client), watched
 
 
-def poisoned_job(run: RecordedRun) -> str:
-    (akool_id,) = [i for i, job in run.ledger["jobs"].items() if job["entry_poison"] == "status"][:1]
-    return akool_id
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_only_the_mapped_task_of_the_poisoned_job_fails(
     poisoned_run: tuple[RecordedRun, dict[str, str]], mode: str
