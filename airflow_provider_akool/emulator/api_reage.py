@@ -27,7 +27,7 @@ from airflow_provider_akool.emulator.envelope import (
 )
 from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, Job, JobKind, iso_ms
 
-# What a poisoned entry looks like (``emulator-poison-<form>`` markers, ``/_emulator/jobs/<_id>/poison``).
+# The faceswap_status of an entry poisoned in the ``status`` form: outside 1..4, as no client can read it.
 UNKNOWN_STATUS = 7
 
 router = APIRouter()
