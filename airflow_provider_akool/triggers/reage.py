@@ -14,9 +14,19 @@ if TYPE_CHECKING:
 
 
 async def fetch_reage_results(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-    """Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``)."""
-    results = await hook.aget_reage_results(ids)
-    return {result_id: JobSnapshot.of_reage(result) for result_id, result in results.items()}
+    """
+    Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``).
+
+    Each entry is judged on its own: when some cannot be read, this raises ``AkoolPartialReplyError``
+    whose ``found`` holds the snapshots of the others and ``errors`` the error of each unreadable id, so
+    the shared poller hands each wait its own result or its own error.
+    """
+    entries = await hook.aget_reage_entries(ids)
+    found = {result_id: JobSnapshot.of_reage(result) for result_id, result in entries.results.items()}
+    error = entries.partial_error(found)
+    if error is not None:
+        raise error
+    return found
 
 
 class AkoolReageTrigger(AkoolJobTrigger):

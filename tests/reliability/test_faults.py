@@ -159,10 +159,12 @@ CASES: dict[str, Case] = {
     "token_expiry_while_waiting": Case(
         faults=(), connection={"login": CLIENT_ID, "password": API_KEY}, during=expire_tokens_mid_wait
     ),
-    # A wait stopped by an error that will not pass: the try fails and leaves the job running; the retry
-    # resumes it on 3.3 (one job), and submits a second one below 3.3.
+    # A wait stopped by an error that will not pass by waiting but may by a retry (the key refused, 1101:
+    # a retry reads the connection again): the try fails and leaves the job running; the retry resumes
+    # it on 3.3 (one job), and submits a second one below 3.3. (A banned account, 1200, fails at once:
+    # tests/reliability/test_no_retry.py.)
     "refused_poll_then_retry": Case(
-        faults=(fault("banned", "listbyids"),),
+        faults=(fault("code", "listbyids", code=1101),),
         submit_requests=1 if HAS_TASK_STATE_STORE else 2,
         jobs=1 if HAS_TASK_STATE_STORE else 2,
         tries=2,
