@@ -479,12 +479,15 @@ class Waiter:
 
     def _log_change(self, snapshot: JobSnapshot, now: float) -> None:
         vanished = snapshot.status is None and snapshot.id in self.seen
-        self.log.info(
-            "Akool job %s is %s after %.1f s",
-            snapshot.id,
-            snapshot.label or ("no longer known to Akool" if vanished else "not known to Akool (yet)"),
-            now - self.started_at,
-        )
+        if snapshot.status is JobStatus.SUCCESS:
+            state = "succeeded"
+        elif snapshot.status is JobStatus.FAILED:
+            state = "failed"
+        elif snapshot.status is not None:
+            state = f"is {snapshot.label}"
+        else:
+            state = "is no longer known to Akool" if vanished else "is not known to Akool (yet)"
+        self.log.info("Akool job %s %s after %.1f s", snapshot.id, state, now - self.started_at)
 
 
 def _utc(at: float) -> str:

@@ -214,6 +214,10 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
         # Airflow's execution_timeout timer starts right before execute(): count from here too.
         self._try_started_at = time.time()
+        # Airflow asks the "Akool result" link for its URL whenever the task defers or ends, also before
+        # Akool gave one (bad input, a background change still running): an XCom that exists, empty, is a
+        # link without a URL yet rather than an error-level "XCom not found".
+        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=None)
         self._validate()
         self._job, self._submitted_now, self._result = None, False, None
         if context.get("task_state_store") is not None:
@@ -319,14 +323,7 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
             ),
             submitted_at,
         )
-        self.log.info(
-            "%s job %s (job_id %s) of an earlier try, submitted %.0f s ago, is %s",
-            self.job_kind,
-            job.id,
-            job.job_id or "none",
-            age,
-            snapshot.label,
-        )
+        # Said once, by poll_until_complete or get_job_result, with what this try does about it.
         return snapshot.label or UNKNOWN_STATUS
 
     def is_job_active(self, status: str) -> bool:
@@ -341,7 +338,15 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         """Wait for the job here, or defer; keep the task's value for :meth:`get_job_result`."""
         job, started_at = self._job_of(external_id)
         if not self._submitted_now:
-            self.log.info("Resuming %s job %s instead of submitting a new one", self.job_kind, job.id)
+            self.log.info(
+                "Resuming %s job %s (job_id %s) of an earlier try, submitted %.0f s ago and %s, instead of "
+                "submitting a new one",
+                self.job_kind,
+                job.id,
+                job.job_id or "none",
+                time.time() - started_at,
+                job.label or "not known to Akool yet",
+            )
             self._push_job(context, job)
         if not self.wait_for_completion:
             self._result = job.as_return_value()
@@ -583,7 +588,8 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
 
         # Akool keeps a result 7 days after the job finished; the submission time is a safe lower bound.
         finished_by = self._job[1] if self._job is not None else time.time()
-        kept = storage.keep_result(
+        # keep_result logs where the file went (one line, with its size).
+        return storage.keep_result(
             self.hook,
             job.url,
             self.output_path or "",
@@ -591,8 +597,6 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
             overwrite=self.overwrite,
             kept_until=finished_by + RESULT_RETENTION_DAYS * 24 * 3600,
         )
-        self.log.info("Kept the result of %s job %s at %s", self.job_kind, job.id, kept)
-        return kept
 
 
 def _read_record(record: Any) -> tuple[JobSnapshot, float] | None:
