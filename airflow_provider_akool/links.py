@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from airflow_provider_akool import validation
+from airflow_provider_akool.exceptions import AkoolValidationError
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
@@ -29,4 +32,12 @@ class AkoolResultLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         """Return the result URL of the task instance, or an empty string while there is none."""
         url = XCom.get_value(key=RESULT_URL_XCOM_KEY, ti_key=ti_key)
-        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
+        return safe_link(url)
+
+
+def safe_link(url: object) -> str:
+    """Return ``url`` if it is an absolute http(s) URL, else "": ``javascript:`` never reaches the UI."""
+    try:
+        return validation.http_url("url", url)
+    except AkoolValidationError:
+        return ""

@@ -22,11 +22,13 @@ from airflow_provider_akool.exceptions import (
     AkoolConnectionError,
     AkoolError,
     AkoolFaceDetectError,
+    AkoolPartialReplyError,
     AkoolRateLimitError,
     AkoolResponseError,
     AkoolResultUnavailableError,
     AkoolServerError,
     AkoolSubmitOutcomeUnknownError,
+    AkoolUnreadableResultError,
     error_for_code,
 )
 from airflow_provider_akool.models import (
@@ -40,6 +42,12 @@ from airflow_provider_akool.models import (
 )
 
 DEFAULT_BASE_URL = "https://openapi.akool.com"
+#: The most bytes of an API reply the hook reads (result downloads are not API replies: not capped here).
+#: The largest real reply is a ``listbyids`` of one batch (about 600 bytes per entry, so ~30 KB for 50 ids,
+#: ~60 KB at the emulator's bound of 100) or face detect of a crowded image or video (a few hundred bytes
+#: per face and frame). 4 MiB is more than fifty times that, yet with the 20 requests one triggerer loop
+#: has in flight (``MAX_CONCURRENT_REQUESTS``) a hostile or broken server can hold at most ~80 MiB.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
 DEFAULT_DETECT_URL = "https://sg3.akool.com/detect"
 API_PREFIX = "/api/open/v3"
 SUCCESS_CODE = 1000
@@ -111,6 +119,25 @@ def retry_after_seconds(value: str | None) -> float | None:
 def _snippet(content: bytes) -> str:
     text = content[:60].decode("utf-8", "replace")
     return " ".join(text.split()) + ("..." if len(content) > 60 else "")
+
+
+def reply_too_large(endpoint: str, size: int | None = None) -> AkoolResponseError:
+    """Return the error of a reply larger than :data:`MAX_REPLY_BYTES` (``size``: as announced, if it was)."""
+    announced = f" ({size} bytes announced)" if size is not None else ""
+    return AkoolResponseError(
+        f"the reply is larger than the {MAX_REPLY_BYTES} bytes an Akool API reply may have{announced}; "
+        "the rest was not read",
+        endpoint=endpoint,
+    )
+
+
+def announced_length(headers: Mapping[str, str]) -> int | None:
+    """Return the ``Content-Length`` a reply announced, or None when it announced none we can read."""
+    value = headers.get("content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def interpret(request: AkoolRequest[T], reply: HttpReply) -> T:
@@ -197,6 +224,15 @@ def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _result_url(obj: Mapping[str, Any], key: str) -> str | None:
+    """A result URL, or None when the reply has none that is http(s): ``javascript:`` never reaches a link."""
+    value = _optional_str(obj, key)
+    try:
+        return validation.http_url(key, value) if value is not None else None
+    except validation.AkoolValidationError:
+        return None
+
+
 def _data(payload: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
     data: Mapping[str, Any] = _require(payload, "data", dict, endpoint)
     return data
@@ -273,7 +309,7 @@ def _parse_reage_job(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
         data = _data(payload, endpoint)
         return ReageJob(
             id=_require(data, "_id", str, endpoint),
-            url=_optional_str(data, "url"),
+            url=_result_url(data, "url"),
             job_id=_optional_str(data, "job_id"),
         )
 
@@ -325,17 +361,133 @@ def build_video_reage(
     )
 
 
-def _parse_reage_result(item: Any) -> ReageResult:
-    endpoint = "listbyids"
+@dataclass(frozen=True)
+class ReageEntries:
+    """
+    A ``listbyids`` reply judged entry by entry.
+
+    :param results: the readable entries of the ids asked for, by ``_id``.
+    :param errors: the ids asked for whose entry could not be read, each with its own error.
+    :param ignored: entries that cannot be attributed to any id (not an object, no string ``_id``): their
+        id, if it was asked for, is simply missing, which a wait judges by its not-found grace.
+    """
+
+    results: dict[str, ReageResult]
+    errors: dict[str, AkoolUnreadableResultError]
+    ignored: int = 0
+
+    def partial_error(self, found: Mapping[str, object] | None = None) -> AkoolPartialReplyError | None:
+        """
+        Return the error naming the unreadable ids, or None when every entry asked for was read.
+
+        :param found: what the error carries as the readable results (default: :attr:`results`), for
+            callers that convert them first.
+        """
+        if not self.errors:
+            return None
+        names = "; ".join(error.message for error in self.errors.values())
+        return AkoolPartialReplyError(
+            f"the entries of {len(self.errors)} id(s) could not be read: {names}",
+            found=dict(self.results if found is None else found),
+            errors=dict(self.errors),
+            endpoint="listbyids",
+        )
+
+    def raise_for_errors(self) -> None:
+        """Raise :meth:`partial_error`, if there is one."""
+        error = self.partial_error()
+        if error is not None:
+            raise error
+
+
+def _entry_id(item: Any) -> str | None:
+    """The ``_id`` an entry belongs to, or None when it cannot be attributed to any id."""
     if not isinstance(item, Mapping):
-        raise AkoolResponseError("the reply has a result that is not an object", endpoint=endpoint)
+        return None
+    akool_id = item.get("_id")
+    return akool_id if isinstance(akool_id, str) and akool_id else None
+
+
+def _parse_reage_result(akool_id: str, item: Mapping[str, Any]) -> ReageResult:
+    """Read one attributed entry; raise :class:`AkoolUnreadableResultError` naming its id."""
+    endpoint = "listbyids"
+    raw = item.get("faceswap_status")
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw not in {s.value for s in JobStatus}:
+        raise AkoolUnreadableResultError(
+            f"the entry of {akool_id} has faceswap_status {raw!r}, not 1, 2, 3 or 4",
+            akool_id=akool_id,
+            endpoint=endpoint,
+        )
+    for key in ("url", "job_id", "createdAt"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise AkoolUnreadableResultError(
+                f"the entry of {akool_id} has a {key} that is not a string ({type(value).__name__})",
+                akool_id=akool_id,
+                endpoint=endpoint,
+            )
     created = item.get("createdAt")
     return ReageResult(
-        id=_require(item, "_id", str, endpoint),
-        status=_status(item, "faceswap_status", endpoint),
-        url=_optional_str(item, "url"),
+        id=akool_id,
+        status=JobStatus(raw),
+        url=_result_url(item, "url"),
         job_id=_optional_str(item, "job_id"),
         created_at=created if isinstance(created, str) else None,
+    )
+
+
+def parse_reage_entries(payload: Mapping[str, Any], ids: Sequence[str]) -> ReageEntries:
+    """
+    Judge each entry of a ``listbyids`` reply on its own, keeping those of ``ids``.
+
+    The envelope itself (``data``, ``data.result``) must be readable, or the whole reply is an error. Then
+    each entry stands alone: an unreadable entry of an id asked for becomes that id's error; one that
+    names no id is counted in ``ignored``; entries of ids not asked for are dropped unread. An id that
+    appears twice with the same contents is read once; with different contents neither can be trusted
+    to be the current one, so the id gets an error (and its wait polls again).
+    """
+    data = _data(payload, "listbyids")
+    items = _require(data, "result", list, "listbyids")
+    wanted = set(ids)
+    by_id: dict[str, list[Mapping[str, Any]]] = {}
+    ignored = 0
+    for item in items:
+        akool_id = _entry_id(item)
+        if akool_id is None:
+            ignored += 1
+        elif akool_id in wanted:
+            by_id.setdefault(akool_id, []).append(item)
+    results: dict[str, ReageResult] = {}
+    errors: dict[str, AkoolUnreadableResultError] = {}
+    for akool_id, entries in by_id.items():
+        if any(entry != entries[0] for entry in entries[1:]):
+            errors[akool_id] = AkoolUnreadableResultError(
+                f"{akool_id} appears {len(entries)} times in the reply with different contents",
+                akool_id=akool_id,
+                endpoint="listbyids",
+            )
+            continue
+        try:
+            results[akool_id] = _parse_reage_result(akool_id, entries[0])
+        except AkoolUnreadableResultError as error:
+            errors[akool_id] = error
+    return ReageEntries(results=results, errors=errors, ignored=ignored)
+
+
+def build_list_reage_entries(ids: Sequence[str]) -> AkoolRequest[ReageEntries]:
+    """
+    Ask for the results of up to one batch of reage ``_id`` values, judged entry by entry.
+
+    What the shared poller uses: one unreadable entry is an error of its own id only (see
+    :func:`parse_reage_entries`).
+    """
+    ids = validation.id_list("ids", list(ids))
+    return AkoolRequest(
+        endpoint="listbyids",
+        method="GET",
+        path=f"{API_PREFIX}/faceswap/result/listbyids",
+        params={"_ids": ",".join(ids)},
+        parse=lambda payload: parse_reage_entries(payload, ids),
     )
 
 
@@ -344,22 +496,21 @@ def build_list_reage_results(ids: Sequence[str]) -> AkoolRequest[dict[str, Reage
     Ask for the results of up to one batch of reage ``_id`` values (``GET faceswap/result/listbyids``).
 
     The reply's order is not documented and unknown ids may be left out, so the value is a dict keyed by
-    ``_id``: callers look their ids up, never rely on positions.
+    ``_id``: callers look their ids up, never rely on positions. An unreadable entry of an id asked for
+    raises :class:`AkoolPartialReplyError` naming it; entries of other ids are not read.
     """
-    ids = validation.id_list("ids", list(ids))
+    entries_request = build_list_reage_entries(ids)
 
     def parse(payload: Mapping[str, Any]) -> dict[str, ReageResult]:
-        data = _data(payload, "listbyids")
-        items = _require(data, "result", list, "listbyids")
-        results = (_parse_reage_result(item) for item in items)
-        wanted = set(ids)
-        return {result.id: result for result in results if result.id in wanted}
+        entries = entries_request.parse(payload)
+        entries.raise_for_errors()
+        return entries.results
 
     return AkoolRequest(
-        endpoint="listbyids",
-        method="GET",
-        path=f"{API_PREFIX}/faceswap/result/listbyids",
-        params={"_ids": ",".join(ids)},
+        endpoint=entries_request.endpoint,
+        method=entries_request.method,
+        path=entries_request.path,
+        params=entries_request.params,
         parse=parse,
     )
 
@@ -461,7 +612,7 @@ def build_image_result(image_model_id: str) -> AkoolRequest[ImageResult]:
         return ImageResult(
             id=_optional_str(data, "_id") or image_model_id,
             status=_status(data, "image_status", "infobymodelid"),
-            image_url=_optional_str(data, "image"),
+            image_url=_result_url(data, "image"),
             external_img=_optional_str(data, "external_img"),
             error_reasons=list(reasons) if isinstance(reasons, list) else [],
         )
@@ -482,18 +633,19 @@ def is_retryable(request: AkoolRequest[Any], error: BaseException) -> bool:
     """
     Return whether ``request`` may be sent again after ``error``; one rule for both transports.
 
-    Reads retry on anything transient: connection errors, timeouts, 5xx, 429 and 1005. A submission
-    retries only when the failed attempt surely created nothing: the connection was refused before the
-    request was sent, or the server said 1005/429. After a read timeout or a dropped reply the job may
-    exist, and sending again could pay for it twice.
+    Reads retry on every error whose class is ``retryable``: connection errors, timeouts, 5xx, 429, 1005
+    and 1015. A submission retries only when the failed attempt surely created nothing: the connection
+    was refused before the request was sent, or Akool answered with a retryable code (1005, 1015, 429:
+    an answer, not a lost reply). After a read timeout, a dropped reply or a 5xx the job may exist, and
+    sending again could pay for it twice.
     """
-    if isinstance(error, AkoolRateLimitError):
-        return True
+    if not (isinstance(error, AkoolError) and error.retryable):
+        return False
     if isinstance(error, AkoolConnectionError):
         return not (request.creates_job and error.request_sent)
     if isinstance(error, AkoolServerError):
         return not request.creates_job
-    return False
+    return True
 
 
 def explain_failure(request: AkoolRequest[Any], error: AkoolError) -> AkoolError:

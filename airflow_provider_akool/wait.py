@@ -10,6 +10,7 @@ is also the payload of the trigger's one final ``TriggerEvent``::
     {
         "status": "success" | "failed" | "timeout" | "not_found" | "error",
         "message": "<what happened, in words>",
+        "deadline": "timeout" | "execution_timeout",  # only in timeout events: which deadline ended it
         "results": [  # one per id waited for, in the order given
             {"id": "<_id>", "job_id": "<job_id or None>",
              "status": "queued" | "processing" | "success" | "failed" | None,  # None: Akool did not know it
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from airflow_provider_akool import exceptions, protocol
@@ -48,6 +50,10 @@ MAX_POLL_BACKOFF = 300.0
 
 SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR = "success", "failed", "timeout", "not_found", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR)
+#: Which deadline ended a ``timeout`` wait: the wait's own ``timeout`` (from the submission, or the sensor's
+#: ``timeout``), or the task's ``execution_timeout`` (from the start of the try), whichever came first.
+WAIT_TIMEOUT, EXECUTION_TIMEOUT = "timeout", "execution_timeout"
+DEADLINES = (WAIT_TIMEOUT, EXECUTION_TIMEOUT)
 _LABELS = {status.label: status for status in JobStatus}
 
 # A stand-in for "a status read", so that polls retry by the hook's own rule for reads.
@@ -150,21 +156,32 @@ class WaitEvent:
         statuses and Akool's own messages).
     :param results: the last known state of each job waited for, in the order given.
     :param error: for ``error``: the class, code and attributes of the Akool error that ended the wait.
+    :param deadline: for ``timeout``: which deadline ended the wait, :data:`WAIT_TIMEOUT` or
+        :data:`EXECUTION_TIMEOUT` (the task resumes on a fresh instance and raises from this alone).
     """
 
     status: str
     message: str
     results: tuple[JobSnapshot, ...]
     error: dict[str, Any] | None = None
+    deadline: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Return the event as the JSON-like dict a ``TriggerEvent`` carries."""
-        return {
+        payload = {
             "status": self.status,
             "message": self.message,
             "results": [snapshot.to_dict() for snapshot in self.results],
             "error": self.error,
         }
+        if self.deadline is not None:
+            payload["deadline"] = self.deadline
+        return payload
+
+    @property
+    def execution_timed_out(self) -> bool:
+        """Whether the task's ``execution_timeout`` (not the wait's own ``timeout``) ended the wait."""
+        return self.status == TIMEOUT and self.deadline == EXECUTION_TIMEOUT
 
     @classmethod
     def from_payload(cls, payload: Any) -> WaitEvent:
@@ -189,11 +206,21 @@ class WaitEvent:
             error = payload.get("error")
             if status == ERROR and (not isinstance(error, Mapping) or not isinstance(error.get("type"), str)):
                 raise ValueError("an error event must say which error ended the wait")
+            # Absent from the events of earlier versions, whose only deadline was the wait's timeout.
+            deadline = payload.get("deadline")
+            if deadline is not None and deadline not in DEADLINES:
+                raise ValueError(f"unknown deadline {deadline!r}")
         except ValueError as err:
             raise AkoolError(
                 f"the wait ended with an event this provider does not understand: {err}"
             ) from None
-        return cls(status=status, message=message, results=results, error=dict(error) if error else None)
+        return cls(
+            status=status,
+            message=message,
+            results=results,
+            error=dict(error) if error else None,
+            deadline=deadline if status == TIMEOUT else None,
+        )
 
     @classmethod
     def of_error(cls, error: AkoolError, results: Sequence[JobSnapshot]) -> WaitEvent:
@@ -237,10 +264,33 @@ class WaitEvent:
                 self.message, akool_id=failed.id, job_id=failed.job_id, reasons=list(failed.reasons)
             )
         if self.status == TIMEOUT:
+            if self.execution_timed_out:
+                raise execution_timeout_error(self.message)
             raise AkoolJobTimeoutError(self.message)
         if self.status == NOT_FOUND:
             raise AkoolNotFoundError(self.message)
         raise _rebuild_error(self.error or {}, self.message)
+
+
+def execution_timeout_error(message: str) -> BaseException:
+    """Return Airflow's own ``AirflowTaskTimeout`` (what its timer raises in the worker) with ``message``."""
+    # Imported here: the rules of waiting need no Airflow; only the task that raises it does.
+    from airflow.providers.common.compat.sdk import AirflowTaskTimeout
+
+    error: BaseException = AirflowTaskTimeout(message)
+    return error
+
+
+def try_deadline(start_of_try: float, execution_timeout: float | None) -> float | None:
+    """
+    Return when the task's ``execution_timeout`` ends this try (epoch seconds), or None without one.
+
+    ``start_of_try`` is when ``execute()`` began, which is when Airflow's own timer starts in the worker,
+    so a deferred try ends when the same try in the worker would. Not ``ti.start_date``: it is stamped
+    before the task process loads the DAG (seconds earlier: 3 s on 3.1.8, 9 s on 3.3.2 under
+    ``dag.test()`` here), and after a deferral 3.1 resets it to the resume time while 3.3 keeps it.
+    """
+    return None if execution_timeout is None else start_of_try + execution_timeout
 
 
 def _is_json_scalar(value: Any) -> bool:
@@ -300,6 +350,8 @@ class Waiter:
     :param job_ids: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves out).
     :param started_at: when the wait began (epoch seconds): the origin of elapsed times and of the grace.
     :param deadline: when to give up (epoch seconds), or None to wait without a deadline.
+    :param execution_deadline: when the task's ``execution_timeout`` ends this try (epoch seconds), or
+        None; the earlier of the two deadlines ends the wait, and the event says which.
     :param not_found_grace: seconds after ``started_at`` during which an unknown id is still waited for.
     :param log: where status changes are logged (one INFO line each, none per poll).
     """
@@ -312,9 +364,23 @@ class Waiter:
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
     max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS
     log: StatusLogger = field(default_factory=lambda: logging.getLogger(__name__))
+    execution_deadline: float | None = None
     delay: float = 0.0
     errors_in_a_row: int = 0
     last: dict[str, JobSnapshot] = field(default_factory=dict)
+    #: The last status Akool gave for each id and when (epoch seconds): an id that had one and then
+    #: disappears from Akool's answers vanished (deleted, or expired) rather than was never there.
+    seen: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    @property
+    def ends_at(self) -> tuple[float, str] | None:
+        """The deadline that comes first (epoch seconds) and which one it is; None without any."""
+        deadlines = [
+            (at, kind)
+            for at, kind in ((self.deadline, WAIT_TIMEOUT), (self.execution_deadline, EXECUTION_TIMEOUT))
+            if at is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def snapshots(self) -> tuple[JobSnapshot, ...]:
         """The last known state of each job, in the order of :attr:`ids`."""
@@ -336,6 +402,8 @@ class Waiter:
             if previous is None or previous.status != snapshot.status:
                 self._log_change(snapshot, now)
             self.last[akool_id] = snapshot
+            if snapshot.label is not None:
+                self.seen[akool_id] = (snapshot.label, now)
         snapshots = self.snapshots()
         failed = [s for s in snapshots if s.status is JobStatus.FAILED]
         if failed:
@@ -344,14 +412,29 @@ class Waiter:
             return WaitEvent(SUCCESS, f"job(s) {_ids(snapshots)} succeeded", snapshots)
         missing = [s for s in snapshots if s.status is None]
         if missing and now - self.started_at >= self.not_found_grace:
-            return WaitEvent(
-                NOT_FOUND,
-                f"the id(s) {_ids(missing)} are unknown to Akool {now - self.started_at:.0f} s "
-                f"after the wait began (grace {self.not_found_grace:g} s). Check the ids: they must be "
-                "the _id values a submission returned, from the same account",
-                snapshots,
-            )
+            return WaitEvent(NOT_FOUND, self._not_found_message(missing, now), snapshots)
         return self._next(now)
+
+    def _not_found_message(self, missing: Sequence[JobSnapshot], now: float) -> str:
+        """Say which ids were never known (check them) and which were known and then vanished."""
+        vanished = [s for s in missing if s.id in self.seen]
+        unknown = [s for s in missing if s.id not in self.seen]
+        parts = []
+        for snapshot in vanished:
+            label, at = self.seen[snapshot.id]
+            parts.append(
+                f"job {snapshot.id} (job_id {snapshot.job_id or 'none'}) was known to Akool, last as "
+                f"{label} at {_utc(at)} ({at - self.started_at:.0f} s into the wait), and has vanished "
+                f"from Akool's answers since: it was deleted on Akool, or its result expired (Akool keeps "
+                f"results {protocol.RESULT_RETENTION_DAYS} days)"
+            )
+        if unknown:
+            parts.append(
+                f"the id(s) {_ids(unknown)} are unknown to Akool {now - self.started_at:.0f} s after the "
+                f"wait began (grace {self.not_found_grace:g} s). Check the ids: they must be the _id "
+                "values a submission returned, from the same account"
+            )
+        return ". ".join(parts)
 
     def poll_failed(self, error: AkoolError, now: float) -> WaitEvent | None:
         """Take a poll that raised ``error``."""
@@ -374,26 +457,41 @@ class Waiter:
 
     def _next(self, now: float, delay: float | None = None) -> WaitEvent | None:
         snapshots = self.snapshots()
-        if self.deadline is not None and now >= self.deadline:
+        ends = self.ends_at
+        if ends is not None and now >= ends[0]:
+            deadline, kind = ends
             last = ", ".join(f"{s.id} {s.label or 'unknown'}" for s in snapshots)
-            return WaitEvent(
-                TIMEOUT,
-                f"job(s) {_ids(snapshots)} did not finish within {self.deadline - self.started_at:g} s "
-                f"(last status: {last})",
-                snapshots,
-            )
+            if kind == EXECUTION_TIMEOUT:
+                message = (
+                    f"the task's execution_timeout ended this try {now - self.started_at:.0f} s into the "
+                    f"wait for job(s) {_ids(snapshots)} (last status: {last})"
+                )
+            else:
+                message = (
+                    f"job(s) {_ids(snapshots)} did not finish within {deadline - self.started_at:g} s "
+                    f"(last status: {last})"
+                )
+            return WaitEvent(TIMEOUT, message, snapshots, deadline=kind)
         delay = self.poll_interval if delay is None else delay
         # Poll once more right at the deadline rather than sleeping past it.
-        self.delay = delay if self.deadline is None else max(0.0, min(delay, self.deadline - now))
+        self.delay = delay if ends is None else max(0.0, min(delay, ends[0] - now))
         return None
 
     def _log_change(self, snapshot: JobSnapshot, now: float) -> None:
-        self.log.info(
-            "Akool job %s is %s after %.1f s",
-            snapshot.id,
-            snapshot.label or "not known to Akool (yet)",
-            now - self.started_at,
-        )
+        vanished = snapshot.status is None and snapshot.id in self.seen
+        if snapshot.status is JobStatus.SUCCESS:
+            state = "succeeded"
+        elif snapshot.status is JobStatus.FAILED:
+            state = "failed"
+        elif snapshot.status is not None:
+            state = f"is {snapshot.label}"
+        else:
+            state = "is no longer known to Akool" if vanished else "is not known to Akool (yet)"
+        self.log.info("Akool job %s %s after %.1f s", snapshot.id, state, now - self.started_at)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _ids(snapshots: Iterable[JobSnapshot]) -> str:

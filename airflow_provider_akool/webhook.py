@@ -265,8 +265,33 @@ class AkoolWebhookEvent:
 # --- Verification -------------------------------------------------------------------------------
 
 
+def _encoded_size_over(body: Mapping[str, Any], limit: int) -> int | None:
+    """
+    Return the size the mapping would have as a JSON body once it passes ``limit`` bytes, else None.
+
+    Encoded piece by piece and stopped as soon as the count passes the limit, so a huge mapping (many keys,
+    or one enormous ``dataEncrypt``) costs no more than one of its pieces, never a decryption of it.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, default=repr)
+    size = 0
+    for piece in encoder.iterencode(body):
+        size += len(piece.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            return size
+    return None
+
+
 def _load_body(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(body, Mapping):
+        # An already parsed body is held to the same cap as the bytes it came from.
+        try:
+            oversize = _encoded_size_over(body, MAX_BODY_BYTES)
+        except (TypeError, ValueError, RecursionError):
+            raise _malformed("the callback body is not a JSON object") from None
+        if oversize is not None:
+            raise _malformed(
+                f"the callback body is more than the {MAX_BODY_BYTES} bytes accepted (at least {oversize})"
+            )
         return body
     if isinstance(body, str):
         raw: bytes = body.encode("utf-8", "surrogatepass")
@@ -414,7 +439,8 @@ class AkoolWebhookVerifier:
         """
         Return the event a callback carries, or raise why it is refused.
 
-        :param body: the request body as received (bytes or text), or already parsed into a mapping.
+        :param body: the request body as received (bytes or text), or already parsed into a mapping;
+            either is refused past 64 KiB (a mapping measured as the JSON it stands for).
         :raises AkoolWebhookMalformedError: not of Akool's form, or ``dataEncrypt`` does not decrypt.
         :raises AkoolWebhookSignatureError: the signature does not match.
         :raises AkoolWebhookStaleError: the timestamp is outside the freshness window.

@@ -8,7 +8,7 @@ seconds after the waits began). The worker samples its event-loop lag, its memor
 moment each trigger fired; the emulator's ledger counts the status requests.
 
     python benchmarks/bench_triggers.py                       # the default scenarios, a table, JSON
-    python benchmarks/bench_triggers.py --sizes 1000 --off-sizes 1000 --fixed-sizes ""
+    python benchmarks/bench_triggers.py --sizes 1000 --off-sizes 1000 --adaptive-sizes ""
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ MEMORY_PROBE_SECONDS = 3.0
 class Scenario:
     """One run: how many waits, and whether they share the poller and poll adaptively."""
 
-    #: "shared" (the default trigger), "per-task" (coalescing off); "-fixed": adaptive polling off too.
+    #: "shared" (the default trigger: coalesced, every poll_interval), "per-task" (coalescing off: the dbt
+    #: Cloud way); "-adaptive": adaptive polling switched on (opt-in) too.
     mode: str
     n: int
 
@@ -61,7 +62,7 @@ class Scenario:
 
     @property
     def adaptive(self) -> bool:
-        return not self.mode.endswith("-fixed")
+        return self.mode.endswith("-adaptive")
 
 
 # --- The orchestrator (this process) ------------------------------------------------------------------
@@ -204,8 +205,8 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
     runs = [Scenario("shared", n) for n in sizes(args.sizes)]
     runs += [Scenario("per-task", n) for n in sizes(args.off_sizes)]
-    for n in sizes(args.fixed_sizes):
-        runs += [Scenario("shared-fixed", n), Scenario("per-task-fixed", n)]
+    for n in sizes(args.adaptive_sizes):
+        runs += [Scenario("shared-adaptive", n), Scenario("per-task-adaptive", n)]
     return runs
 
 
@@ -272,7 +273,7 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     for (mode, n), count in found.items():
         if not mode.startswith("per-task"):
             continue
-        for shared in ("shared", "shared-fixed"):
+        for shared in ("shared", "shared-adaptive"):
             if (shared, n) in found:
                 ratio = count / found[shared, n]
                 lines.append(f"N={n}: {mode} polling sent {ratio:.1f}x the status requests of {shared}")
@@ -359,9 +360,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="100,1000,5000", help="N of the shared-poller runs")
     parser.add_argument("--off-sizes", default="100,1000", help="N of the per-task runs (coalescing off)")
     parser.add_argument(
-        "--fixed-sizes",
+        "--adaptive-sizes",
         default="1000",
-        help="N of the runs without adaptive polling, shared and per task (the dbt Cloud way)",
+        help="N of the runs with adaptive polling switched on (opt-in), shared and per task",
     )
     parser.add_argument("--interval", type=float, default=10.0, help="poll_interval of every wait")
     parser.add_argument("--finish-min", type=float, default=5.0, help="earliest job end (s after start)")

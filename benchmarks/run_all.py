@@ -36,7 +36,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     rows = results["triggers"]
     checks: list[tuple[str, bool, str]] = []
     by_key = {(row["mode"], row["n"]): row for row in rows}
-    for baseline in ("per-task", "per-task-fixed"):
+    for baseline in ("per-task", "per-task-adaptive"):
         if ("shared", 1000) in by_key and (baseline, 1000) in by_key:
             ratio = by_key[baseline, 1000]["status_requests"] / by_key["shared", 1000]["status_requests"]
             checks.append(
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.monotonic()
     trigger_args = bench_triggers.parse_args(
-        ["--sizes", "100", "--off-sizes", "100", "--fixed-sizes", "", "--finish-max", "10"]
+        ["--sizes", "100", "--off-sizes", "100", "--adaptive-sizes", "", "--finish-max", "10"]
         if args.quick
         else []
     )

@@ -142,7 +142,9 @@ def akool_background_change() -> None:
         """Open every kept file and check that it is an image of the canvas size."""
         expected = validation.size("canvas_size", params["canvas_size"])
         checked = []
-        for result in results:
+        # results[:] is one request for every map index; iterating Airflow's lazy sequence would fetch
+        # one result at a time and end on a miss, which Airflow logs at error level ("XCom not found").
+        for result in results[:]:
             width, height = image_size(result["output_path"])
             if f"{width}x{height}" != expected:
                 raise ValueError(f"{result['output_path']} is {width}x{height}, not the canvas {expected}")

@@ -66,7 +66,9 @@ def akool_batch_reage() -> None:
     @task
     def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Report every result of the batch."""
-        results = list(results)
+        # One request for every map index: iterating Airflow's lazy sequence fetches one result at a time
+        # and ends on a miss, which Airflow logs at error level ("XCom not found").
+        results = list(results[:])
         for result in results:
             log.info("%s %s -> %s", result["id"], result["status"], result["output_path"] or result["url"])
         return results

@@ -72,13 +72,18 @@ def results_of(dag: Any, dag_run: Any) -> list[tuple[str, str, str]]:
     """Return (task, status, where) of every result an Akool operator or sensor of the run returned."""
     rows = []
     for ti in sorted(dag_run.get_task_instances(), key=lambda ti: (ti.task_id, ti.map_index)):
-        if not dag.get_task(ti.task_id).operator_class.__module__.startswith("airflow_provider_akool."):
+        task = dag.get_task(ti.task_id)
+        if not task.operator_class.__module__.startswith("airflow_provider_akool."):
             continue
+        # A task that only submits returns the status at submission; a later task (a sensor) waits for it.
+        partial = getattr(task, "partial_kwargs", None) or {}
+        waited = partial.get("wait_for_completion", getattr(task, "wait_for_completion", True))
         value = ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)
         for result in value if isinstance(value, list) else [value]:
             if isinstance(result, dict) and {"id", "status", "url"} <= set(result):
-                task = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-                rows.append((task, str(result["status"]), str(result.get("output_path") or result["url"])))
+                name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+                status = str(result["status"]) if waited is not False else f"submitted ({result['status']})"
+                rows.append((name, status, str(result.get("output_path") or result["url"])))
     return rows
 
 

@@ -23,6 +23,7 @@ from airflow_provider_akool.models import (
     BackgroundChangeJob,
     DetectedFaces,
     ImageResult,
+    JobStatus,
     ReageJob,
     ReageResult,
 )
@@ -441,6 +442,11 @@ CALLS: dict[str, tuple[Callable[[], protocol.AkoolRequest[Any]], dict[str, Any],
         ReageJob,
     ),
     "listbyids": (lambda: protocol.build_list_reage_results([SEED_ID, "0" * 24]), SEED_LISTBYIDS, dict),
+    "listbyids_entries": (
+        lambda: protocol.build_list_reage_entries([SEED_ID, "0" * 24]),
+        SEED_LISTBYIDS,
+        protocol.ReageEntries,
+    ),
     "job_del": (lambda: protocol.build_cancel_reage(["20240102082900592-5653"]), SEED_JOB_DEL, type(None)),
     "bg_replace": (
         lambda: protocol.build_background_change(
@@ -479,6 +485,8 @@ def test_the_seed_reply_parses(call: str) -> None:
     assert isinstance(value, kind) if kind else value is None
     if call == "listbyids":
         assert isinstance(value[SEED_ID], ReageResult)
+    if call == "listbyids_entries":
+        assert isinstance(value.results[SEED_ID], ReageResult)
 
 
 @call_names
@@ -561,3 +569,26 @@ def test_deeply_nested_json_is_a_response_error() -> None:
     request = CALLS["listbyids"][0]()
     with pytest.raises(AkoolResponseError):
         protocol.interpret(request, protocol.HttpReply(200, {}, b"[" * 100_000))
+
+
+OTHER_ID = "f" * 24
+
+
+@per_call
+@given(data=st.data())
+def test_no_change_to_one_listbyids_entry_touches_the_result_of_another(data: st.DataObject) -> None:
+    """Issue 10: one entry changed anywhere (or replaced by anything) never changes what another id gets."""
+    seed_entry = SEED_LISTBYIDS["data"]["result"][0]  # type: ignore[index]
+    other = {**seed_entry, "_id": OTHER_ID, "faceswap_status": 3}
+    changed = mutate(seed_entry, data.draw)
+    entries = [changed, other] if data.draw(st.booleans()) else [other, changed]
+    payload = {"code": 1000, "msg": "OK", "data": {"result": entries}}
+    request = protocol.build_list_reage_entries([SEED_ID, OTHER_ID])
+
+    value = protocol.interpret(request, protocol.HttpReply(200, {}, json.dumps(payload).encode()))
+
+    assert value.results[OTHER_ID].status is JobStatus.SUCCESS
+    assert OTHER_ID not in value.errors
+    assert set(value.results) | set(value.errors) <= {SEED_ID, OTHER_ID}
+    # The changed entry is a result, an error of its own id, or ignored: never two of these at once.
+    assert not (SEED_ID in value.results and SEED_ID in value.errors)

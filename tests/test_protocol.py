@@ -7,30 +7,53 @@ import pickle
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_akool import protocol
 from airflow_provider_akool.exceptions import (
     ERROR_CODES,
     AkoolAccountBannedError,
+    AkoolAccountNotFoundError,
     AkoolApiError,
     AkoolBackgroundChangeError,
     AkoolConnectionError,
+    AkoolContentAlreadyOperatedError,
+    AkoolContentNotOperableError,
+    AkoolError,
     AkoolFaceDetectError,
+    AkoolFaceSwapError,
+    AkoolImageProcessingError,
+    AkoolInsufficientCreditError,
     AkoolInvalidParameterError,
     AkoolInvalidTokenError,
+    AkoolJobFailedError,
     AkoolMissingAuthError,
     AkoolNotFoundError,
+    AkoolNotSubscribedError,
+    AkoolPartialReplyError,
+    AkoolPaymentRequiredError,
     AkoolPermissionDeniedError,
     AkoolQuotaExceededError,
     AkoolRateLimitError,
+    AkoolResourceNotFoundError,
     AkoolResponseError,
     AkoolResultUnavailableError,
     AkoolServerError,
     AkoolSubmitOutcomeUnknownError,
+    AkoolSubscriptionRequiredError,
     AkoolTooManyFacesError,
+    AkoolUnreadableResultError,
+    AkoolUnsupportedVideoEncodingError,
     AkoolValidationError,
+    AkoolVerificationRequiredError,
+    AkoolVideoCreationError,
+    AkoolVideoParseError,
+    AkoolVideoProcessingError,
+    AkoolVideoTooLargeError,
+    error_for_code,
 )
 from airflow_provider_akool.models import JobStatus
+from airflow_provider_akool.wait import JobSnapshot, WaitEvent, poll_error_delay
 
 # The vendor's sample replies, as printed in shared/seeds (comments removed).
 SEED_REAGE_SUBMIT = {
@@ -349,7 +372,10 @@ class TestErrors:
         assert str(caught.value) == f"Akool [imgreage] (code {code}): the message"
 
     def test_every_documented_code_has_a_class(self) -> None:
-        assert set(ERROR_CODES) == {1003, 1005, 1006, 1007, 1008, 1009, 1101, 1102, 1200, 1206}
+        # The current docs' codes and the whole table of Akool's older error-code page (AKOOL_API.md).
+        current = {1003, 1005, 1006, 1007, 1008, 1009, 1101, 1102, 1200, 1206}
+        full_table = {1004, 1010, 1011, 1014, 1015, 1016, 1103, 1104, 1108, 1109, 1205, 1207, 1208, 1209}
+        assert set(ERROR_CODES) == current | full_table | {1213, 1221}
 
     def test_detect_error_code(self) -> None:
         request = protocol.build_detect_faces("https://sg3.akool.com/detect", SEED_MODIFY_IMAGE)
@@ -387,7 +413,7 @@ class TestErrors:
 
     def test_unknown_status_is_a_response_error(self) -> None:
         payload = {"code": 1000, "data": {"result": [{"_id": "a", "faceswap_status": 9}]}}
-        with pytest.raises(AkoolResponseError, match="unknown faceswap_status 9"):
+        with pytest.raises(AkoolResponseError, match="the entry of a has faceswap_status 9"):
             protocol.interpret(protocol.build_list_reage_results(["a"]), reply(payload))
 
     def test_errors_survive_pickling(self) -> None:
@@ -443,3 +469,211 @@ class TestRetryRule:
 
     def test_retry_after_as_an_http_date_in_the_past_is_zero(self) -> None:
         assert protocol.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+# --- Each listbyids entry judged on its own (issue 10) ------------------------------------------------
+
+GOOD_A = {"_id": "a", "faceswap_status": 3, "url": "https://x.test/a.jpg", "job_id": "j-a"}
+GOOD_C = {"_id": "c", "faceswap_status": 2}
+
+
+def listbyids(*entries: Any) -> dict[str, Any]:
+    return {"code": 1000, "msg": "OK", "data": {"result": list(entries)}}
+
+
+class TestEntriesJudgedOneByOne:
+    @pytest.mark.parametrize(
+        ("poisoned", "says"),
+        [
+            ({"_id": "b", "faceswap_status": 7}, "faceswap_status 7"),
+            ({"_id": "b", "faceswap_status": "3"}, "faceswap_status '3'"),
+            ({"_id": "b", "faceswap_status": True}, "faceswap_status True"),
+            ({"_id": "b", "faceswap_status": None}, "faceswap_status None"),
+            ({"_id": "b"}, "faceswap_status None"),
+            ({"_id": "b", "faceswap_status": 3, "url": 12345}, "url that is not a string"),
+            ({"_id": "b", "faceswap_status": 3, "job_id": ["j"]}, "job_id that is not a string"),
+            ({"_id": "b", "faceswap_status": 3, "createdAt": 17}, "createdAt that is not a string"),
+        ],
+    )
+    def test_an_unreadable_entry_is_an_error_of_its_own_id_only(self, poisoned: Any, says: str) -> None:
+        entries = protocol.interpret(
+            protocol.build_list_reage_entries(["a", "b", "c"]), reply(listbyids(GOOD_A, poisoned, GOOD_C))
+        )
+
+        assert set(entries.results) == {"a", "c"}
+        assert entries.results["a"].status is JobStatus.SUCCESS
+        assert entries.results["c"].status is JobStatus.PROCESSING
+        assert set(entries.errors) == {"b"}
+        error = entries.errors["b"]
+        assert isinstance(error, AkoolUnreadableResultError)
+        assert isinstance(error, AkoolResponseError)
+        assert error.akool_id == "b"
+        assert says in str(error)
+        assert "the entry of b" in str(error)
+
+    @pytest.mark.parametrize(
+        "unattributable",
+        [None, "error", 7, ["b"], {"faceswap_status": 3}, {"_id": 7, "faceswap_status": 3}, {"_id": ""}],
+    )
+    def test_an_entry_without_a_readable_id_is_ignored_and_counted(self, unattributable: Any) -> None:
+        entries = protocol.interpret(
+            protocol.build_list_reage_entries(["a", "b"]), reply(listbyids(unattributable, GOOD_A))
+        )
+
+        assert set(entries.results) == {"a"}
+        assert entries.errors == {}
+        assert entries.ignored == 1  # b is missing: its wait's not-found grace judges it
+
+    def test_an_unreadable_entry_of_an_id_not_asked_for_is_not_read(self) -> None:
+        entries = protocol.interpret(
+            protocol.build_list_reage_entries(["a"]),
+            reply(listbyids({"_id": "zzz", "faceswap_status": 99}, GOOD_A)),
+        )
+        assert (set(entries.results), entries.errors, entries.ignored) == ({"a"}, {}, 0)
+
+    def test_the_same_id_twice_with_the_same_contents_is_read_once(self) -> None:
+        entries = protocol.interpret(
+            protocol.build_list_reage_entries(["a"]), reply(listbyids(GOOD_A, dict(GOOD_A)))
+        )
+        assert entries.results["a"].status is JobStatus.SUCCESS
+        assert entries.errors == {}
+
+    def test_the_same_id_twice_with_different_contents_is_an_error_of_that_id(self) -> None:
+        older = {**GOOD_A, "faceswap_status": 2}
+        entries = protocol.interpret(
+            protocol.build_list_reage_entries(["a", "c"]), reply(listbyids(GOOD_A, GOOD_C, older))
+        )
+        assert set(entries.results) == {"c"}
+        assert "a appears 2 times in the reply with different contents" in str(entries.errors["a"])
+
+    def test_an_envelope_without_a_result_list_is_still_an_error_of_the_whole_reply(self) -> None:
+        with pytest.raises(AkoolResponseError, match="'result'"):
+            protocol.interpret(protocol.build_list_reage_entries(["a"]), reply({"code": 1000, "data": {}}))
+
+    def test_results_raise_naming_the_id_and_carry_the_readable_ones(self) -> None:
+        payload = listbyids(GOOD_A, {"_id": "b", "faceswap_status": 0})
+        with pytest.raises(AkoolPartialReplyError) as caught:
+            protocol.interpret(protocol.build_list_reage_results(["a", "b"]), reply(payload))
+
+        error = caught.value
+        assert "the entry of b has faceswap_status 0" in str(error)
+        assert set(error.found) == {"a"}
+        assert set(error.errors) == {"b"}
+        # Still an AkoolResponseError: a wait backs off and polls again, within its error budget.
+        assert isinstance(error, AkoolResponseError)
+
+    def test_results_of_readable_entries_come_back_whatever_else_the_reply_holds(self) -> None:
+        payload = listbyids("junk", {"faceswap_status": 3}, {"_id": "zzz", "faceswap_status": 9}, GOOD_A)
+        results = protocol.interpret(protocol.build_list_reage_results(["a"]), reply(payload))
+        assert set(results) == {"a"}
+
+
+# --- Akool's whole error table, by code ---------------------------------------------------------------
+
+#: code: (class, retryable, fails the task without using its retries)
+ERROR_TABLE: dict[int, tuple[type[AkoolError], bool, bool]] = {
+    1003: (AkoolInvalidParameterError, False, True),
+    1004: (AkoolVerificationRequiredError, False, True),
+    1005: (AkoolRateLimitError, True, False),
+    1006: (AkoolQuotaExceededError, False, True),
+    1007: (AkoolTooManyFacesError, False, True),
+    1008: (AkoolNotFoundError, False, False),
+    1009: (AkoolPermissionDeniedError, False, True),
+    1010: (AkoolContentNotOperableError, False, True),
+    1011: (AkoolContentAlreadyOperatedError, False, True),
+    1014: (AkoolResourceNotFoundError, False, False),
+    1015: (AkoolVideoProcessingError, True, False),
+    1016: (AkoolFaceSwapError, False, False),
+    1101: (AkoolInvalidTokenError, False, False),
+    1102: (AkoolMissingAuthError, False, True),
+    1103: (AkoolPaymentRequiredError, False, True),
+    1104: (AkoolInsufficientCreditError, False, True),
+    1108: (AkoolImageProcessingError, False, False),
+    1109: (AkoolAccountNotFoundError, False, True),
+    1200: (AkoolAccountBannedError, False, True),
+    1205: (AkoolVideoCreationError, False, False),
+    1206: (AkoolBackgroundChangeError, False, False),
+    1207: (AkoolVideoTooLargeError, False, True),
+    1208: (AkoolVideoParseError, False, True),
+    1209: (AkoolUnsupportedVideoEncodingError, False, True),
+    1213: (AkoolSubscriptionRequiredError, False, True),
+    1221: (AkoolNotSubscribedError, False, True),
+}
+
+
+class TestErrorTable:
+    def test_the_table_covers_every_code(self) -> None:
+        assert set(ERROR_TABLE) == set(ERROR_CODES)
+
+    @pytest.mark.parametrize("code", sorted(ERROR_TABLE))
+    def test_each_code_maps_to_its_class_by_code_not_by_message(self, code: int) -> None:
+        cls, retryable, fails_at_once = ERROR_TABLE[code]
+        # The message of another code: the class must follow the code.
+        payload = {"code": code, "msg": "Operation is too frequent"}
+        with pytest.raises(cls) as caught:
+            protocol.interpret(image_reage_request(), reply(payload))
+
+        error = caught.value
+        assert type(error) is cls
+        assert error.code == code
+        assert error.retryable is retryable
+        assert error.task_retry_can_fix is not fails_at_once
+        # What Airflow itself reads to skip the task's retries.
+        assert isinstance(error, AirflowFailException) is fails_at_once
+
+    @pytest.mark.parametrize("code", sorted(ERROR_TABLE))
+    def test_each_code_follows_its_retry_fact_in_the_hook_rule_and_the_waits_backoff(self, code: int) -> None:
+        _, retryable, _ = ERROR_TABLE[code]
+        error = error_for_code(code, "m", "listbyids")
+        assert protocol.is_retryable(protocol.build_list_reage_results(["a"]), error) is retryable
+        # An answered refusal created nothing: a submission follows the same fact.
+        assert protocol.is_retryable(image_reage_request(), error) is retryable
+        assert (poll_error_delay(error, 1, 5.0, 10) is not None) is retryable
+
+    def test_1015_is_retried_and_1104_is_not(self) -> None:
+        submit = image_reage_request()
+        assert protocol.is_retryable(submit, error_for_code(1015, "retry later"))
+        assert not protocol.is_retryable(submit, error_for_code(1104, "no credit"))
+
+    @pytest.mark.parametrize(
+        ("error", "fails_at_once"),
+        [
+            (AkoolValidationError("bad"), True),
+            (AkoolSubmitOutcomeUnknownError("maybe"), True),
+            (AkoolJobFailedError("failed", akool_id="a"), False),
+            (AkoolServerError("502", http_status=502), False),
+            (AkoolConnectionError("timeout", request_sent=True), False),
+            (AkoolRateLimitError("429", retry_after=1.0), False),
+            (AkoolResponseError("not json"), False),
+        ],
+    )
+    def test_errors_of_no_code_state_whether_a_task_retry_helps(
+        self, error: AkoolError, fails_at_once: bool
+    ) -> None:
+        assert isinstance(error, AirflowFailException) is fails_at_once
+        assert error.task_retry_can_fix is not fails_at_once
+
+    @pytest.mark.parametrize("code", sorted(ERROR_TABLE))
+    def test_a_rebuilt_error_event_keeps_the_class_and_so_its_facts(self, code: int) -> None:
+        cls, _, fails_at_once = ERROR_TABLE[code]
+        event = WaitEvent.of_error(error_for_code(code, "m", "listbyids"), [JobSnapshot("a", None)])
+        payload = WaitEvent.from_payload(json.loads(json.dumps(event.to_payload())))
+        with pytest.raises(cls) as caught:
+            payload.raise_for_status()
+        assert isinstance(caught.value, AirflowFailException) is fails_at_once
+
+
+class TestReplyCap:
+    def test_the_cap_is_a_few_mib(self) -> None:
+        assert 1024 * 1024 <= protocol.MAX_REPLY_BYTES <= 8 * 1024 * 1024
+
+    def test_an_oversized_reply_is_a_response_error_that_says_the_rest_was_not_read(self) -> None:
+        error = protocol.reply_too_large("listbyids", 20_000_000)
+        assert isinstance(error, AkoolResponseError)
+        assert "20000000 bytes announced" in str(error)
+        assert "the rest was not read" in str(error)
+
+    @pytest.mark.parametrize(("header", "length"), [("12", 12), ("x", None), (None, None)])
+    def test_announced_length(self, header: str | None, length: int | None) -> None:
+        headers = {} if header is None else {"content-length": header}
+        assert protocol.announced_length(headers) == length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -18,12 +19,16 @@ from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.emulator.media import pattern_block
 from airflow_provider_akool.exceptions import (
     AkoolConnectionError,
+    AkoolOutputError,
+    AkoolOutputExistsError,
+    AkoolOutputPathError,
     AkoolResultUnavailableError,
     AkoolValidationError,
 )
 from airflow_provider_akool.hooks.akool import AkoolHook
-from airflow_provider_akool.storage import keep_result
+from airflow_provider_akool.storage import check_output_free, check_output_path, keep_result, public_url
 from tests.conftest import ConnectionFactory
+from tests.mounts import read_only_folder, small_disk
 
 AKOOL_ID = "65a1b2c3d4e5f60718293a4b"
 FAST: dict[str, Any] = {"retry_delay": 0.01, "retry_max_delay": 0.05}
@@ -132,14 +137,14 @@ class TestWhereTheFileGoes:
         assert kept == f"file://{tmp_path}/kept/{AKOOL_ID}.bin"
         assert (tmp_path / "kept" / f"{AKOOL_ID}.bin").read_bytes() == blob(2048)
 
-    def test_an_existing_file_is_replaced(
+    def test_an_existing_file_is_replaced_with_overwrite(
         self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
     ) -> None:
-        # A task retry keeps the result again under the same name.
         name = tmp_path / "result.png"
         name.write_bytes(b"old")
-        keep_result(AkoolHook(), f"{emulator.url}/media/blob/300", name, akool_id=AKOOL_ID)
+        keep_result(AkoolHook(), f"{emulator.url}/media/blob/300", name, akool_id=AKOOL_ID, overwrite=True)
         assert name.read_bytes() == blob(300)
+        assert files_under(tmp_path) == ["result.png"]
 
     def test_a_non_local_fsspec_filesystem(
         self,
@@ -320,3 +325,263 @@ class TestFailures:
                 AkoolHook(), f"{emulator.url}/media/results/{AKOOL_ID}.png", tmp_path, akool_id=AKOOL_ID
             )
         assert files_under(tmp_path) == []
+
+
+def keep_at_once(emulator: EmulatorServer, name: Path, sizes: tuple[int, int]) -> dict[int, Any]:
+    """Keep two different results onto ``name`` from two threads, both downloaded before either moves."""
+    both_downloaded = threading.Barrier(2)
+    outcomes: dict[int, Any] = {}
+
+    class WaitingHook(AkoolHook):
+        @contextmanager
+        def stream_result(self, url: str, *, headers: dict[str, str]) -> Iterator[Iterator[bytes]]:
+            with super().stream_result(url, headers=headers) as chunks:
+                received = list(chunks)
+            both_downloaded.wait(timeout=10)
+            yield iter(received)
+
+    def keep(size: int) -> None:
+        try:
+            outcomes[size] = keep_result(
+                WaitingHook(), f"{emulator.url}/media/blob/{size}", name, akool_id=AKOOL_ID
+            )
+        except BaseException as error:
+            outcomes[size] = error
+
+    threads = [threading.Thread(target=keep, args=(size,)) for size in sizes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+class TestNeverReplacedSilently:
+    """A kept result never replaces a file another task wrote, unless ``overwrite=True``."""
+
+    def test_an_existing_file_with_other_bytes_is_left_as_it_is_and_the_error_says_where_the_result_is(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        name = tmp_path / "result.png"
+        name.write_bytes(b"another task's result")
+        url = f"{emulator.url}/media/blob/300"
+
+        with pytest.raises(AkoolOutputExistsError) as raised:
+            keep_result(AkoolHook(), url, name, akool_id=AKOOL_ID)
+
+        assert name.read_bytes() == b"another task's result"
+        assert files_under(tmp_path) == ["result.png"]  # no temporary left behind
+        message = str(raised.value)
+        assert str(name) in message
+        assert AKOOL_ID in message
+        assert "overwrite" in message
+        assert url in message
+        assert "7 days" in message
+        assert "until about" in message
+        assert raised.value.url == url
+        assert raised.value.path == str(name)
+        assert raised.value.expires_at
+        assert raised.value.expires_at in message
+        # Fail without retry: a retry would meet the same file.
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        assert isinstance(raised.value, AirflowFailException)
+
+    def test_the_same_bytes_already_there_are_a_retry_keeping_its_own_result(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        url = f"{emulator.url}/media/blob/5000"
+        first = keep_result(AkoolHook(), url, tmp_path / "r.bin", akool_id=AKOOL_ID)
+        again = keep_result(AkoolHook(), url, tmp_path / "r.bin", akool_id=AKOOL_ID)
+
+        assert first == again == str(tmp_path / "r.bin")
+        assert (tmp_path / "r.bin").read_bytes() == blob(5000)
+        assert files_under(tmp_path) == ["r.bin"]
+
+    def test_a_folder_keeps_each_result_under_its_own_id_and_a_second_keep_of_one_id_is_accepted(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        other_id = "65a1b2c3d4e5f60718293a4c"
+        keep_result(AkoolHook(), f"{emulator.url}/media/blob/10", f"{tmp_path}/", akool_id=AKOOL_ID)
+        keep_result(AkoolHook(), f"{emulator.url}/media/blob/20", f"{tmp_path}/", akool_id=other_id)
+        keep_result(AkoolHook(), f"{emulator.url}/media/blob/10", f"{tmp_path}/", akool_id=AKOOL_ID)
+
+        assert files_under(tmp_path) == [f"{AKOOL_ID}.bin", f"{other_id}.bin"]
+        assert (tmp_path / f"{other_id}.bin").read_bytes() == blob(20)
+
+    def test_two_keepers_onto_one_name_at_once_exactly_one_wins_and_the_file_is_whole(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        # Both downloads are complete before either moves its file into place: a check-then-rename
+        # would let both pass the check. Repeated, since the interleaving is the scheduler's.
+        sizes = (70_000, 70_001)
+        for round_number in range(15):
+            name = tmp_path / f"round-{round_number}.bin"
+            outcomes = keep_at_once(emulator, name, sizes)
+
+            winners = [size for size, outcome in outcomes.items() if outcome == str(name)]
+            losers = [
+                size for size, outcome in outcomes.items() if isinstance(outcome, AkoolOutputExistsError)
+            ]
+            assert len(winners) == 1, outcomes
+            assert len(losers) == 1, outcomes
+            assert name.read_bytes() == blob(winners[0])
+        assert sorted(files_under(tmp_path)) == sorted(f"round-{n}.bin" for n in range(15))
+
+    def test_two_processes_keeping_onto_one_name_at_once_exactly_one_wins(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        import multiprocessing
+
+        name = tmp_path / "result.bin"
+        context = multiprocessing.get_context("fork")
+        start = context.Barrier(2)
+        results = context.Queue()
+        sizes = (200_000, 200_001)
+
+        def keep(size: int) -> None:
+            start.wait(timeout=10)
+            try:
+                keep_result(AkoolHook(), f"{emulator.url}/media/blob/{size}", name, akool_id=AKOOL_ID)
+                results.put((size, "kept"))
+            except AkoolOutputExistsError:
+                results.put((size, "refused"))
+            except BaseException as error:  # pragma: no cover - reported by the assertion below
+                results.put((size, repr(error)))
+
+        workers = [context.Process(target=keep, args=(size,)) for size in sizes]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        outcomes = dict(results.get(timeout=5) for _ in sizes)
+
+        assert sorted(outcomes.values()) == ["kept", "refused"], outcomes
+        (winner,) = (size for size, outcome in outcomes.items() if outcome == "kept")
+        assert name.read_bytes() == blob(winner)
+        assert files_under(tmp_path) == ["result.bin"]
+
+    def test_on_a_non_local_filesystem_an_existing_file_is_not_replaced(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, memory_fs: Any
+    ) -> None:
+        fs, root = memory_fs
+        fs.pipe_file(f"{root}/out/r.bin", b"another task's result")
+        uri = f"memory://{root}/out/r.bin"
+
+        with pytest.raises(AkoolOutputExistsError, match="overwrite"):
+            keep_result(AkoolHook(), f"{emulator.url}/media/blob/64", uri, akool_id=AKOOL_ID)
+        assert fs.cat_file(f"{root}/out/r.bin") == b"another task's result"
+        assert fs.ls(f"{root}/out", detail=False) == [f"/{root}/out/r.bin"]
+
+        # The same bytes are accepted; overwrite replaces.
+        fs.pipe_file(f"{root}/out/same.bin", blob(64))
+        keep_result(
+            AkoolHook(), f"{emulator.url}/media/blob/64", f"memory://{root}/out/same.bin", akool_id=AKOOL_ID
+        )
+        keep_result(AkoolHook(), f"{emulator.url}/media/blob/64", uri, akool_id=AKOOL_ID, overwrite=True)
+        assert fs.cat_file(f"{root}/out/r.bin") == blob(64)
+        assert sorted(Path(p).name for p in fs.ls(f"{root}/out", detail=False)) == ["r.bin", "same.bin"]
+
+
+class TestWriteTimeFailures:
+    """Failures that happen only while writing (after the job was paid for) say where the result is."""
+
+    def test_a_full_disk_is_our_error_naming_the_url_and_leaves_nothing(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        url = f"{emulator.url}/media/blob/200000"
+        with small_disk(tmp_path / "disk") as disk:
+            with pytest.raises(AkoolOutputError) as raised:
+                keep_result(AkoolHook(), url, f"{disk}/", akool_id=AKOOL_ID)
+            assert files_under(disk) == []
+        message = str(raised.value)
+        assert url in message
+        assert AKOOL_ID in message
+        assert "until about" in message
+        assert "7 days" in message
+        assert "No space left on device" in message
+        assert isinstance(raised.value.__cause__, OSError)
+
+    def test_a_folder_that_became_a_file_is_our_error_not_a_bare_not_a_directory_error(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        (tmp_path / "blocker").write_text("a file")
+        url = f"{emulator.url}/media/blob/10"
+        with pytest.raises(AkoolOutputError, match="still on Akool at") as raised:
+            keep_result(AkoolHook(), url, f"{tmp_path}/blocker/out/", akool_id=AKOOL_ID)
+        assert url in str(raised.value)
+        assert not isinstance(raised.value, OSError)
+
+    def test_the_url_in_messages_carries_no_credentials(self) -> None:
+        assert (
+            public_url("https://user:secret@cdn.example:8443/r/a.jpg?sig=1")
+            == "https://cdn.example:8443/r/a.jpg?sig=1"
+        )
+        assert public_url("https://cdn.example/r/a.jpg") == "https://cdn.example/r/a.jpg"
+
+
+class TestCheckedBeforeSubmitting:
+    """What :func:`check_output_path` and :func:`check_output_free` refuse, without writing anything."""
+
+    def test_a_path_under_a_regular_file(self, tmp_path: Path) -> None:
+        (tmp_path / "blocker").write_text("a file")
+        for path in (
+            f"{tmp_path}/blocker/out/",
+            f"{tmp_path}/blocker/deeper/r.png",
+            f"{tmp_path}/blocker/r.png",
+        ):
+            with pytest.raises(AkoolOutputPathError, match="is a file, not a folder") as raised:
+                check_output_path(path)
+            assert "output_path" in str(raised.value)
+            assert path in str(raised.value)
+        assert files_under(tmp_path) == ["blocker"]
+
+    def test_a_folder_this_worker_cannot_write(self, tmp_path: Path) -> None:
+        with read_only_folder(tmp_path / "ro") as folder:
+            for path in (f"{folder}/", f"{folder}/sub/r.png", f"{folder}/r.png"):
+                with pytest.raises(AkoolOutputPathError, match="cannot be written") as raised:
+                    check_output_path(path)
+                assert str(folder) in str(raised.value)
+
+    def test_a_writable_folder_or_one_still_to_create_passes(self, tmp_path: Path) -> None:
+        check_output_path(f"{tmp_path}/new/deeper/")
+        check_output_path(f"{tmp_path}/new/r.png")
+        check_output_path(f"file://{tmp_path}/r.png")
+        assert files_under(tmp_path) == []  # nothing written
+
+    @pytest.mark.parametrize(
+        ("uri", "install"),
+        [
+            ("s3://bucket/out/", "apache-airflow-providers-amazon"),
+            ("s3://aws_default@bucket/out/r.png", "apache-airflow-providers-amazon"),
+            ("gs://bucket/out/", "apache-airflow-providers-google"),
+            ("nosuchscheme://bucket/out/", "nosuchscheme"),
+        ],
+    )
+    def test_a_scheme_nothing_installed_serves(
+        self, uri: str, install: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+        with pytest.raises(AkoolOutputPathError, match="output_path") as raised:
+            check_output_path(uri)
+        assert install in str(raised.value)
+
+    def test_a_connection_that_does_not_exist(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        with pytest.raises(AkoolOutputPathError, match=r"'no_such_files'.*does not exist"):
+            check_output_path(f"file://no_such_files@{tmp_path}/")
+        monkeypatch.setenv("AIRFLOW_CONN_MY_FILES", '{"conn_type": "fs"}')
+        check_output_path(f"file://my_files@{tmp_path}/")
+
+    def test_a_file_already_at_the_exact_name(self, tmp_path: Path, memory_fs: Any) -> None:
+        (tmp_path / "r.png").write_bytes(b"x")
+        with pytest.raises(AkoolOutputExistsError, match="no job was submitted") as raised:
+            check_output_free(tmp_path / "r.png", overwrite=False)
+        assert raised.value.url is None
+        check_output_free(tmp_path / "r.png", overwrite=True)
+        check_output_free(f"{tmp_path}/", overwrite=False)  # a folder: the name is not known yet
+        check_output_free(tmp_path, overwrite=False)  # an existing directory is a folder
+        check_output_free(tmp_path / "other.png", overwrite=False)
+        fs, root = memory_fs
+        fs.pipe_file(f"{root}/r.png", b"x")
+        with pytest.raises(AkoolOutputExistsError):
+            check_output_free(f"memory://{root}/r.png", overwrite=False)

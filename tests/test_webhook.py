@@ -10,6 +10,7 @@ import json
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -531,3 +532,33 @@ def test_any_one_character_change_is_refused_as_an_akool_error(
     body[field] = text[:index] + replacement + text[index + 1 :]
     with pytest.raises(AkoolWebhookError):
         verifier(max_age=None).verify(body)
+
+
+# --- The body cap holds for a mapping handed in already parsed (issue 10) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A genuine, signed callback with a 20 MB field beside it: the bytes it came from were too large.
+        pytest.param(lambda: {**callback(), "padding": "x" * 20_000_000}, id="genuine-with-a-huge-field"),
+        # A 20 MB dataEncrypt: refused before any hashing, base64 or AES over it.
+        pytest.param(lambda: signed("A" * 20_000_000), id="huge-dataEncrypt"),
+        pytest.param(lambda: {**callback(), **{f"k{i}": i for i in range(200_000)}}, id="many-keys"),
+        pytest.param(lambda: {**callback(), "nested": [[["x" * 1000] * 100] * 100]}, id="nested"),
+    ],
+)
+def test_a_parsed_mapping_is_held_to_the_same_cap_as_bytes(body: Callable[[], dict[str, Any]]) -> None:
+    mapping = body()
+    started = time.monotonic()
+    with pytest.raises(AkoolWebhookMalformedError, match=f"more than the {MAX_BODY_BYTES} bytes accepted"):
+        verifier().verify(mapping)
+    # Refused after at most one piece of it was encoded: well under the time of reading it all.
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_parsed_mapping_just_under_the_cap_still_verifies() -> None:
+    genuine = callback()
+    room = MAX_BODY_BYTES - len(json.dumps(genuine, ensure_ascii=False).encode()) - len(', "padding": ""')
+    event = verifier().verify({**genuine, "padding": "x" * room})
+    assert event.id == DATA["_id"]

@@ -60,9 +60,9 @@ def _info(job: Job, now: float) -> dict[str, Any]:
         "error_reasons": _error_reasons(job, status),
         "__v": 0,
     }
-    if status == SUCCESS:
-        data["external_img"] = f"{job.url}?layer=external"
-        data["image"] = job.url
+    if status == SUCCESS and job.reported_url():
+        data["external_img"] = f"{job.reported_url()}?layer=external"
+        data["image"] = job.reported_url()
     return data
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from airflow_provider_akool.emulator.api_common import get_state, read_json
 from airflow_provider_akool.emulator.envelope import ApiError
 from airflow_provider_akool.emulator.faults import parse_fault
-from airflow_provider_akool.emulator.jobs import STATUSES
+from airflow_provider_akool.emulator.jobs import POISON_FORMS, STATUSES
 
 router = APIRouter(prefix="/_emulator")
 
@@ -114,6 +114,38 @@ async def set_job_status(job_id: str, request: Request) -> JSONResponse:
             return _bad(f"no job with _id {job_id}", 404)
         job.force(status, state.now())
     return JSONResponse({"_id": job_id, "status": status})
+
+
+@router.delete("/jobs/{job_id}")
+async def delete_job(job_id: str, request: Request) -> JSONResponse:
+    """Forget a job and its result, as if deleted on Akool (listbyids leaves it out; infobymodelid: 1008)."""
+    state = get_state(request)
+    with state.lock:
+        if state.jobs.pop(job_id, None) is None:
+            return _bad(f"no job with _id {job_id}", 404)
+        state.results.pop(job_id, None)
+    return JSONResponse({"_id": job_id, "deleted": True})
+
+
+@router.post("/jobs/{job_id}/poison")
+async def poison_job_entry(job_id: str, request: Request) -> JSONResponse:
+    """Poison a reage job's ``listbyids`` entry (``form``), or heal it (``form: null``)."""
+    state = get_state(request)
+    body = await _object(request)
+    if body is None or "form" not in body:
+        return _bad(f"the body must be {{'form': one of {', '.join(POISON_FORMS)} or null, 'stray': bool}}")
+    form, stray = body.get("form"), body.get("stray", False)
+    if form is not None and form not in POISON_FORMS:
+        return _bad(f"form must be one of {', '.join(POISON_FORMS)} or null")
+    if not isinstance(stray, bool):
+        return _bad("stray must be true or false")
+    with state.lock:
+        job = state.job(job_id)
+        if job is None or job.kind == "bg_replace":
+            return _bad(f"no reage job with _id {job_id}", 404)
+        # ("", False) heals a job whose input markers poison it; None would let the markers speak again.
+        job.poison = (form, stray) if form is not None else ("", False)
+    return JSONResponse({"_id": job_id, "form": form, "stray": stray if form else False})
 
 
 @router.get("/account")

@@ -27,6 +27,9 @@ from airflow_provider_akool.emulator.envelope import (
 )
 from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, Job, JobKind, iso_ms
 
+# The faceswap_status of an entry poisoned in the ``status`` form: outside 1..4, as no client can read it.
+UNKNOWN_STATUS = 7
+
 router = APIRouter()
 
 # One fixed emulated account, so every result carries the same owner as on a real account.
@@ -61,7 +64,9 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
         job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
         job.extra["sample_name"] = sample_name(params[media_field], request, state)
         state.add_job(job)
-    return reply(OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.url, "job_id": job.job_id})
+    return reply(
+        OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.reported_url(submit=True), "job_id": job.job_id}
+    )
 
 
 @router.post("/faceswap/highquality/imgreage")
@@ -92,10 +97,27 @@ def _result(job: Job, now: float) -> dict[str, Any]:
         "_id": job.id,
         "userId": USER_ID,
         "uid": UID,
-        "url": job.url,
+        "url": job.reported_url(),
         "createdAt": iso_ms(job.created_at),
         "job_id": job.job_id,
     }
+
+
+def _entry(job: Job, now: float) -> Any:
+    """The job's ``listbyids`` entry, poisoned as its markers or the control API say."""
+    entry = _result(job, now)
+    poison = job.entry_poison
+    form = poison[0] if poison else None
+    if form == "status":
+        entry["faceswap_status"] = UNKNOWN_STATUS
+    elif form == "id":
+        del entry["_id"]
+    elif form == "object":
+        return f"entry of {job.id} unavailable"
+    elif form == "types":
+        entry["url"] = 12345
+        entry["job_id"] = [job.job_id]
+    return entry
 
 
 def _emulator_order(jobs: list[Job], asked: list[str]) -> list[Job]:
@@ -124,7 +146,15 @@ async def listbyids(request: Request) -> JSONResponse:
         jobs = [
             job for job in map(state.job, dict.fromkeys(ids)) if job is not None and job.kind != "bg_replace"
         ]
-        result = [_result(job, now) for job in _emulator_order(jobs, ids)]
+        # Poisoned "stray" entries go into every reply, asked for or not: what a client sees of a poisoned
+        # job that shares a batch with the ids it asked for.
+        asked = {job.id for job in jobs}
+        strays = [
+            job
+            for job in state.jobs.values()
+            if job.id not in asked and job.kind != "bg_replace" and (job.entry_poison or ("", False))[1]
+        ]
+        result = [_entry(job, now) for job in [*_emulator_order(jobs, ids), *strays]]
     return reply(OK, "OK", {"result": result})
 
 

@@ -51,10 +51,11 @@ class EmulatorClient:
         Queue a fault.
 
         :param kind: ``http_500``, ``drop``, ``slow``, ``code_1005``, ``http_429``, ``not_json``,
-            ``missing_fields``, ``expire_tokens``, ``banned`` or ``quota``.
+            ``missing_fields``, ``expire_tokens``, ``banned``, ``quota``, ``code`` or ``oversized``.
         :param count: Matching requests affected; ``None`` until cleared.
         :param path: Substring of the request path to match, e.g. ``"listbyids"``.
-        :param extra: Kind options: ``status``, ``seconds``, ``retry_after``, ``mode``, ``after``.
+        :param extra: Kind options: ``status``, ``seconds``, ``retry_after``, ``mode``, ``after``,
+            ``code``, ``size``, ``length``.
         :return: The control API's reply.
         """
         reply: dict[str, Any] = self._call(
@@ -93,6 +94,21 @@ class EmulatorClient:
     def set_job_status(self, _id: str, status: int) -> None:
         """Pin the status (1 to 4) of the job with this ``_id``."""
         self._call("POST", f"jobs/{_id}/status", {"status": status})
+
+    def delete_job(self, _id: str) -> None:
+        """Forget the job with this ``_id`` and its result, as if it was deleted on Akool."""
+        self._call("DELETE", f"jobs/{_id}")
+
+    def poison_entry(self, _id: str, form: str | None, stray: bool = False) -> dict[str, Any]:
+        """
+        Poison the ``listbyids`` entry of a reage job, or heal it (``form=None``).
+
+        :param form: ``status`` (faceswap_status 7), ``id`` (no ``_id``), ``object`` (a string, not an
+            object), ``types`` (``url`` a number, ``job_id`` a list), or None.
+        :param stray: put the poisoned entry into every ``listbyids`` reply, asked for or not.
+        """
+        reply: dict[str, Any] = self._call("POST", f"jobs/{_id}/poison", {"form": form, "stray": stray})
+        return reply
 
     def set_account(self, banned: bool | None = None, quota: bool | None = None) -> dict[str, bool]:
         """Set the account flags (``None`` leaves one unchanged); returns both flags."""

@@ -17,7 +17,8 @@ NO_AUTH = 1102
 BANNED = 1200
 BG_PROCESSING_ERROR = 1206
 
-# The wording of the seed pages' "Response Code Description" table, so clients that log msg see the real text.
+# The wording of the seed pages' "Response Code Description" table, so clients that log msg see the real text;
+# the rest of Akool's older error-code page after it (answered only through the ``code`` fault).
 MESSAGES: dict[int, str] = {
     OK: "OK",
     PARAM_ERROR: "Parameter error or Parameter can not be empty",
@@ -28,6 +29,24 @@ MESSAGES: dict[int, str] = {
     INVALID_TOKEN: "Invalid authorization or The request token has expired",
     NO_AUTH: "Authorization cannot be empty",
     BANNED: "The account has been banned",
+    BG_PROCESSING_ERROR: "Background change processing error",
+    1004: "Requires verification",
+    1009: "You do not have permission to operate",
+    1010: "You can not operate this content",
+    1011: "This content has been operated",
+    1014: "Resource does not exist",
+    1015: "Video processing error, please retry later",
+    1016: "Face swapping error",
+    1103: "Not paid or payment is overdue",
+    1104: "Insufficient credit balance",
+    1108: "Image processing error",
+    1109: "Account does not exist",
+    1205: "Create video error",
+    1207: "The video size exceeds the limit",
+    1208: "Video parsing error",
+    1209: "The video encoding format is not supported",
+    1213: "Requires a subscription",
+    1221: "The account is not subscribed",
 }
 
 SUBMIT_MESSAGE = (

@@ -20,8 +20,13 @@ FAULT_KINDS = (
     "expire_tokens",
     "banned",
     "quota",
+    "code",
+    "oversized",
 )
 DROP_MODES = ("close", "reset", "mid_body")
+#: The default body of ``oversized``: the 20 MB reply of issue 10.
+DEFAULT_OVERSIZED_BYTES = 20 * 1024 * 1024
+MAX_OVERSIZED_BYTES = 1 << 30
 # Kinds that may let the endpoint run first, so the job exists although the client never sees the reply.
 AFTER_KINDS = ("http_500", "drop", "not_json", "missing_fields")
 
@@ -40,6 +45,9 @@ class Fault:
     :param mode: How ``drop`` ends the connection: ``close`` (FIN before any byte), ``reset`` (RST before any
         byte) or ``mid_body`` (the real headers and part of the body, then FIN).
     :param after: For :data:`AFTER_KINDS`: run the endpoint first (a submit creates its job), then fail.
+    :param code: The business code of ``code`` (any but 1000): ``{"code", "msg", "data": null}``.
+    :param size: Body bytes of ``oversized``; ``None`` streams without end (until the client goes away).
+    :param length: Whether ``oversized`` announces its size in ``Content-Length`` (else chunked).
     """
 
     kind: str
@@ -50,6 +58,9 @@ class Fault:
     retry_after: int = 1
     mode: str = "close"
     after: bool = False
+    code: int = 1003
+    size: int | None = DEFAULT_OVERSIZED_BYTES
+    length: bool = False
     id: int = 0
 
     def applies_to(self, path: str, endpoint: str) -> bool:
@@ -93,8 +104,22 @@ def parse_fault(body: Any) -> Fault:
     after = body.get("after", False)
     if not isinstance(after, bool) or (after and kind not in AFTER_KINDS):
         raise ValueError(f"after must be a boolean, and true only for {', '.join(AFTER_KINDS)}")
+    code = body.get("code", 1003)
+    if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 99999 or code == 1000:
+        raise ValueError("code must be an integer business code other than 1000")
+    size = body.get("size", DEFAULT_OVERSIZED_BYTES)
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int) or not 64 <= size <= MAX_OVERSIZED_BYTES
+    ):
+        raise ValueError(f"size must be an integer in [64, {MAX_OVERSIZED_BYTES}] or null (without end)")
+    length = body.get("length", False)
+    if not isinstance(length, bool) or (length and size is None):
+        raise ValueError("length must be a boolean, and true only with a size")
     return Fault(
         kind=kind,
+        code=code,
+        size=size,
+        length=length,
         count=count,
         path=path,
         status=int(_number(body, "status", 500, 500, 599)),

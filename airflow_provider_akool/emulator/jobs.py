@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,8 +16,19 @@ STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILED)
 
 FAIL_MARKER = "emulator-fail"
 STUCK_MARKER = "emulator-stuck"
+#: How a job's ``listbyids`` entry can be poisoned: ``status`` (faceswap_status 7), ``id`` (no ``_id``),
+#: ``object`` (a string instead of an object), ``types`` (``url`` a number, ``job_id`` a list).
+POISON_FORMS = ("status", "id", "object", "types")
+# ``emulator-poison-<form>``, optionally ``-stray`` (the entry goes into every listbyids reply).
+_POISON_MARKER = re.compile(r"emulator-poison-(status|id|object|types)(-stray)?")
 
 JobKind = Literal["imgreage", "vidreage", "bg_replace"]
+
+#: The finished job's status reply has no result URL (the reage submit reply keeps its own).
+NO_URL_MARKER = "emulator-no-url"
+#: Every result URL the emulator reports for the job, the submit reply's included, is this one.
+JS_URL_MARKER = "emulator-js-url"
+JS_URL = "javascript:alert(document.domain)"
 
 # ObjectId layout (4-byte time, 5 random bytes per process, 3-byte counter) so the ids look and sort
 # like Akool's MongoDB _id values.
@@ -63,6 +75,8 @@ class Job:
     :param forced_status: A status pinned by cancel or the control API; it no longer follows the clock.
     :param forced_at: When the status was pinned (the finish time of a pinned 3 or 4).
     :param extra: What rendering and replies need besides ``params`` (sample names, ``image_id``).
+    :param poison: How the control API poisoned the job's ``listbyids`` entry (see :data:`POISON_FORMS`),
+        and whether the entry goes into every reply (``stray``); None: as the input markers say.
     """
 
     id: str
@@ -79,6 +93,18 @@ class Job:
     forced_status: int | None = None
     forced_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    poison: tuple[str, bool] | None = None
+
+    @property
+    def entry_poison(self) -> tuple[str, bool] | None:
+        """``(form, stray)`` when the ``listbyids`` entry is poisoned (control API, else an input marker)."""
+        if self.poison is not None:
+            return self.poison if self.poison[0] else None
+        for url in self.inputs:
+            match = _POISON_MARKER.search(url)
+            if match:
+                return match.group(1), bool(match.group(2))
+        return None
 
     @property
     def fails(self) -> bool:
@@ -89,6 +115,14 @@ class Job:
     def stuck(self) -> bool:
         """True if an input carries the ``emulator-stuck`` marker (it never leaves processing)."""
         return any(STUCK_MARKER in url for url in self.inputs)
+
+    def reported_url(self, *, submit: bool = False) -> str:
+        """The result URL replies give: ``url``, or what the ``emulator-no-url``/``-js-url`` markers say."""
+        if any(JS_URL_MARKER in url for url in self.inputs):
+            return JS_URL
+        if not submit and any(NO_URL_MARKER in url for url in self.inputs):
+            return ""
+        return self.url
 
     def status(self, now: float) -> int:
         """The status at emulator time ``now``: 1 queued, 2 processing, 3 success, 4 failed."""

@@ -19,6 +19,7 @@ from starlette.datastructures import Headers
 
 from airflow_provider_akool.emulator.api_common import FAULT_SCOPE_KEY, split_ids
 from airflow_provider_akool.emulator.envelope import MESSAGES, OK, TOO_FREQUENT
+from airflow_provider_akool.emulator.faults import MAX_OVERSIZED_BYTES
 from airflow_provider_akool.emulator.ledger import endpoint_for
 
 if TYPE_CHECKING:
@@ -191,11 +192,54 @@ class EmulatorMiddleware:
                 else {"code": TOO_FREQUENT, "msg": message, "data": None}
             )
             await _respond_json(send, body)
+        elif fault.kind == "code":
+            message = MESSAGES.get(fault.code, "Error")
+            body = (
+                {"error_code": fault.code, "error_msg": message}
+                if detect
+                else {"code": fault.code, "msg": message, "data": None}
+            )
+            await _respond_json(send, body)
+        elif fault.kind == "oversized":
+            await _stream_oversized(send, receive, fault.size, fault.length)
         elif fault.kind == "http_429":
             body = {"code": TOO_FREQUENT, "msg": "Too Many Requests", "data": None}
             await _respond_json(send, body, 429, [(b"retry-after", str(fault.retry_after).encode())])
         else:  # pragma: no cover - parse_fault admits no other kind
             raise ValueError(f"unhandled fault kind {fault.kind}")
+
+
+OVERSIZED_CHUNK = 64 * 1024
+
+
+async def _stream_oversized(send: Send, receive: Receive, size: int | None, length: bool) -> None:
+    """
+    Stream a success envelope of ``size`` bytes (``{"code": 1000, ..., "data": {"result": [], "padding"}}``,
+    valid JSON), or without end when ``size`` is None; stop as soon as the client goes away.
+    """
+    head = b'{"code": 1000, "msg": "OK", "data": {"result": [], "padding": "'
+    tail = b'"}}'
+    headers = [(b"content-type", b"application/json")]
+    if length and size is not None:
+        headers.append((b"content-length", str(size).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    transport = _transport(receive)
+    await send({"type": "http.response.body", "body": head, "more_body": True})
+    left = None if size is None else max(0, size - len(head) - len(tail))
+    sent = 0
+    chunk = b"a" * OVERSIZED_CHUNK
+    while left is None or left > 0:
+        if transport is not None and transport.is_closing():
+            return  # the client stopped reading and closed: what a capped client does
+        piece = chunk if left is None or left >= OVERSIZED_CHUNK else chunk[:left]
+        # uvicorn's send waits while the client does not read (flow control): no busy loop here.
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        sent += len(piece)
+        if left is not None:
+            left -= len(piece)
+        elif sent >= MAX_OVERSIZED_BYTES:
+            return  # without end, but not forever: a client that reads everything is stopped here
+    await send({"type": "http.response.body", "body": tail})
 
 
 class _Delayed:

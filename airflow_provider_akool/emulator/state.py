@@ -191,6 +191,8 @@ class EmulatorState:
                     "status": job.status(now),
                     "webhook_url": job.webhook_url,
                     "cancelled": job.cancelled,
+                    # Only for poisoned jobs, so that the entries of every other job keep their shape.
+                    **({"entry_poison": job.entry_poison[0]} if job.entry_poison else {}),
                 }
                 for job in self.jobs.values()
             }

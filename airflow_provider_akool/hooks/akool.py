@@ -314,7 +314,9 @@ class AkoolHook(BaseHook):
     ``a`` prefix for triggers (``httpx.AsyncClient``). Both build their request and read the reply with
     :mod:`airflow_provider_akool.protocol`, so they behave the same, and both retry with one rule
     (:func:`~airflow_provider_akool.protocol.is_retryable`): reads on any transient failure, submissions
-    only when the failed attempt surely created nothing.
+    only when the failed attempt surely created nothing. Both read API replies streaming and stop at
+    :data:`~airflow_provider_akool.protocol.MAX_REPLY_BYTES` (``AkoolResponseError``, the rest unread);
+    result downloads (:meth:`stream_result`) are files, not replies, and are not capped.
 
     :param akool_conn_id: the ``akool`` connection to use.
     :param timeout: per-request timeout in seconds; overrides the connection's ``timeout`` extra.
@@ -516,6 +518,7 @@ class AkoolHook(BaseHook):
     ) -> T:
         headers = self._auth_headers(settings, token) if request.authenticated else {}
         try:
+            # Streamed, so that no more than MAX_REPLY_BYTES of a reply are ever read.
             response = self.session.request(
                 request.method,
                 request.url(settings.base_url),
@@ -523,14 +526,14 @@ class AkoolHook(BaseHook):
                 json=request.json,
                 headers=headers,
                 timeout=(min(10.0, settings.timeout), settings.timeout),
+                stream=True,
             )
         except requests.RequestException as err:
             raise _connection_error(request.endpoint, err) from None
-        reply = protocol.HttpReply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            content=response.content,
-        )
+        with response:
+            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            content = _read_bounded(request.endpoint, response, response_headers)
+        reply = protocol.HttpReply(status=response.status_code, headers=response_headers, content=content)
         return protocol.interpret(request, reply)
 
     # --- Sending, async -------------------------------------------------------------------------
@@ -564,9 +567,10 @@ class AkoolHook(BaseHook):
     ) -> T:
         headers = self._auth_headers(settings, token) if request.authenticated else {}
         shared = await self._ashared()
+        client = shared.client
         try:
             async with shared.gate:
-                response = await shared.client.request(
+                outgoing = client.build_request(
                     request.method,
                     request.url(settings.base_url),
                     params=request.params,
@@ -574,13 +578,16 @@ class AkoolHook(BaseHook):
                     headers=headers,
                     timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
                 )
+                # Streamed, so that no more than MAX_REPLY_BYTES of a reply are ever read.
+                response = await client.send(outgoing, stream=True)
+                try:
+                    response_headers = {k.lower(): v for k, v in response.headers.items()}
+                    content = await _aread_bounded(request.endpoint, response, response_headers)
+                finally:
+                    await response.aclose()
         except httpx.HTTPError as err:
             raise _async_connection_error(request.endpoint, err) from None
-        reply = protocol.HttpReply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            content=response.content,
-        )
+        reply = protocol.HttpReply(status=response.status_code, headers=response_headers, content=content)
         return protocol.interpret(request, reply)
 
     # --- Shared by both paths -------------------------------------------------------------------
@@ -676,20 +683,37 @@ class AkoolHook(BaseHook):
         Return the results of reage jobs by ``_id``, ``batch_size`` ids per request.
 
         Ids Akool does not know are absent from the dict; results are matched by ``_id``, never by position.
+        An unreadable entry of an id asked for raises ``AkoolPartialReplyError`` naming that id (its
+        ``found`` holds the readable results); use :meth:`get_reage_entries` to judge each id on its own.
         """
-        results: dict[str, ReageResult] = {}
-        for batch in self._batches(ids):
-            found: dict[str, ReageResult] = self._call(protocol.build_list_reage_results(batch))
-            results.update(found)
-        return results
+        entries = self.get_reage_entries(ids)
+        entries.raise_for_errors()
+        return entries.results
 
     async def aget_reage_results(self, ids: Sequence[str] | str) -> dict[str, ReageResult]:
         """Return the results of reage jobs by ``_id`` (async)."""
-        results: dict[str, ReageResult] = {}
+        entries = await self.aget_reage_entries(ids)
+        entries.raise_for_errors()
+        return entries.results
+
+    def get_reage_entries(self, ids: Sequence[str] | str) -> protocol.ReageEntries:
+        """
+        Return the ``listbyids`` entries of ``ids``, each judged on its own, ``batch_size`` ids per request.
+
+        A failed request raises; an unreadable entry only puts its id into ``errors``, so the results of
+        the other ids still come back. Entries that name no id are ignored with a warning.
+        """
+        merged = protocol.ReageEntries(results={}, errors={})
         for batch in self._batches(ids):
-            found: dict[str, ReageResult] = await self._acall(protocol.build_list_reage_results(batch))
-            results.update(found)
-        return results
+            merged = _merge_entries(merged, self._call(protocol.build_list_reage_entries(batch)))
+        return merged
+
+    async def aget_reage_entries(self, ids: Sequence[str] | str) -> protocol.ReageEntries:
+        """Return the ``listbyids`` entries of ``ids``, each judged on its own (async)."""
+        merged = protocol.ReageEntries(results={}, errors={})
+        for batch in self._batches(ids):
+            merged = _merge_entries(merged, await self._acall(protocol.build_list_reage_entries(batch)))
+        return merged
 
     def cancel_reage_jobs(self, job_ids: Sequence[str] | str) -> None:
         """Cancel reage jobs by ``job_id`` (not ``_id``); finished jobs are left as they are."""
@@ -825,6 +849,52 @@ class AkoolHook(BaseHook):
         except AkoolError as error:
             return False, str(error)
         return True, f"Connected to Akool at {settings.base_url} ({settings.auth_type})"
+
+
+def _merge_entries(merged: protocol.ReageEntries, batch: protocol.ReageEntries) -> protocol.ReageEntries:
+    if batch.ignored:
+        log.warning(
+            "Akool listbyids returned %d entr(ies) without a readable _id; ignored (an id left without "
+            "its entry counts as not known yet)",
+            batch.ignored,
+        )
+    return protocol.ReageEntries(
+        results={**merged.results, **batch.results},
+        errors={**merged.errors, **batch.errors},
+        ignored=merged.ignored + batch.ignored,
+    )
+
+
+def _read_bounded(endpoint: str, response: requests.Response, headers: Mapping[str, str]) -> bytes:
+    """Read a streamed reply, raising ``AkoolResponseError`` past :data:`protocol.MAX_REPLY_BYTES`."""
+    limit = protocol.MAX_REPLY_BYTES
+    announced = protocol.announced_length(headers)
+    if announced is not None and announced > limit:
+        raise protocol.reply_too_large(endpoint, announced)
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                # Leaving the caller's ``with response`` closes the connection: the rest is never read.
+                raise protocol.reply_too_large(endpoint)
+    except requests.RequestException as err:
+        raise _connection_error(endpoint, err) from None
+    return bytes(body)
+
+
+async def _aread_bounded(endpoint: str, response: httpx.Response, headers: Mapping[str, str]) -> bytes:
+    """Read a streamed reply, raising ``AkoolResponseError`` past :data:`protocol.MAX_REPLY_BYTES`."""
+    limit = protocol.MAX_REPLY_BYTES
+    announced = protocol.announced_length(headers)
+    if announced is not None and announced > limit:
+        raise protocol.reply_too_large(endpoint, announced)
+    body = bytearray()
+    async for chunk in response.aiter_bytes(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise protocol.reply_too_large(endpoint)
+    return bytes(body)
 
 
 def _download_request(url: str) -> protocol.AkoolRequest[None]:

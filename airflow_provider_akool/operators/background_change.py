@@ -143,7 +143,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
         return JobSnapshot.of_image(hook.get_image_result(job.id))
 
     def make_trigger(
-        self, job: JobSnapshot, *, started_at: float, deadline: float
+        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
     ) -> AkoolImageResultTrigger:
         """Return the image-result trigger; there is nothing to cancel when a user kills the task."""
         return AkoolImageResultTrigger(
@@ -152,6 +152,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
             poll_interval=float(self.poll_interval),
             deadline=deadline,
             started_at=started_at,
+            **wait_options,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

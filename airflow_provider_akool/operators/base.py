@@ -18,6 +18,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,17 +26,27 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
-from airflow_provider_akool import validation
+from airflow_provider_akool import masking, validation
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
     AkoolNotFoundError,
+    AkoolResponseError,
     AkoolValidationError,
 )
-from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink
+from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
-from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, SUCCESS, JobSnapshot, Waiter, WaitEvent
+from airflow_provider_akool.triggers.base import first_poll_at
+from airflow_provider_akool.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    SUCCESS,
+    JobSnapshot,
+    Waiter,
+    WaitEvent,
+    execution_timeout_error,
+    try_deadline,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -66,7 +77,7 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 3 * 60 * 60.0
 
 
-class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
+class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, BaseOperator, ABC):
     """
     Submit one Akool job, then wait for it in the worker or, with ``deferrable=True``, in the triggerer.
 
@@ -87,10 +98,22 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
     :param poll_interval: seconds between status checks.
     :param timeout: seconds for the whole wait, from the submission. On expiry the job is cancelled where
         Akool allows it and the task fails with
-        :class:`~airflow_provider_akool.exceptions.AkoolJobTimeoutError`.
+        :class:`~airflow_provider_akool.exceptions.AkoolJobTimeoutError`. The task's own
+        ``execution_timeout`` is honoured while deferred too (Airflow does not enforce it there): the job
+        is cancelled where Akool allows it and the task fails with Airflow's ``AirflowTaskTimeout``, as
+        in the worker.
+    :param adaptive_polling: when deferred, poll a young job more often than ``poll_interval`` (from
+        every 2 s, doubling as it ages) to see a quick job finish sooner, at the cost of more requests.
+        Off by default: every mode polls every ``poll_interval``.
     :param output_path: where to keep the result once the job succeeded: a local path or an
         ``ObjectStoragePath`` URI (``file:///data/out/``, ``s3://aws_default@bucket/prefix/``); a folder
-        receives ``<akool id>.<ext>``. Akool keeps results for 7 days only.
+        receives ``<akool id>.<ext>``. Akool keeps results for 7 days only. What can be checked without
+        writing (the scheme is served, the connection exists, the folder can be written, the file is not
+        there yet, one name per map index) is checked before the job is submitted.
+    :param overwrite: replace a file already at ``output_path``. By default a result never replaces a
+        file (another task's or another run's): keeping it fails with
+        :class:`~airflow_provider_akool.exceptions.AkoolOutputExistsError`, before the submission when
+        the name is known then; a file with the very same bytes (a retry's own result) is accepted.
     """
 
     template_fields: Sequence[str] = ("akool_conn_id", "webhook_url", "output_path")
@@ -110,7 +133,9 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
         durable: bool | None = None,
+        adaptive_polling: bool = False,
         **kwargs: Any,
     ) -> None:
         # Named here, not left to the mixin: Airflow 3.1's partial() checks keywords against the
@@ -122,12 +147,18 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         self.akool_conn_id = akool_conn_id
         self.webhook_url = webhook_url
         self.wait_for_completion = wait_for_completion
+        self.overwrite = overwrite
         self.deferrable = deferrable
         self.poll_interval = (
             poll_interval.total_seconds() if isinstance(poll_interval, timedelta) else poll_interval
         )
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.output_path = output_path
+        self.adaptive_polling = adaptive_polling
+        # When this try began (epoch seconds), the origin of execution_timeout. Set by each execute().
+        self._try_started_at = time.time()
+        # After the check made before deferring: when the trigger polls first (epoch seconds).
+        self._first_poll_at = 0.0
         # The job being waited for in this worker, for on_kill; None once it finished.
         self._running_job: JobSnapshot | None = None
         # The job this try works on and when it was submitted (epoch seconds); whether this try submitted
@@ -163,8 +194,15 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         """Ask Akool once for the job's state; None when Akool does not know the id (yet)."""
 
     @abstractmethod
-    def make_trigger(self, job: JobSnapshot, *, started_at: float, deadline: float) -> BaseTrigger:
-        """Return the trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs."""
+    def make_trigger(
+        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
+    ) -> BaseTrigger:
+        """
+        Return the trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs.
+
+        ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
+        (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
+        """
 
     def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
         """Cancel the remote job and return True, or return False where Akool cannot cancel it."""
@@ -174,7 +212,13 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
-        self._check_parameters()
+        # Airflow's execution_timeout timer starts right before execute(): count from here too.
+        self._try_started_at = time.time()
+        # Airflow asks the "Akool result" link for its URL whenever the task defers or ends, also before
+        # Akool gave one (bad input, a background change still running): an XCom that exists, empty, is a
+        # link without a URL yet rather than an error-level "XCom not found".
+        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=None)
+        self._validate()
         self._job, self._submitted_now, self._result = None, False, None
         if context.get("task_state_store") is not None:
             # Not the mixin's return value: when it resumes a running job it returns what
@@ -188,12 +232,30 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             self.get_job_result(record, context)
         if self._result is None:  # pragma: no cover - poll_until_complete or get_job_result set it
             raise AkoolError(f"the {self.job_kind} job ended without a result")
-        return self._result
+        return masking.redact(self._result)
+
+    def _validate(self) -> None:
+        """Check every parameter; a secret rendered into one (by mistake) is masked in the error."""
+        if isinstance(self.akool_conn_id, str) and self.akool_conn_id.strip():
+            # The masker learns the API key only when the connection is read; validation comes first.
+            masking.make_secret_known(self.hook)
+        try:
+            self._check_parameters()
+            self.adaptive_polling = validation.boolean("adaptive_polling", self.adaptive_polling)
+        except AkoolValidationError as error:
+            raise masking.redacted_error(error) from None
 
     # --- ResumableJobMixin ---------------------------------------------------------------------
 
     def submit_job(self, context: Context) -> JsonValue:
         """Submit the job, push its ids to XCom and return the record the mixin stores."""
+        if self.wait_for_completion and self.output_path:
+            from airflow_provider_akool import storage  # fsspec only when a result is kept
+
+            # Only before a new job: a resumed one was checked when it was submitted, and its result may
+            # be the file already there.
+            storage.check_mapped_output(self, context)
+            storage.check_output_free(self.output_path, overwrite=self.overwrite)
         started_at = time.time()
         job = self.submit(self.hook, context)
         self.log.info("Submitted %s job %s (job_id %s)", self.job_kind, job.id, job.job_id or "none")
@@ -261,14 +323,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             ),
             submitted_at,
         )
-        self.log.info(
-            "%s job %s (job_id %s) of an earlier try, submitted %.0f s ago, is %s",
-            self.job_kind,
-            job.id,
-            job.job_id or "none",
-            age,
-            snapshot.label,
-        )
+        # Said once, by poll_until_complete or get_job_result, with what this try does about it.
         return snapshot.label or UNKNOWN_STATUS
 
     def is_job_active(self, status: str) -> bool:
@@ -283,7 +338,15 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         """Wait for the job here, or defer; keep the task's value for :meth:`get_job_result`."""
         job, started_at = self._job_of(external_id)
         if not self._submitted_now:
-            self.log.info("Resuming %s job %s instead of submitting a new one", self.job_kind, job.id)
+            self.log.info(
+                "Resuming %s job %s (job_id %s) of an earlier try, submitted %.0f s ago and %s, instead of "
+                "submitting a new one",
+                self.job_kind,
+                job.id,
+                job.job_id or "none",
+                time.time() - started_at,
+                job.label or "not known to Akool yet",
+            )
             self._push_job(context, job)
         if not self.wait_for_completion:
             self._result = job.as_return_value()
@@ -292,11 +355,14 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         deadline = started_at + self.timeout
         self._running_job = job
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
+        # In the worker, execution_timeout is Airflow's own timer, which calls on_kill (the job is cancelled).
         event = self._wait_here(job, started_at, deadline, once=self.deferrable)
         if event is None:
             self._running_job = None  # from now on the trigger owns the job (and its on_kill)
             self.defer(
-                trigger=self.make_trigger(job, started_at=started_at, deadline=deadline),
+                trigger=self.make_trigger(
+                    job, started_at=started_at, deadline=deadline, **self._trigger_wait_options()
+                ),
                 method_name="execute_complete",
                 # The deadline is in the trigger: Airflow's own deferral timeout would skip
                 # execute_complete and every on_kill, leaving the remote job running unseen.
@@ -328,10 +394,30 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired; everything comes from the event (the defer kwargs may not)."""
-        return self._finish(context, WaitEvent.from_payload(event))
+        return masking.redact(self._finish(context, WaitEvent.from_payload(event)))
+
+    def _trigger_wait_options(self) -> dict[str, Any]:
+        """The trigger kwargs of this try's wait: its execution_timeout, the first poll, adaptive polling."""
+        timeout = self.execution_timeout
+        options: dict[str, Any] = {
+            "execution_deadline": try_deadline(
+                self._try_started_at, timeout.total_seconds() if timeout is not None else None
+            ),
+            # The check before deferring was a poll: the next one comes a poll_interval (or a
+            # Retry-After) later, not as soon as the trigger starts.
+            "first_poll_at": self._first_poll_at,
+        }
+        if self.adaptive_polling:
+            options["adaptive_polling"] = True
+        return options
 
     def on_kill(self) -> None:
-        """Cancel the job when the task is killed while it waits in the worker."""
+        """
+        Cancel the job when the task is killed while it waits in the worker.
+
+        Airflow calls this on ``execution_timeout`` in the worker too (its timer raises
+        ``AirflowTaskTimeout`` in ``execute``), so the job is cancelled there as on the deferred path.
+        """
         job = self._running_job
         if job is None:
             return
@@ -343,6 +429,12 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
                 self.job_kind,
                 job.id,
                 job.job_id,
+            )
+        else:
+            self.log.warning(
+                "Akool cannot cancel a %s job: job %s may still finish and be billed",
+                self.job_kind,
+                job.id,
             )
 
     # --- The steps -----------------------------------------------------------------------------
@@ -356,6 +448,7 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         # A string such as "false" would otherwise count as true.
         self.wait_for_completion = validation.boolean("wait_for_completion", self.wait_for_completion)
         self.deferrable = validation.boolean("deferrable", self.deferrable)
+        self.overwrite = validation.boolean("overwrite", self.overwrite)
         validation.optional_http_url("webhook_url", self.webhook_url)
         path = self.output_path
         if (
@@ -366,6 +459,12 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
             raise AkoolValidationError(
                 f"output_path must be a local path or a URI such as s3://bucket/prefix/; got {path!r}"
             )
+        if path is not None and self.wait_for_completion:
+            # Imported here: fsspec and ObjectStoragePath are only needed when a result is kept.
+            from airflow_provider_akool import storage
+
+            # Scheme, connection, a folder that can be written: before any request, so nothing is paid.
+            storage.check_output_path(path)
         self.poll_interval = validation.seconds("poll_interval", self.poll_interval)
         self.timeout = validation.seconds("timeout", self.timeout)
         self.validate_inputs()
@@ -398,6 +497,8 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         try:
             while (event := self._poll_once(waiter, poll_hook, job)) is None and not once:
                 time.sleep(waiter.delay)
+            # After the last check: when the trigger polls first, if this wait is deferred.
+            self._first_poll_at = first_poll_at(waiter, time.time(), adaptive=bool(self.adaptive_polling))
             return event
         finally:
             poll_hook.close()
@@ -414,16 +515,53 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
         self._running_job = None
         if event.status == "timeout":
             # Triggers only report the deadline: cancelling here serves the worker wait and the deferred one.
-            raise AkoolJobTimeoutError(f"{event.message}; {self._cancel_unfinished(event)}")
+            message = f"{event.message}; {self._cancel_unfinished(event)}"
+            if event.execution_timed_out:
+                # Airflow's own exception, as its timer raises in the worker (retries as it would).
+                raise execution_timeout_error(message)
+            raise AkoolJobTimeoutError(message)
         event.raise_for_status()
         (job,) = event.results
+        job = self._with_result_url(context, job)
         self.log.info("%s job %s succeeded: %s", self.job_kind, job.id, job.url)
-        if job.url:
-            context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
+        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
         output_path = None
         if self.output_path:
             output_path = self._keep(job)
         return job.as_return_value(output_path)
+
+    def _with_result_url(self, context: Context, job: JobSnapshot) -> JobSnapshot:
+        """
+        Return ``job`` with a usable result URL: its own, else the one its submission returned.
+
+        A success reply without an http(s) ``url`` (none, or ``javascript:...``, which the protocol drops)
+        falls back on the submission's URL (reage gives the final address at once): from this try's
+        submission, or, after a deferral (a fresh operator), from the XCom pushed at submit time.
+        """
+        if job.url:
+            return job
+        url = None
+        if self._job is not None and self._job[0].id == job.id:
+            url = self._job[0].url
+        else:
+            ti = context["ti"]
+            # Only if the ids pushed beside it name this very job.
+            pushed_id = ti.xcom_pull(task_ids=ti.task_id, key=AKOOL_ID_XCOM_KEY, map_indexes=ti.map_index)
+            if pushed_id == job.id:
+                pushed = ti.xcom_pull(task_ids=ti.task_id, key=RESULT_URL_XCOM_KEY, map_indexes=ti.map_index)
+                url = safe_link(pushed) or None
+        if not url:
+            raise AkoolResponseError(
+                f"Akool says {self.job_kind} job {job.id} succeeded, but gave no usable result URL (none, "
+                "or not http(s)) and its submission gave none either: find the result of job "
+                f"{job.id} in Akool, or retry the task"
+            )
+        self.log.warning(
+            "Akool gave no usable result URL for %s job %s; using the one its submission returned",
+            self.job_kind,
+            job.id,
+        )
+        return replace(job, url=url)
 
     def _cancel_unfinished(self, event: WaitEvent) -> str:
         """Cancel what the deadline left running; return what happened, for the task's error."""
@@ -446,12 +584,19 @@ class AkoolJobOperator(ResumableJobMixin, BaseOperator, ABC):
     def _keep(self, job: JobSnapshot) -> str:
         if not job.url:
             raise AkoolError(f"{self.job_kind} job {job.id} succeeded without a result URL to keep")
-        # Imported here: fsspec and ObjectStoragePath are only needed when a result is kept.
-        from airflow_provider_akool.storage import keep_result
+        from airflow_provider_akool import storage  # fsspec only when a result is kept
 
-        kept = keep_result(self.hook, job.url, self.output_path or "", akool_id=job.id)
-        self.log.info("Kept the result of %s job %s at %s", self.job_kind, job.id, kept)
-        return kept
+        # Akool keeps a result 7 days after the job finished; the submission time is a safe lower bound.
+        finished_by = self._job[1] if self._job is not None else time.time()
+        # keep_result logs where the file went (one line, with its size).
+        return storage.keep_result(
+            self.hook,
+            job.url,
+            self.output_path or "",
+            akool_id=job.id,
+            overwrite=self.overwrite,
+            kept_until=finished_by + RESULT_RETENTION_DAYS * 24 * 3600,
+        )
 
 
 def _read_record(record: Any) -> tuple[JobSnapshot, float] | None:

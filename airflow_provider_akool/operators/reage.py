@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_akool import validation
-from airflow_provider_akool.exceptions import AkoolFaceDetectError, AkoolTooManyFacesError
+from airflow_provider_akool import masking, validation
+from airflow_provider_akool.exceptions import (
+    AkoolFaceDetectError,
+    AkoolTooManyFacesError,
+    AkoolValidationError,
+)
 from airflow_provider_akool.models import JobStatus, ReageJob
 from airflow_provider_akool.operators.base import AkoolJobOperator
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
-class AkoolDetectFacesOperator(BaseOperator):
+class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
     """
     Detect the faces of an image and return the ``target_image`` list that reage takes.
 
@@ -59,13 +63,17 @@ class AkoolDetectFacesOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, str]]:
         """Check the inputs, detect, and return the faces."""
-        self.image_url = validation.http_url("image_url", self.image_url)
-        self.single_face = validation.boolean("single_face", self.single_face)
+        masking.make_secret_known(self.hook)
+        try:
+            self.image_url = validation.http_url("image_url", self.image_url)
+            self.single_face = validation.boolean("single_face", self.single_face)
+        except AkoolValidationError as error:
+            raise masking.redacted_error(error) from None
         target_image = self.hook.detect_faces(self.image_url, self.single_face).target_image()
         if not target_image:
             raise AkoolFaceDetectError(f"face detect found no face in {self.image_url}", endpoint="detect")
         self.log.info("Found %d face(s) in %s", len(target_image), self.image_url)
-        return target_image
+        return masking.redact(target_image)
 
 
 class _AkoolReageOperator(AkoolJobOperator):
@@ -111,7 +119,9 @@ class _AkoolReageOperator(AkoolJobOperator):
         result = hook.get_reage_results([job.id]).get(job.id)
         return JobSnapshot.of_reage(result) if result is not None else None
 
-    def make_trigger(self, job: JobSnapshot, *, started_at: float, deadline: float) -> AkoolReageTrigger:
+    def make_trigger(
+        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
+    ) -> AkoolReageTrigger:
         """Return the reage trigger; it cancels the job if a user kills the deferred task."""
         return AkoolReageTrigger(
             result_ids=[job.id],
@@ -120,6 +130,7 @@ class _AkoolReageOperator(AkoolJobOperator):
             deadline=deadline,
             job_ids={job.id: job.job_id},
             started_at=started_at,
+            **wait_options,
         )
 
     def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
@@ -228,7 +239,7 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
         )
 
 
-class AkoolCancelReageOperator(BaseOperator):
+class AkoolCancelReageOperator(masking.LearnsSecretWhenRendered, BaseOperator):
     """
     Cancel reage jobs by ``job_id`` (not ``_id``); finished jobs are left as they are.
 
@@ -255,9 +266,14 @@ class AkoolCancelReageOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         """Check the ids, then cancel them in one request."""
-        job_ids = validation.collect_ids("job_ids", self.job_ids, key="job_id")
         from airflow_provider_akool.hooks.akool import AkoolHook
 
-        AkoolHook(self.akool_conn_id).cancel_reage_jobs(job_ids)
+        hook = AkoolHook(self.akool_conn_id)
+        masking.make_secret_known(hook)
+        try:
+            job_ids = validation.collect_ids("job_ids", self.job_ids, key="job_id")
+        except AkoolValidationError as error:
+            raise masking.redacted_error(error) from None
+        hook.cancel_reage_jobs(job_ids)
         self.log.info("Cancelled Akool reage job(s) %s", ", ".join(job_ids))
-        return job_ids
+        return masking.redact(job_ids)

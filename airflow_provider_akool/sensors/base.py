@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_akool import validation
-from airflow_provider_akool.exceptions import AkoolError
-from airflow_provider_akool.wait import DEFAULT_NOT_FOUND_GRACE, TIMEOUT, JobSnapshot, Waiter, WaitEvent
+from airflow_provider_akool import masking, validation
+from airflow_provider_akool.exceptions import AkoolError, AkoolValidationError
+from airflow_provider_akool.triggers.base import first_poll_at
+from airflow_provider_akool.wait import (
+    DEFAULT_NOT_FOUND_GRACE,
+    TIMEOUT,
+    JobSnapshot,
+    Waiter,
+    WaitEvent,
+    execution_timeout_error,
+    try_deadline,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,17 +30,21 @@ if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
-class AkoolJobSensor(BaseSensorOperator, ABC):
+class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
     """
     Wait for Akool jobs by ``_id``, by the rules of the triggers (:class:`~.wait.Waiter`).
 
     A failed job (status 4) fails the task; an id Akool does not know fails it after ``not_found_grace``,
     never a silent pass. A sensor does not own the jobs: on its timeout it fails and leaves them running.
+    Deferred, it honours the task's ``execution_timeout`` too (Airflow does not while a task is deferred):
+    the task fails with Airflow's ``AirflowTaskTimeout`` and leaves the jobs running.
 
     :param akool_conn_id: the ``akool`` connection.
     :param not_found_grace: seconds an id may stay unknown to Akool before the task fails.
     :param deferrable: wait in the triggerer. Defaults to ``[operators] default_deferrable``.
-    :param poke_interval: seconds between checks (default 10).
+    :param poke_interval: seconds between checks (default 10), in every mode.
+    :param adaptive_polling: when deferred, poll young jobs more often than ``poke_interval`` (from every
+        2 s, doubling as they age), at the cost of more requests. Off by default.
     """
 
     def __init__(
@@ -41,9 +54,11 @@ class AkoolJobSensor(BaseSensorOperator, ABC):
         not_found_grace: float | timedelta = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | timedelta = 10.0,
+        adaptive_polling: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        self.adaptive_polling = adaptive_polling
         self.akool_conn_id = akool_conn_id
         self.not_found_grace = (
             not_found_grace.total_seconds() if isinstance(not_found_grace, timedelta) else not_found_grace
@@ -60,8 +75,15 @@ class AkoolJobSensor(BaseSensorOperator, ABC):
         """Ask Akool once for the jobs; ids it does not know are absent."""
 
     @abstractmethod
-    def make_trigger(self, ids: list[str], *, started_at: float, deadline: float) -> BaseTrigger:
-        """Return the trigger that waits for ``ids`` in the triggerer (without cancelling anything)."""
+    def make_trigger(
+        self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
+    ) -> BaseTrigger:
+        """
+        Return the trigger that waits for ``ids`` in the triggerer (without cancelling anything).
+
+        ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
+        (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
+        """
 
     @abstractmethod
     def return_value(self, results: tuple[JobSnapshot, ...]) -> Any:
@@ -69,23 +91,53 @@ class AkoolJobSensor(BaseSensorOperator, ABC):
 
     def execute(self, context: Context) -> Any:
         """Check once; then poke (or reschedule) in the worker, or defer to the triggerer."""
-        ids = self.ids_to_wait_for()
-        self.not_found_grace = validation.seconds("not_found_grace", self.not_found_grace)
-        # A string "false" is truthy, and a zero interval would poll Akool without pause when deferred.
-        self.deferrable = validation.boolean("deferrable", self.deferrable)
-        self.poke_interval = validation.seconds("poke_interval", self.poke_interval)
+        # Airflow's execution_timeout timer starts right before execute(): count from here too.
+        try_started_at = time.time()
+        ids = self._validate()
         if not self.deferrable:
             return super().execute(context)
         event = self._check(context, ids)
         if event is None:
-            started_at = self._waiter_for(context, ids).started_at
+            waiter = self._waiter_for(context, ids)
+            started_at = waiter.started_at
+            timeout = self.execution_timeout
+            options: dict[str, Any] = {
+                "execution_deadline": try_deadline(
+                    try_started_at, timeout.total_seconds() if timeout is not None else None
+                ),
+                # The check just made was a poll: the trigger's first comes a poke_interval (or a
+                # Retry-After) after it.
+                "first_poll_at": first_poll_at(waiter, time.time(), adaptive=bool(self.adaptive_polling)),
+            }
+            if self.adaptive_polling:
+                options["adaptive_polling"] = True
             self.defer(
-                trigger=self.make_trigger(ids, started_at=started_at, deadline=started_at + self.timeout),
+                trigger=self.make_trigger(
+                    ids, started_at=started_at, deadline=started_at + self.timeout, **options
+                ),
                 method_name="execute_complete",
                 # The deadline is in the trigger, which then reports it as an event (see the operators).
                 timeout=None,
             )
         return self._finish(event)
+
+    def _validate(self) -> list[str]:
+        """Check every parameter before any request; a secret rendered into one is masked in the error."""
+        if isinstance(self.akool_conn_id, str) and self.akool_conn_id.strip():
+            # The masker learns the API key only when the connection is read; validation comes first.
+            from airflow_provider_akool.hooks.akool import AkoolHook
+
+            masking.make_secret_known(AkoolHook(self.akool_conn_id))
+        try:
+            ids = self.ids_to_wait_for()
+            self.not_found_grace = validation.seconds("not_found_grace", self.not_found_grace)
+            # A string "false" is truthy, and a zero interval would poll Akool without pause when deferred.
+            self.deferrable = validation.boolean("deferrable", self.deferrable)
+            self.poke_interval = validation.seconds("poke_interval", self.poke_interval)
+            self.adaptive_polling = validation.boolean("adaptive_polling", self.adaptive_polling)
+        except AkoolValidationError as error:
+            raise masking.redacted_error(error) from None
+        return ids
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         """Check the jobs once: done when all succeeded; raise when one failed or stays unknown."""
@@ -131,8 +183,11 @@ class AkoolJobSensor(BaseSensorOperator, ABC):
         return waiter.polled(found, time.time())
 
     def _finish(self, event: WaitEvent) -> Any:
+        if event.execution_timed_out:
+            # Airflow's own exception, as its timer raises in poke mode; the jobs are not the sensor's.
+            raise execution_timeout_error(f"{event.message}; the job(s) were left running")
         if event.status == TIMEOUT:
             raise AirflowSensorTimeout(event.message)
         event.raise_for_status()
         self.log.info("%s", event.message)
-        return self.return_value(event.results)
+        return masking.redact(self.return_value(event.results))

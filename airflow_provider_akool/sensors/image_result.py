@@ -56,7 +56,9 @@ class AkoolImageResultSensor(AkoolJobSensor):
         (image_model_id,) = ids
         return {image_model_id: JobSnapshot.of_image(hook.get_image_result(image_model_id))}
 
-    def make_trigger(self, ids: list[str], *, started_at: float, deadline: float) -> AkoolImageResultTrigger:
+    def make_trigger(
+        self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
+    ) -> AkoolImageResultTrigger:
         """Return the image-result trigger, with the sensor's timeout as its deadline."""
         (image_model_id,) = ids
         return AkoolImageResultTrigger(
@@ -66,6 +68,7 @@ class AkoolImageResultSensor(AkoolJobSensor):
             deadline=deadline,
             not_found_grace=float(self.not_found_grace),
             started_at=started_at,
+            **wait_options,
         )
 
     def return_value(self, results: tuple[JobSnapshot, ...]) -> dict[str, Any]:

@@ -46,7 +46,9 @@ class AkoolReageSensor(AkoolJobSensor):
         """Ask ``listbyids`` once (in batches, matched by ``_id``)."""
         return {result_id: JobSnapshot.of_reage(r) for result_id, r in hook.get_reage_results(ids).items()}
 
-    def make_trigger(self, ids: list[str], *, started_at: float, deadline: float) -> AkoolReageTrigger:
+    def make_trigger(
+        self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
+    ) -> AkoolReageTrigger:
         """Return the reage trigger, without ``job_ids``: killing a sensor leaves the jobs running."""
         return AkoolReageTrigger(
             result_ids=ids,
@@ -55,6 +57,7 @@ class AkoolReageSensor(AkoolJobSensor):
             deadline=deadline,
             not_found_grace=float(self.not_found_grace),
             started_at=started_at,
+            **wait_options,
         )
 
     def return_value(self, results: tuple[JobSnapshot, ...]) -> list[dict[str, Any]]:

@@ -85,6 +85,21 @@ def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_IN
     return step
 
 
+def first_poll_at(waiter: Waiter, now: float, *, adaptive: bool) -> float:
+    """
+    Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
+
+    That check was a poll: the next one comes the ``Waiter``'s pause later, as it would in the worker
+    (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
+    the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
+    the job's age instead, never later than ``poll_interval``.
+    """
+    pause = waiter.delay
+    if adaptive and not waiter.errors_in_a_row:
+        pause = min(pause, adaptive_interval(now - waiter.started_at, waiter.poll_interval))
+    return now + pause
+
+
 class AkoolJobTrigger(BaseTrigger):
     """
     Wait for Akool jobs without blocking the triggerer: poll, back off, and fire exactly one event.
@@ -106,6 +121,10 @@ class AkoolJobTrigger(BaseTrigger):
     :param akool_conn_id: the ``akool`` connection.
     :param poll_interval: seconds between polls.
     :param deadline: when to stop waiting (epoch seconds), or None for no deadline.
+    :param execution_deadline: when the deferring task's ``execution_timeout`` ends its try (epoch seconds),
+        or None. Airflow does not enforce ``execution_timeout`` while a task is deferred, so the trigger
+        does: the earlier of the two deadlines ends the wait with ``timeout``, and the event's
+        ``deadline`` says which one (``timeout`` or ``execution_timeout``).
     :param job_ids: the ``job_id`` of each ``_id``, when the task that deferred submitted the jobs:
         :meth:`on_kill` cancels them. Leave it empty for jobs the task does not own.
     :param not_found_grace: seconds after ``started_at`` during which an id Akool does not know is still
@@ -115,8 +134,14 @@ class AkoolJobTrigger(BaseTrigger):
         ``error``.
     :param coalesce: poll through the shared poller of this triggerer and connection (see
         :mod:`~airflow_provider_akool.triggers.poller`); False polls on its own, one request per poll.
-    :param adaptive_polling: poll young jobs more often (from every :data:`MIN_ADAPTIVE_INTERVAL` seconds,
-        doubling as the job ages, see :func:`adaptive_interval`); False polls every ``poll_interval``.
+    :param adaptive_polling: opt in to polling young jobs more often (from every
+        :data:`MIN_ADAPTIVE_INTERVAL` seconds, doubling as the job ages, see :func:`adaptive_interval`):
+        a finished quick job is seen sooner, at the cost of more requests. False (the default) polls every
+        ``poll_interval``, as the worker and poke modes do.
+    :param first_poll_at: when to poll first (epoch seconds), or None to poll at once. The task that
+        deferred has just checked the jobs: its next check is ``poll_interval`` after that one (longer
+        after a refusal with ``Retry-After``), not right away; absolute, so a trigger rebuilt by a
+        restarted triggerer keeps it.
     """
 
     def __init__(
@@ -131,7 +156,9 @@ class AkoolJobTrigger(BaseTrigger):
         started_at: float | None = None,
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
         coalesce: bool = True,
-        adaptive_polling: bool = True,
+        adaptive_polling: bool = False,
+        execution_deadline: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.ids = list(ids)
@@ -144,6 +171,8 @@ class AkoolJobTrigger(BaseTrigger):
         self.max_poll_errors = int(max_poll_errors)
         self.coalesce = bool(coalesce)
         self.adaptive_polling = bool(adaptive_polling)
+        self.execution_deadline = None if execution_deadline is None else float(execution_deadline)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     def wait_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the wait itself, for :meth:`serialize` (JSON-like values only)."""
@@ -158,12 +187,23 @@ class AkoolJobTrigger(BaseTrigger):
         # Only where there are jobs to cancel, so triggers of jobs that cannot be cancelled need no job_ids.
         if self.job_ids:
             kwargs["job_ids"] = dict(self.job_ids)
-        # Only when switched off: the kwargs of triggers deferred before these switches existed still match.
+        # Only when not the default, so the kwargs stay those an earlier version of the provider can rebuild
+        # (a downgrade while triggers are deferred) and triggers of earlier versions still match.
         if not self.coalesce:
             kwargs["coalesce"] = False
-        if not self.adaptive_polling:
-            kwargs["adaptive_polling"] = False
+        if self.adaptive_polling:
+            kwargs["adaptive_polling"] = True
+        if self.execution_deadline is not None:
+            kwargs["execution_deadline"] = self.execution_deadline
+        if self.first_poll_at is not None:
+            kwargs["first_poll_at"] = self.first_poll_at
         return kwargs
+
+    @property
+    def ends_at(self) -> float | None:
+        """The earlier of ``deadline`` and ``execution_deadline`` (epoch seconds), or None."""
+        deadlines = [d for d in (self.deadline, self.execution_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def make_hook(self, retry_limit: int = 1) -> AkoolHook:
         """
@@ -220,7 +260,7 @@ class AkoolJobTrigger(BaseTrigger):
                 delay=delay,
                 grid=grid,
                 interval=self.poll_interval,
-                deadline=self.deadline,
+                deadline=self.ends_at,
                 first=first,
             )
 
@@ -233,8 +273,21 @@ class AkoolJobTrigger(BaseTrigger):
         step = self.poll_interval
         if self.adaptive_polling:
             step = adaptive_interval(now - self.started_at, self.poll_interval)
-        # The Waiter's own pause is the interval, shortened to meet the deadline.
-        return min(waiter.delay, step), step
+        if waiter.delay < step:
+            # Cut short to meet the deadline: poll right then, off the grid (aligning such a pause to the
+            # grid would poll again and again in the last moments before the deadline).
+            return waiter.delay, None
+        return step, step
+
+    def _first_pause(self, now: float) -> float:
+        """Return the pause before the first poll: until ``first_poll_at``, yet not past a deadline."""
+        if self.first_poll_at is None:
+            return 0.0
+        pause = self.first_poll_at - now
+        ends = self.ends_at
+        if ends is not None:
+            pause = min(pause, ends - now)
+        return max(0.0, pause)
 
     async def _wait(self, poll_once: _PollOnce) -> WaitEvent:
         waiter = Waiter(
@@ -242,12 +295,13 @@ class AkoolJobTrigger(BaseTrigger):
             poll_interval=self.poll_interval,
             started_at=self.started_at,
             deadline=self.deadline,
+            execution_deadline=self.execution_deadline,
             job_ids=self.job_ids,
             not_found_grace=self.not_found_grace,
             max_poll_errors=self.max_poll_errors,
             log=self.log,
         )
-        delay, grid, first = 0.0, None, True
+        delay, grid, first = self._first_pause(time.time()), None, True
         while True:
             try:
                 found = await poll_once(delay, grid, first)
@@ -258,6 +312,12 @@ class AkoolJobTrigger(BaseTrigger):
             if event is not None:
                 return event
             (delay, grid), first = self._next_pause(waiter, time.time()), False
+            ends = self.ends_at
+            if grid is None and not waiter.errors_in_a_row and ends is not None:
+                # The last poll, at the deadline: sleep here until it has passed, so the poll is judged
+                # after it (a shared poller counts pauses from its last round, a little early).
+                await asyncio.sleep(max(0.0, ends - time.time()))
+                delay = 0.0
 
     async def _task_still_deferred(self) -> bool:
         """

@@ -52,7 +52,12 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
     :param max_poll_errors: failed polls in a row (transient errors, backed off) before the wait fails.
     :param max_concurrency: requests of the shared poller in flight at once (per connection).
     :param coalesce: share the poller of this triggerer and connection; False polls alone.
-    :param adaptive_polling: poll young jobs more often, never more rarely than ``poll_interval``.
+    :param adaptive_polling: opt in to polling young jobs more often, never more rarely than
+        ``poll_interval``; off by default (every ``poll_interval``).
+    :param execution_deadline: when the deferring task's ``execution_timeout`` ends its try (epoch
+        seconds), or None; the earlier deadline ends the wait, and the event's ``deadline`` says which.
+    :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
+        checked just before, so its next check comes ``poll_interval`` after that one.
     """
 
     def __init__(
@@ -66,7 +71,9 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         coalesce: bool = True,
-        adaptive_polling: bool = True,
+        adaptive_polling: bool = False,
+        execution_deadline: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         # No job_ids: there is nothing to cancel on a kill.
         super().__init__(
@@ -79,6 +86,8 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
             max_poll_errors=max_poll_errors,
             coalesce=coalesce,
             adaptive_polling=adaptive_polling,
+            execution_deadline=execution_deadline,
+            first_poll_at=first_poll_at,
         )
         self.image_model_id = image_model_id
         self.max_concurrency = int(max_concurrency)

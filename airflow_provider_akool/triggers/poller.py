@@ -17,8 +17,9 @@ Either way at most ``max_concurrency`` requests of a poller are in flight, and t
 goes alone: if Akool refuses it as too frequent (1005, 429) or refuses the credentials or the account, the
 rest of the round is not sent. A rate limit pauses the whole poller (at least the ``Retry-After``); an
 auth or account error goes to every wait of the poller. Each wait gets exactly its own result, or the error
-of the request that held its ids, which its :class:`~airflow_provider_akool.wait.Waiter` judges by the
-usual rules (backoff, bounds, grace).
+of the request that held its ids, or the error of its own entry when only that entry of the reply could not
+be read (the other waits of the batch get their results), which its
+:class:`~airflow_provider_akool.wait.Waiter` judges by the usual rules (backoff, bounds, grace).
 
 Nothing here outlives a trigger's kwargs: a trigger registers with each poll and leaves when its ``run()``
 task ends or is cancelled, so a poller is only a cache. It runs while polls are waiting and stops after
@@ -40,10 +41,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool.exceptions import (
-    AkoolAccountBannedError,
+    AkoolAccountError,
     AkoolAuthError,
     AkoolError,
     AkoolNotFoundError,
+    AkoolPartialReplyError,
     AkoolRateLimitError,
 )
 from airflow_provider_akool.wait import MAX_POLL_BACKOFF, JobSnapshot
@@ -53,7 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: One request: the states of some ids (those Akool does not know are absent).
+#: One request: the states of some ids (those Akool does not know are absent). When some entries of the
+#: reply cannot be read, it raises ``AkoolPartialReplyError`` with the states of the others (``found``) and
+#: an error per unreadable id (``errors``): each wait then gets its own result or its own error.
 Fetch = Callable[["AkoolHook", list[str]], Awaitable[dict[str, JobSnapshot]]]
 
 #: Ids per ``listbyids`` request, as the hook's own default: Akool publishes no bound (the emulator's is 100).
@@ -74,9 +78,9 @@ MAX_FIRST_POLL_SPREAD = 1.0
 # Past this many halvings a pause is left off the grid (a pause cut short by a deadline, say).
 _MAX_GRID_HALVINGS = 6
 # Refusals that say nothing about the ids asked for: the rest of the round would be refused the same way.
-_ROUND_STOPPERS = (AkoolRateLimitError, AkoolAuthError, AkoolAccountBannedError)
+_ROUND_STOPPERS = (AkoolRateLimitError, AkoolAuthError, AkoolAccountError)
 # Refusals of the credentials or the account: every wait of the connection ends with them.
-_ACCOUNT_ERRORS = (AkoolAuthError, AkoolAccountBannedError)
+_ACCOUNT_ERRORS = (AkoolAuthError, AkoolAccountError)
 
 
 @dataclass(eq=False)
@@ -325,6 +329,11 @@ class SharedPoller:
             hook = self._hook
             try:
                 found.update(await self._fetch(unit))
+            except AkoolPartialReplyError as error:
+                # Some entries could not be read: only the waits of those ids get an error (each its own,
+                # naming its id); the other ids of the batch keep their results.
+                found.update({i: s for i, s in error.found.items() if isinstance(s, JobSnapshot)})
+                failed.update(error.errors)
             except AkoolAuthError as error:
                 if hook is not self._hook or not renewed:
                     # Read the connection again, once per round (the key may have been rotated); ask again.

@@ -14,9 +14,19 @@ if TYPE_CHECKING:
 
 
 async def fetch_reage_results(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-    """Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``)."""
-    results = await hook.aget_reage_results(ids)
-    return {result_id: JobSnapshot.of_reage(result) for result_id, result in results.items()}
+    """
+    Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``).
+
+    Each entry is judged on its own: when some cannot be read, this raises ``AkoolPartialReplyError``
+    whose ``found`` holds the snapshots of the others and ``errors`` the error of each unreadable id, so
+    the shared poller hands each wait its own result or its own error.
+    """
+    entries = await hook.aget_reage_entries(ids)
+    found = {result_id: JobSnapshot.of_reage(result) for result_id, result in entries.results.items()}
+    error = entries.partial_error(found)
+    if error is not None:
+        raise error
+    return found
 
 
 class AkoolReageTrigger(AkoolJobTrigger):
@@ -43,7 +53,12 @@ class AkoolReageTrigger(AkoolJobTrigger):
     :param max_poll_errors: failed polls in a row before the wait fails.
     :param batch_size: ids per ``listbyids`` request of the shared poller (Akool publishes no bound).
     :param coalesce: share the poller of this triggerer and connection; False polls alone.
-    :param adaptive_polling: poll young jobs more often, never more rarely than ``poll_interval``.
+    :param adaptive_polling: opt in to polling young jobs more often, never more rarely than
+        ``poll_interval``; off by default (every ``poll_interval``).
+    :param execution_deadline: when the deferring task's ``execution_timeout`` ends its try (epoch
+        seconds), or None; the earlier deadline ends the wait, and the event's ``deadline`` says which.
+    :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
+        checked just before, so its next check comes ``poll_interval`` after that one.
     """
 
     def __init__(
@@ -58,7 +73,9 @@ class AkoolReageTrigger(AkoolJobTrigger):
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         coalesce: bool = True,
-        adaptive_polling: bool = True,
+        adaptive_polling: bool = False,
+        execution_deadline: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__(
             ids=result_ids,
@@ -71,6 +88,8 @@ class AkoolReageTrigger(AkoolJobTrigger):
             max_poll_errors=max_poll_errors,
             coalesce=coalesce,
             adaptive_polling=adaptive_polling,
+            execution_deadline=execution_deadline,
+            first_poll_at=first_poll_at,
         )
         self.batch_size = int(batch_size)
 

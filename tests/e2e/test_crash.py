@@ -112,7 +112,8 @@ def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(crash_
         assert ledger["counts"]["imgreage"] == 1
         assert list(ledger["jobs"]) == [first_id]
         assert result["id"] == first_id
-        assert f"Resuming reage job {first_id} instead of submitting a new one" in retry_log
+        assert f"Resuming reage job {first_id} (job_id " in retry_log
+        assert "instead of submitting a new one" in retry_log
     else:
         # Airflow < 3.3: a second job, and the first one left running (held here; billed on Akool).
         assert ledger["counts"]["imgreage"] == 2

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from airflow_provider_akool.emulator import EmulatorServer
+from airflow_provider_akool.emulator.envelope import MESSAGES
 
 KEY = {"x-api-key": "emulator-api-key"}
 API = "/api/open/v3"
@@ -226,6 +227,10 @@ def test_control_api_is_never_faulted(server: EmulatorServer) -> None:
         {"kind": "drop", "mode": "explode"},
         {"kind": "slow", "seconds": -1},
         {"kind": "code_1005", "after": True},
+        {"kind": "code", "code": 1000},
+        {"kind": "code", "code": "1003"},
+        {"kind": "oversized", "size": 10},
+        {"kind": "oversized", "size": None, "length": True},
     ],
 )
 def test_bad_faults_are_refused(server: EmulatorServer, body: dict[str, Any]) -> None:
@@ -264,3 +269,119 @@ def test_ledger_counts_every_request_faulted_or_not(server: EmulatorServer) -> N
         ("unknown", 404, None),
     ]
     assert ledger["listbyids_ids"] == [["0123456789abcdef01234567"]] * 2
+
+
+# --- Issue 10: any business code, oversized replies, poisoned listbyids entries ----------------------
+
+
+@pytest.mark.parametrize("code", [1003, 1015, 1104, 1221, 4242])
+def test_code_answers_that_business_code_with_the_vendor_message(server: EmulatorServer, code: int) -> None:
+    server.client.add_fault("code", path="imgreage", code=code)
+    body = submit(server).json()
+    assert body["code"] == code
+    assert body["data"] is None
+    assert body["msg"] == ("Error" if code == 4242 else MESSAGES[code])
+    assert server.client.ledger()["jobs"] == {}  # the endpoint did not run
+
+
+def test_code_on_detect_uses_the_detect_envelope(server: EmulatorServer) -> None:
+    server.client.add_fault("code", path="/detect", code=1104)
+    body = requests.post(f"{server.url}/detect", json={"image_url": "https://a/b.jpg"}, timeout=5).json()
+    assert (body["error_code"], body["error_msg"]) == (1104, MESSAGES[1104])
+
+
+@pytest.mark.parametrize("length", [False, True])
+def test_oversized_streams_a_valid_envelope_of_the_size_asked(server: EmulatorServer, length: bool) -> None:
+    size = 3 * 1024 * 1024 + 17
+    server.client.add_fault("oversized", path="listbyids", size=size, length=length)
+    response = get(server)
+    assert len(response.content) == size
+    assert (response.headers.get("content-length") == str(size)) is length
+    assert response.json()["data"]["result"] == []
+
+
+def test_oversized_without_end_stops_when_the_client_goes_away(server: EmulatorServer) -> None:
+    server.client.add_fault("oversized", path="listbyids", size=None)
+    with requests.get(f"{server.url}{LIST}", headers=KEY, timeout=5, stream=True) as response:
+        assert "content-length" not in response.headers
+        read = 0
+        for chunk in response.iter_content(64 * 1024):
+            read += len(chunk)
+            if read > 8 * 1024 * 1024:
+                break
+    # The server is still free for the next request.
+    assert get(server).json()["code"] == 1000
+
+
+def _reage_job(server: EmulatorServer, image: str = "https://a/b.jpg") -> str:
+    body = {
+        "targetImage": [{"path": "https://a/b.jpg", "opts": "1,2:3,4:5,6:7,8"}],
+        "face_reage": 3,
+        "modifyImage": image,
+    }
+    reply = requests.post(
+        f"{server.url}{API}/faceswap/highquality/imgreage", json=body, headers=KEY, timeout=5
+    )
+    akool_id: str = reply.json()["data"]["_id"]
+    return akool_id
+
+
+def _entries(server: EmulatorServer, *ids: str) -> list[Any]:
+    result: list[Any] = get(server, f"{API}/faceswap/result/listbyids?_ids={','.join(ids)}").json()["data"][
+        "result"
+    ]
+    return result
+
+
+def test_poisoned_entries_by_control_api(server: EmulatorServer) -> None:
+    good, bad = _reage_job(server), _reage_job(server)
+
+    server.client.poison_entry(bad, "status")
+    (entry,) = [e for e in _entries(server, good, bad) if e["_id"] == bad]
+    assert entry["faceswap_status"] == 7
+    server.client.poison_entry(bad, "id")
+    assert sorted(e.get("_id", "none") for e in _entries(server, good, bad)) == sorted([good, "none"])
+    server.client.poison_entry(bad, "object")
+    assert f"entry of {bad} unavailable" in _entries(server, good, bad)
+    server.client.poison_entry(bad, "types")
+    (entry,) = [e for e in _entries(server, good, bad) if e["_id"] == bad]
+    assert (entry["url"], entry["job_id"]) == (12345, [server.client.ledger()["jobs"][bad]["job_id"]])
+    # Not asked for, a poisoned entry is left out, unless it is stray.
+    assert [e["_id"] for e in _entries(server, good)] == [good]
+    server.client.poison_entry(bad, "status", stray=True)
+    assert sorted(e["_id"] for e in _entries(server, good)) == sorted([good, bad])
+    assert server.client.ledger()["jobs"][bad]["entry_poison"] == "status"
+    server.client.poison_entry(bad, None)
+    assert all(e["faceswap_status"] in (1, 2, 3) for e in _entries(server, good, bad))
+    assert "entry_poison" not in server.client.ledger()["jobs"][bad]
+
+
+@pytest.mark.parametrize(("marker", "form", "stray"), [("status", "status", False), ("id-stray", "id", True)])
+def test_poisoned_entries_by_input_marker(
+    server: EmulatorServer, marker: str, form: str, stray: bool
+) -> None:
+    good = _reage_job(server)
+    bad = _reage_job(server, f"https://a/emulator-poison-{marker}.jpg")
+    assert server.client.ledger()["jobs"][bad]["entry_poison"] == form
+    assert len(_entries(server, good)) == (2 if stray else 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"form": "nope"},
+        {"form": "status", "stray": "yes"},
+        {},
+    ],
+)
+def test_bad_poison_switches_are_refused(server: EmulatorServer, body: dict[str, Any]) -> None:
+    akool_id = _reage_job(server)
+    response = requests.post(f"{server.url}/_emulator/jobs/{akool_id}/poison", json=body, timeout=5)
+    assert response.status_code == 400
+
+
+def test_poisoning_an_unknown_job_is_a_404(server: EmulatorServer) -> None:
+    response = requests.post(
+        f"{server.url}/_emulator/jobs/0123456789abcdef01234567/poison", json={"form": "status"}, timeout=5
+    )
+    assert response.status_code == 404

@@ -13,11 +13,14 @@ import pytest
 
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.exceptions import (
+    ERROR_CODES,
     AkoolAccountBannedError,
     AkoolConnectionError,
+    AkoolInsufficientCreditError,
     AkoolInvalidParameterError,
     AkoolInvalidTokenError,
     AkoolNotFoundError,
+    AkoolPartialReplyError,
     AkoolQuotaExceededError,
     AkoolRateLimitError,
     AkoolResponseError,
@@ -518,3 +521,175 @@ def test_user_agent_names_the_provider_and_its_version(
     call(AkoolHook(), "get_reage_results", ["000000000000000000000000"])
     (request,) = emulator_client.ledger()["requests"]
     assert request["user_agent"] == USER_AGENT == f"airflow-provider-akool/{__version__}"
+
+
+# --- Issue 10: entries judged one by one, the whole error table, bounded replies ---------------------
+
+
+def two_jobs(call: Call, hook: AkoolHook, emulator: EmulatorServer) -> tuple[str, str]:
+    return submit(call, hook, emulator).id, submit(call, hook, emulator).id
+
+
+class TestEntriesOneByOne:
+    @pytest.mark.parametrize("form", ["status", "types"])
+    def test_an_unreadable_entry_fails_only_its_own_id(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+        form: str,
+    ) -> None:
+        hook = AkoolHook(**FAST)
+        good, poisoned = two_jobs(call, hook, emulator)
+        emulator_client.poison_entry(poisoned, form)
+
+        entries = call(hook, "get_reage_entries", [good, poisoned])
+        assert set(entries.results) == {good}
+        assert set(entries.errors) == {poisoned}
+        assert entries.errors[poisoned].akool_id == poisoned
+
+        # The dict-returning call keeps its type and raises naming the id, with the others' results.
+        with pytest.raises(AkoolPartialReplyError, match=f"the entry of {poisoned}") as caught:
+            call(hook, "get_reage_results", [good, poisoned])
+        assert set(caught.value.found) == {good}
+        assert good not in str(caught.value)
+        # An id whose entry is fine is not held up by a poisoned job it did not ask for.
+        assert set(call(hook, "get_reage_results", [good])) == {good}
+        # One request per call: nothing is retried for an unreadable entry.
+        assert emulator_client.counts()["listbyids"] == 3
+
+    @pytest.mark.parametrize("form", ["id", "object"])
+    def test_an_entry_without_a_readable_id_is_ignored_with_a_warning(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+        caplog: pytest.LogCaptureFixture,
+        form: str,
+    ) -> None:
+        hook = AkoolHook(**FAST)
+        good, poisoned = two_jobs(call, hook, emulator)
+        emulator_client.poison_entry(poisoned, form)
+
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_akool.hooks.akool"):
+            results = call(hook, "get_reage_results", [good, poisoned])
+        # The poisoned id is simply missing: the wait's not-found grace judges it.
+        assert set(results) == {good}
+        assert "1 entr(ies) without a readable _id; ignored" in caplog.text
+
+    def test_a_stray_poisoned_entry_does_not_touch_the_ids_asked_for(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        hook = AkoolHook(**FAST)
+        good, poisoned = two_jobs(call, hook, emulator)
+        emulator_client.poison_entry(poisoned, "status", stray=True)
+
+        assert set(call(hook, "get_reage_results", [good])) == {good}
+
+
+class TestErrorCodes:
+    @pytest.mark.parametrize(
+        "code",
+        [1004, 1010, 1011, 1014, 1015, 1016, 1103, 1104, 1108, 1109, 1205, 1207, 1208, 1209, 1213, 1221],
+    )
+    def test_each_code_of_the_full_table_raises_its_class_on_both_transports(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+        code: int,
+    ) -> None:
+        emulator_client.add_fault("code", count=None, path="imgreage", code=code)
+        cls = ERROR_CODES[code]
+        with pytest.raises(cls) as caught:
+            submit(call, AkoolHook(retry_limit=3, **FAST), emulator)
+        assert type(caught.value) is cls
+        assert caught.value.code == code
+        # A retryable code (1015 "retry later") is sent again; every other refusal once.
+        assert emulator_client.counts()["imgreage"] == (3 if cls.retryable else 1)
+
+    def test_a_submit_answered_1015_is_resent_and_created_once(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        emulator_client.add_fault("code", count=1, path="imgreage", code=1015)
+        job = submit(call, AkoolHook(**FAST), emulator)
+        ledger = emulator_client.ledger()
+        assert ledger["counts"]["imgreage"] == 2
+        assert list(ledger["jobs"]) == [job.id]
+
+    def test_a_submit_answered_1104_is_not_resent(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        emulator_client.add_fault("code", count=1, path="imgreage", code=1104)
+        with pytest.raises(AkoolInsufficientCreditError):
+            submit(call, AkoolHook(**FAST), emulator)
+        assert emulator_client.counts()["imgreage"] == 1
+
+
+class TestReplyCap:
+    @pytest.mark.parametrize("announced", [False, True])
+    def test_a_20_mb_reply_is_refused_without_reading_it_whole(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator_client: EmulatorClient,
+        announced: bool,
+    ) -> None:
+        # A valid success envelope: read whole, it would parse (an empty result) and pass unnoticed.
+        emulator_client.add_fault("oversized", count=1, path="listbyids", size=20_000_000, length=announced)
+        with pytest.raises(AkoolResponseError, match="larger than the 4194304 bytes") as caught:
+            call(AkoolHook(**FAST), "get_reage_results", ["000000000000000000000000"])
+        assert ("20000000 bytes announced" in str(caught.value)) is announced
+        # Not retried: the hook made one request.
+        assert emulator_client.counts()["listbyids"] == 1
+
+    def test_a_reply_streaming_without_end_is_cut_at_the_cap(
+        self, call: Call, akool_connection: ConnectionFactory, emulator_client: EmulatorClient
+    ) -> None:
+        emulator_client.add_fault("oversized", count=1, path="listbyids", size=None)
+        started = time.monotonic()
+        with pytest.raises(AkoolResponseError, match="the rest was not read"):
+            call(AkoolHook(timeout=5, **FAST), "get_reage_results", ["000000000000000000000000"])
+        assert time.monotonic() - started < 10
+        # The connection was given up, not returned to the pool: the next call works.
+        assert call(AkoolHook(**FAST), "get_reage_results", ["000000000000000000000000"]) == {}
+
+    def test_a_reply_just_under_the_cap_is_read(
+        self, call: Call, akool_connection: ConnectionFactory, emulator_client: EmulatorClient
+    ) -> None:
+        emulator_client.add_fault("oversized", count=1, path="listbyids", size=4 * 1024 * 1024)
+        assert call(AkoolHook(**FAST), "get_reage_results", ["000000000000000000000000"]) == {}
+
+    def test_an_oversized_submit_reply_is_an_ambiguous_submit_never_resent(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        emulator_client.add_fault("oversized", count=1, path="imgreage", size=20_000_000)
+        with pytest.raises(AkoolSubmitOutcomeUnknownError, match="larger than"):
+            submit(call, AkoolHook(**FAST), emulator)
+        assert emulator_client.counts()["imgreage"] == 1
+
+    def test_result_downloads_are_not_capped(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer
+    ) -> None:
+        size = 6 * 1024 * 1024
+        with AkoolHook().stream_result(f"{emulator.url}/media/blob/{size}") as chunks:
+            assert sum(len(chunk) for chunk in chunks) == size

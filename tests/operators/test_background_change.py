@@ -29,6 +29,7 @@ from airflow_provider_akool.exceptions import (
     AkoolConnectionError,
     AkoolJobFailedError,
     AkoolJobTimeoutError,
+    AkoolOutputPathError,
     AkoolValidationError,
 )
 from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator
@@ -154,7 +155,7 @@ def outcomes(module_emulator: Any, kept: Path, memory_root: str) -> RecordedRun:
     origin = sample(emulator, FOREGROUND)
     small: dict[str, Any] = {"origin_img": origin, "canvas_size": "64x48", "modify_origin_img_size": "32x24"}
     at_origin: dict[str, Any] = {"overlay_origin_x": 0, "overlay_origin_y": 0}
-    # A file where the keep step needs a folder: the job succeeds, keeping its result fails.
+    # A file where the keep step needs a folder: found before the submission, nothing is paid for.
     blocker = kept / "blocker"
     blocker.write_text("a file, not a folder")
 
@@ -200,7 +201,7 @@ def outcomes(module_emulator: Any, kept: Path, memory_root: str) -> RecordedRun:
             deferrable=True,
             poll_interval=POLL,
         )
-        # Keeping fails after the job succeeded: no file, no asset event.
+        # output_path lies under a file: refused before submitting; no file, no asset event.
         AkoolBackgroundChangeOperator(
             task_id="keep_fails",
             **small,
@@ -341,13 +342,16 @@ def test_output_path_on_a_non_local_filesystem_with_a_templated_name(
     assert fs.ls(memory_root, detail=False) == [f"/{memory_root}/to_memory.png"]
 
 
-def test_a_keep_that_fails_fails_the_task_and_leaves_no_file(outcomes: RecordedRun, kept: Path) -> None:
+def test_an_output_path_under_a_file_fails_before_submitting_and_leaves_no_file(
+    outcomes: RecordedRun, kept: Path
+) -> None:
     error = outcomes.failure("keep_fails")
-    akool_id = outcomes.value("keep_fails", key="akool_id")
 
-    assert isinstance(error, OSError)
-    # The job itself succeeded: only keeping it failed.
-    assert outcomes.job(akool_id)["status"] == 3
+    assert isinstance(error, AkoolOutputPathError)
+    assert "output_path" in str(error)
+    assert "is a file, not a folder" in str(error)
+    # Nothing was submitted, so nothing was paid for.
+    assert outcomes.value("keep_fails", key="akool_id") is None
     assert (kept / "blocker").read_text() == "a file, not a folder"
 
 

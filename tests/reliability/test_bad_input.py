@@ -151,6 +151,8 @@ COMMON: dict[str, list[tuple[str, Any]]] = {
     "akool_conn_id": [("empty", ""), ("none", None)],
     "wait_for_completion": [("word", "no")],
     "deferrable": [("number", 2)],
+    "overwrite": [("word", "yes"), ("number", 1)],
+    "adaptive_polling": [("word", "sometimes"), ("number", 2)],
 }
 for op in JOB_OPERATORS:
     for parameter, values in COMMON.items():
@@ -171,6 +173,7 @@ IMAGE_MODEL_IDS = {"two_ids": [AKOOL_ID, "6b01b4f8296c2e5c1174aa5e"], "empty": "
 add([("image_sensor", "image_model_id", v, None, {}) for v in IMAGE_MODEL_IDS.values()], *IMAGE_MODEL_IDS)
 for sensor in ("reage_sensor", "image_sensor"):
     add([(sensor, "deferrable", v, None, {}) for v in (2, "maybe")], "number", "word")
+    add([(sensor, "adaptive_polling", v, None, {}) for v in (2, "maybe")], "number", "word")
     # Airflow accepts 0 when the sensor is built; polling Akool without pause is refused before a request.
     add([(sensor, "poke_interval", 0, None, {})], "zero")
     add(

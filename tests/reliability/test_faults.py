@@ -149,8 +149,8 @@ CASES: dict[str, Case] = {
         faults=(fault("slow", "listbyids", count=2, seconds=SLOW),), connection=SHORT
     ),
     "1005_burst_while_waiting": Case(faults=(fault("code_1005", "listbyids", count=3),)),
-    # Twice: deferrable, the first 429 meets the one check made before deferring, and the trigger, which
-    # starts polling at once, honours Retry-After from its own polls on (docs/reliability.md).
+    # Twice: deferrable, the first 429 meets the one check made before deferring, and the trigger's first
+    # poll waits for its Retry-After too (it comes first_poll_at, not at once), as does the next one.
     "429_with_retry_after_while_waiting": Case(
         faults=(fault("http_429", "listbyids", count=2, retry_after=1),), polls_answered=429, retry_after=1.0
     ),
@@ -159,10 +159,12 @@ CASES: dict[str, Case] = {
     "token_expiry_while_waiting": Case(
         faults=(), connection={"login": CLIENT_ID, "password": API_KEY}, during=expire_tokens_mid_wait
     ),
-    # A wait stopped by an error that will not pass: the try fails and leaves the job running; the retry
-    # resumes it on 3.3 (one job), and submits a second one below 3.3.
+    # A wait stopped by an error that will not pass by waiting but may by a retry (the key refused, 1101:
+    # a retry reads the connection again): the try fails and leaves the job running; the retry resumes
+    # it on 3.3 (one job), and submits a second one below 3.3. (A banned account, 1200, fails at once:
+    # tests/reliability/test_no_retry.py.)
     "refused_poll_then_retry": Case(
-        faults=(fault("banned", "listbyids"),),
+        faults=(fault("code", "listbyids", code=1101),),
         submit_requests=1 if HAS_TASK_STATE_STORE else 2,
         jobs=1 if HAS_TASK_STATE_STORE else 2,
         tries=2,
@@ -348,9 +350,7 @@ def test_fault_in_a_dag_run(
         statuses = [r["http_status"] for r in ledger["requests"] if r["endpoint"] == "listbyids"]
         assert case.polls_answered in statuses
     if case.retry_after is not None:
-        assert_retry_after_honoured(
-            ledger, case.retry_after, skip_first=mode == "defer" and name.endswith("waiting")
-        )
+        assert_retry_after_honoured(ledger, case.retry_after, skip_first=False)
     if name == "stuck_until_the_deadline":
         assert ledger["counts"]["job_del"] == 2
         assert all(job["cancelled"] and job["status"] == FAILED for job in ledger["jobs"].values())

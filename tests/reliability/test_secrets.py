@@ -269,3 +269,76 @@ def test_logging_passes_arguments_to_the_logger_not_formatted_strings() -> None:
     )
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- A secret rendered into a templated field by mistake --------------------------------------------
+
+
+def test_a_secret_rendered_into_a_field_is_masked_in_the_return_value_and_in_a_validation_error(
+    airflow_db: Any,
+    emulator: Any,
+    emulator_client: Any,
+    akool_connection: Any,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    portrait = sample(emulator, "portrait.jpg")
+    # Templated, as a user would write it: the key reaches the field only when it is rendered.
+    key_param = {"key": API_KEY}
+
+    @dag(dag_id="reliability_secret_in_a_field", schedule=None, start_date=START, params=key_param)
+    def secret_in_a_field() -> None:
+        AkoolImageReageOperator(
+            task_id="key_in_output_path",
+            modify_image=portrait,
+            face_reage=3,
+            poll_interval=POLL,
+            output_path=f"{tmp_path}/{{{{ params.key }}}}/",
+        )
+        AkoolImageReageOperator(
+            task_id="key_in_webhook_url",
+            modify_image=portrait,
+            face_reage=3,
+            webhook_url="ftp://hooks.example.com/{{ params.key }}",
+        )
+        AkoolReageSensor(task_id="key_in_result_ids", result_ids=[{"no_id": "{{ params.key }}"}])
+        # A mapped task renders through Airflow's MappedOperator, not the operator's render_template_fields.
+        AkoolImageReageOperator.partial(
+            task_id="key_in_a_mapped_output_path",
+            modify_image=portrait,
+            poll_interval=POLL,
+            output_path=f"{tmp_path}/mapped/{{{{ params.key }}}}/",
+        ).expand(face_reage=[4])
+
+    caplog.set_level(logging.DEBUG)
+    run = run_recorded(secret_in_a_field(), emulator_client)
+    out, err = capfd.readouterr()
+    console = "\n".join((out, err, caplog.text))
+
+    # The result was kept where the rendered path said, key and all; the return value does not say it.
+    value = run.value("key_in_output_path")
+    assert value["status"] == "success"
+    assert (tmp_path / API_KEY / f"{value['id']}.jpg").exists()
+    assert API_KEY not in json.dumps(value)
+    assert value["output_path"] == f"{tmp_path}/***/{value['id']}.jpg"
+    # What the UI shows as rendered fields passes through the masker after rendering: the key must be
+    # known to it by then, although the connection is read only later, when the task runs.
+    for task_id in ("key_in_output_path", "key_in_webhook_url", "key_in_result_ids"):
+        rendered = json.dumps(run.rendered(task_id), default=str)
+        assert API_KEY not in rendered, f"the key is in the rendered fields of {task_id}: {rendered}"
+    assert "***" in json.dumps(run.rendered("key_in_output_path"))
+    mapped = json.dumps(run.rendered("key_in_a_mapped_output_path", 0), default=str)
+    assert API_KEY not in mapped, f"the key is in the rendered fields of the mapped task: {mapped}"
+    assert run.states[("key_in_a_mapped_output_path", 0)] == "success"
+    # The validation errors name the parameter and quote the value, without the key; the log neither.
+    for task_id, parameter in (("key_in_webhook_url", "webhook_url"), ("key_in_result_ids", "result_ids")):
+        error = run.failure(task_id)
+        text = "".join(traceback.format_exception(error)) + repr(error)
+        assert parameter in str(error)
+        assert API_KEY not in text, text
+    assert "ftp://hooks.example.com/***" in str(run.failure("key_in_webhook_url"))
+    assert run.ledger["counts"]["imgreage"] == 2  # the bad one was refused before any request
+    # dag.test() prints the kept path unmasked (its console does not pass through the masker).
+    kept_paths = (f"{tmp_path}/{API_KEY}", f"{tmp_path}/mapped/{API_KEY}")
+    assert API_KEY not in console.replace(kept_paths[0], "").replace(kept_paths[1], "")

@@ -233,16 +233,17 @@ async def test_a_finished_job_is_reported_within_one_interval(
     assert max(latencies) < interval + 0.35, latencies
 
 
-async def test_young_jobs_are_polled_often_and_old_ones_at_the_interval(
+async def test_with_adaptive_polling_young_jobs_are_polled_often_and_old_ones_at_the_interval(
     submit_many: SubmitMany, emulator_client: EmulatorClient
 ) -> None:
     young, old = submit_many(2)
     now = time.time()
+    adaptive = {"poll_interval": 8, "deadline": now + 60, "adaptive_polling": True}
     triggers = [
-        # Adaptive: an 8 s interval starts at 2 s for a job just submitted...
-        AkoolReageTrigger(result_ids=[young.id], poll_interval=8, started_at=now, deadline=now + 60),
+        # Adaptive (opt-in): an 8 s interval starts at 2 s for a job just submitted...
+        AkoolReageTrigger(result_ids=[young.id], started_at=now, **adaptive),
         # ... and stays at 8 s for one submitted long ago.
-        AkoolReageTrigger(result_ids=[old.id], poll_interval=8, started_at=now - 600, deadline=now + 60),
+        AkoolReageTrigger(result_ids=[old.id], started_at=now - 600, **adaptive),
     ]
     tasks = start(triggers)
     await asyncio.sleep(4.5)
@@ -533,3 +534,73 @@ def test_a_poke_mode_sensor_asks_once_per_batch_for_all_its_ids(
     requests = emulator_client.ledger()["listbyids_ids"]
     assert len(requests) == math.ceil(120 / HOOK_BATCH_SIZE)
     assert sorted(i for request in requests for i in request) == sorted(ids)
+
+
+# --- One unreadable entry (issue 10) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["status", "types"])
+async def test_one_unreadable_entry_fails_only_the_wait_that_owns_it(
+    submit_many: SubmitMany, emulator_client: EmulatorClient, form: str
+) -> None:
+    jobs = submit_many(6)
+    poisoned = jobs[2].id
+    await asyncio.to_thread(emulator_client.poison_entry, poisoned, form)
+    budget = 3
+    triggers = reage_triggers(jobs, max_poll_errors=budget)
+    # A wait for two ids, one of them the poisoned one, shares the batch too.
+    triggers.append(
+        AkoolReageTrigger(result_ids=[jobs[4].id, poisoned], poll_interval=POLL, max_poll_errors=budget)
+    )
+    tasks = start(triggers)
+    await asyncio.sleep(0.5)
+    await finish(emulator_client, [job.id for job in jobs if job.id != poisoned])
+    results = await asyncio.gather(*tasks)
+
+    requests = await listbyids_ids(emulator_client)
+    # One batch: the first request asked for every id at once.
+    assert sorted(requests[0]) == sorted(job.id for job in jobs)
+    for index, events in enumerate(results):
+        (event,) = events
+        if index == 2 or index == len(jobs):
+            assert event["status"] == "error", event
+            assert event["error"]["type"] == "AkoolUnreadableResultError"
+            assert event["error"]["attributes"]["akool_id"] == poisoned
+            assert f"the entry of {poisoned}" in event["message"]
+        else:
+            assert event["status"] == "success", event
+            assert poisoned not in event["message"]
+    # The poisoned waits ended after their error budget (budget + 1 failed polls in a row), not sooner.
+    polls_with_poisoned = [request for request in requests if poisoned in request]
+    assert len(polls_with_poisoned) >= budget + 1
+
+
+async def test_an_entry_without_an_id_leaves_its_wait_to_the_not_found_grace(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(4)
+    poisoned = jobs[1].id
+    await asyncio.to_thread(emulator_client.poison_entry, poisoned, "id")
+    tasks = start(reage_triggers(jobs, not_found_grace=1.0))
+    await asyncio.sleep(0.5)
+    await finish(emulator_client, [job.id for job in jobs if job.id != poisoned])
+    results = await asyncio.gather(*tasks)
+
+    statuses = [events[0]["status"] for events in results]
+    assert statuses == ["success", "not_found", "success", "success"]
+    assert poisoned in results[1][0]["message"]
+
+
+async def test_a_stray_unreadable_entry_in_a_batch_harms_no_wait(
+    submit_many: SubmitMany, emulator_client: EmulatorClient
+) -> None:
+    jobs = submit_many(4)
+    # Another job's entry, poisoned, comes in every reply though no wait asks for it.
+    (stray,) = submit_many(1)
+    await asyncio.to_thread(emulator_client.poison_entry, stray.id, "status", True)
+    tasks = start(reage_triggers(jobs))
+    await asyncio.sleep(0.5)
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    assert [events[0]["status"] for events in results] == ["success"] * 4
