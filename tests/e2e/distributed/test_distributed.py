@@ -188,7 +188,12 @@ def test_a_killed_celery_worker_s_retry_resumes_the_same_job(scenario: Scenario)
     jobs = scenario.ledger_after["jobs"]
     if AIRFLOW_VERSION >= (3, 3):
         assert result["id"] == scenario.crash_first_id
-        assert f"Resuming reage job {scenario.crash_first_id} instead of submitting a new one" in retry_log
+        resumed = re.search(
+            rf"Resuming reage job {scenario.crash_first_id} \(job_id [^)]*\) of an earlier try, [^\n]*"
+            r"processing, instead of submitting a new one",
+            retry_log,
+        )
+        assert resumed, retry_log[-2000:]
     else:
         # Below 3.3 (no task state store): a second job, and the first one left running.
         assert result["id"] != scenario.crash_first_id
