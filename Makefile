@@ -54,7 +54,7 @@ unit: venv
 	$(BIN)/pytest -m "not e2e and not distributed"
 
 # Everything, the e2e suites on the single-machine stack and on the distributed one (-m distributed,
-# tests/e2e/distributed/, about 6 minutes on two cores) included.
+# tests/e2e/distributed/, about 7 minutes on two shared cores) included.
 test: lint typecheck deps-check package-check browser-deps distributed-deps
 	$(BIN)/pytest
 
