@@ -22,17 +22,21 @@ class AkoolResultLink(BaseOperatorLink):
     """
     Link a task to the result file of its Akool job.
 
-    The URL comes from the task's XCom (``akool_result_url``), pushed when the job was submitted (reage
-    gives the final address at once) or when it finished (background change); no request is made to Akool.
-    Akool keeps results for 7 days, so an old link may lead to an expired file.
+    Airflow asks the link in the worker whenever the task defers or ends, and keeps the answer for the UI.
+    A submitting operator of this provider knows its result URL (``result_link_url``: from the submission,
+    as reage gives the final address at once, or from the finished job), so the link reads it there, with
+    no request at all, also before there is one (bad input, a background change still running: an XCom
+    lookup would log "XCom not found" at error level). For any other operator the URL comes from the task's
+    XCom ``akool_result_url``. Akool keeps results for 7 days, so an old link may lead to an expired file.
     """
 
     name = "Akool result"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         """Return the result URL of the task instance, or an empty string while there is none."""
-        url = XCom.get_value(key=RESULT_URL_XCOM_KEY, ti_key=ti_key)
-        return safe_link(url)
+        if hasattr(operator, "result_link_url"):
+            return safe_link(operator.result_link_url)
+        return safe_link(XCom.get_value(key=RESULT_URL_XCOM_KEY, ti_key=ti_key))
 
 
 def safe_link(url: object) -> str:

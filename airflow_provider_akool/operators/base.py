@@ -118,6 +118,9 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
 
     template_fields: Sequence[str] = ("akool_conn_id", "webhook_url", "output_path")
     operator_extra_links = (AkoolResultLink(),)
+    #: The result URL this task knows, for :class:`AkoolResultLink` (Airflow asks the link in this process
+    #: when the task defers or ends, also before Akool gave a URL).
+    result_link_url: str | None = None
     #: The Akool endpoint family, for messages (``reage``, ``background change``).
     job_kind: ClassVar[str] = "Akool"
     # ResumableJobMixin keeps the submitted job under this key of task_state_store.
@@ -214,10 +217,6 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
         # Airflow's execution_timeout timer starts right before execute(): count from here too.
         self._try_started_at = time.time()
-        # Airflow asks the "Akool result" link for its URL whenever the task defers or ends, also before
-        # Akool gave one (bad input, a background change still running): an XCom that exists, empty, is a
-        # link without a URL yet rather than an error-level "XCom not found".
-        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=None)
         self._validate()
         self._job, self._submitted_now, self._result = None, False, None
         if context.get("task_state_store") is not None:
@@ -476,6 +475,7 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.job_id)
         if job.url:
             ti.xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
+            self.result_link_url = job.url
 
     def _wait_here(
         self, job: JobSnapshot, started_at: float, deadline: float, *, once: bool = False
@@ -525,6 +525,7 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         job = self._with_result_url(context, job)
         self.log.info("%s job %s succeeded: %s", self.job_kind, job.id, job.url)
         context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
+        self.result_link_url = job.url
         output_path = None
         if self.output_path:
             output_path = self._keep(job)
