@@ -14,6 +14,7 @@ help:
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make emulator  serve the Akool emulator on http://127.0.0.1:8765"
 	@echo "make airflow   run Airflow (UI, scheduler, triggerer) with the example DAGs against the emulator"
+	@echo "make airflow ARGS=--celery   the same on PostgreSQL, Redis, Celery (two workers), two triggerers"
 
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -50,14 +51,17 @@ package-check: venv
 	PYTHON=$(PYTHON) $(BIN)/python scripts/package_check.py
 
 unit: venv
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not distributed"
 
-test: lint typecheck deps-check package-check browser-deps
+# Everything, the e2e suites on the single-machine stack and on the distributed one (-m distributed,
+# tests/e2e/distributed/, about 7 minutes on two shared cores) included.
+test: lint typecheck deps-check package-check browser-deps distributed-deps
 	$(BIN)/pytest
 
-# The same suite on the oldest Airflow we support.
+# The same suite on the oldest Airflow we support, but the distributed one: the floor venv has no Celery
+# provider or PostgreSQL driver (the distributed group), and the newest Airflow proves that stack.
 test-floor: floor-venv
-	$(FLOOR_VENV)/bin/pytest
+	$(FLOOR_VENV)/bin/pytest -m "not distributed"
 
 demo: venv
 	$(BIN)/python scripts/demo.py
@@ -76,9 +80,20 @@ clean:
 # Airflow's API server, scheduler, triggerer and DAG processor plus the emulator, all on 127.0.0.1, with the
 # example DAGs and an akool_default connection; prints the URL and the login; Ctrl-C stops everything.
 # See docs/airflow-stack.md. Options through ARGS, e.g. make airflow ARGS="--fresh --port 9090".
-.PHONY: airflow browser-deps screenshots
+.PHONY: airflow browser-deps distributed-deps screenshots
 airflow: venv
 	$(BIN)/python scripts/airflow_stack.py $(ARGS)
+
+# PostgreSQL and Redis for make airflow ARGS=--celery and the distributed tests: Debian's packages, installed
+# with apt where missing (only the programs: the stack runs them itself). Where apt cannot be used the
+# distributed tests skip, loudly.
+distributed-deps: venv
+	@if ! $(BIN)/python scripts/airflow_stack.py --install-deps; then \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!! postgresql or redis-server is missing and apt-get could not install it (not root, or no !!!"; \
+		echo "!!! apt): the distributed tests in tests/e2e/distributed/ will be SKIPPED. Install them.    !!!"; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	fi
 
 # Refresh the README's screenshots from a real stack (the browser tests, writing into docs/images/).
 screenshots: venv browser-deps

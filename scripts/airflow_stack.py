@@ -13,7 +13,10 @@ As a library (the end-to-end tests)::
         run_id = stack.trigger_dag("akool_image_reage")
         stack.wait_for_run("akool_image_reage", run_id)
 
-See ``docs/airflow-stack.md``.
+With ``--celery`` (:attr:`StackConfig.celery`) it runs the distributed engine instead: PostgreSQL (the
+metadata database and Celery's result backend) and Redis (the broker) from Debian's packages, each a plain
+process with its data in the home, ``CeleryExecutor`` with two ``airflow celery worker`` processes, and two
+triggerers. See ``docs/airflow-stack.md`` and ``docs/deployment.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import ctypes
 import json
 import logging
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -60,8 +64,17 @@ AIRFLOW_COMPONENTS: dict[str, list[str]] = {
 # /api/v2/monitor/health names the components like this.
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
+#: Services the Airflow components need; they are started first and stopped last.
+SERVICES = ("emulator", "postgres", "redis")
+#: Debian's packages of the distributed stack's services.
+DISTRIBUTED_PACKAGES = {"postgres": "postgresql", "redis-server": "redis-server"}
+POSTGRES_USER = "airflow"
+POSTGRES_DB = "airflow"
+
 STOP_GRACE_SECONDS = 15.0
 _PR_SET_PDEATHSIG = 1
+#: Celery's line once a worker consumes tasks: "worker-1@host ready."
+WORKER_READY = re.compile(r"@\S+ ready\.")
 _EMULATOR_BANNER = re.compile(r"Akool API emulator on (http://\S+)")
 
 
@@ -92,6 +105,15 @@ class StackConfig:
     :param health_timeout: Seconds to wait for every component to report healthy.
     :param parallelism: ``[core] parallelism``: task slots, each a LocalExecutor worker process.
     :param extra_env: More environment variables for every Airflow process (e.g. ``AIRFLOW__...``).
+    :param celery: Run the distributed engine: PostgreSQL, Redis, ``CeleryExecutor`` with
+        ``celery_workers`` workers (SQLite and LocalExecutor otherwise).
+    :param celery_workers: How many ``airflow celery worker`` processes.
+    :param worker_concurrency: Task slots of each Celery worker (its ``-c``).
+    :param triggerers: How many triggerers; each after the previous one's job row exists, so that they can
+        be told apart.
+    :param task_heartbeat_timeout: ``[scheduler] task_instance_heartbeat_timeout``: after this many seconds
+        without a heartbeat from its worker a running task counts as lost and is retried or failed
+        (Airflow's default is 300); None leaves Airflow's default.
     """
 
     home: Path
@@ -110,6 +132,21 @@ class StackConfig:
     health_timeout: float = 180.0
     parallelism: int = 8
     extra_env: dict[str, str] = field(default_factory=dict)
+    celery: bool = False
+    celery_workers: int = 2
+    worker_concurrency: int = 4
+    triggerers: int = 1
+    task_heartbeat_timeout: float | None = None
+
+    def triggerer_names(self) -> list[str]:
+        """The component names of the triggerers: ``triggerer``, or ``triggerer-1``, ``triggerer-2``, ..."""
+        if self.triggerers == 1:
+            return ["triggerer"]
+        return [f"triggerer-{number}" for number in range(1, self.triggerers + 1)]
+
+    def worker_names(self) -> list[str]:
+        """The component names of the Celery workers (none without ``celery``)."""
+        return [f"worker-{number}" for number in range(1, self.celery_workers + 1)] if self.celery else []
 
 
 @dataclass
@@ -121,6 +158,8 @@ class _Managed:
     log_path: Path
     #: Where this process's output starts in ``log_path``: a kept home appends to the last start's output.
     log_offset: int = 0
+    #: What asks it to stop: PostgreSQL's SIGTERM waits for every client to leave, SIGINT does not.
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def output(self) -> str:
         """What this process printed so far."""
@@ -185,6 +224,62 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
+def postgres_bin_dir() -> Path:
+    """Where Debian keeps PostgreSQL's server programs (``initdb``, ``postgres``): the newest version."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("postgres")
+    if on_path:
+        return Path(on_path).resolve().parent
+    raise StackError("PostgreSQL's server is not installed (Debian package postgresql)")
+
+
+def missing_distributed_packages() -> list[str]:
+    """The Debian packages of the distributed stack that are not installed."""
+    missing = []
+    try:
+        postgres_bin_dir()
+    except StackError:
+        missing.append(DISTRIBUTED_PACKAGES["postgres"])
+    if shutil.which("redis-server") is None:
+        missing.append(DISTRIBUTED_PACKAGES["redis-server"])
+    return missing
+
+
+def install_distributed_packages() -> list[str]:
+    """
+    Install PostgreSQL and Redis with apt where missing (root only) and return what is still missing.
+
+    Only the packages: their own services are not started (Debian's start scripts need systemd); the stack
+    runs each as a plain process with its data in its home.
+    """
+    missing = missing_distributed_packages()
+    if not missing or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return missing
+    log.info("Installing %s with apt-get", " ".join(missing))
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+    ):
+        result = subprocess.run(argv, env=env, check=False, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            log.error("%s failed:\n%s", " ".join(argv[:2]), _tail(result.stdout + result.stderr))
+            break
+    return missing_distributed_packages()
+
+
+def require_distributed_packages() -> None:
+    """Raise a :class:`StackError` that says what to install when PostgreSQL or Redis is missing."""
+    missing = install_distributed_packages()
+    if missing:
+        raise StackError(
+            f"the --celery stack needs Debian's {' and '.join(missing)}, which apt-get could not install "
+            f"here (not root, or no apt): install them (apt-get install {' '.join(missing)})"
+        )
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
@@ -204,6 +299,10 @@ class AirflowStack:
         self.api_key = ""
         self.api_port = 0
         self.emulator_url = ""
+        self.postgres_port = 0
+        self.redis_port = 0
+        #: The TriggererJob id of each triggerer by component name, once it heartbeats.
+        self.triggerer_jobs: dict[str, int] = {}
         self._secrets: dict[str, str] = {}
         self._env: dict[str, str] = {}
         self._processes: dict[str, _Managed] = {}
@@ -233,6 +332,10 @@ class AirflowStack:
             "the JWT secret": self._secrets.get("jwt_secret", ""),
             "the API secret key": self._secrets.get("api_secret_key", ""),
             "the Fernet key": self._secrets.get("fernet_key", ""),
+            "the PostgreSQL password": self._secrets.get("postgres_password", "")
+            if self.config.celery
+            else "",
+            "the Redis password": self._secrets.get("redis_password", "") if self.config.celery else "",
         }
         values.update({f"REST JWT #{number}": token for number, token in enumerate(self._issued, 1)})
         return {name: value for name, value in values.items() if value}
@@ -262,11 +365,26 @@ class AirflowStack:
             started = time.monotonic()
             self._env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
             self._start_emulator(emulator_port)
+            if self.config.celery:
+                require_distributed_packages()
+                self.postgres_port = free_port()
+                self.redis_port = free_port()
+                self._start_postgres()
+                self._start_redis()
             self._env = self._build_env()
             self._migrate_db()
+            triggerers = self.config.triggerer_names()
             for name in AIRFLOW_COMPONENTS:
+                self._start_component(triggerers[0] if name == "triggerer" else name)
+            for name in self.config.worker_names():
                 self._start_component(name)
             self._wait_healthy()
+            self._note_first_triggerer(triggerers[0])
+            for name in triggerers[1:]:
+                # One after the other: TriggererJob rows name no pid, so a new row is the new triggerer's.
+                self.start_triggerer(name)
+            for name in self.config.worker_names():
+                self._wait_for_output(self._processes[name], WORKER_READY, "ready", 120)
             self._create_connection()
             log.info("Airflow stack healthy after %.1f s at %s", time.monotonic() - started, self.url)
         except BaseException:
@@ -285,7 +403,9 @@ class AirflowStack:
             for managed in processes:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     tree.extend(psutil.Process(managed.pid).children(recursive=True))
-            self._terminate(processes)
+            # Airflow first, while its database and broker still answer; then the services.
+            self._terminate([managed for managed in processes if managed.name not in SERVICES])
+            self._terminate([managed for managed in processes if managed.name in SERVICES])
             for proc in tree:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     proc.kill()
@@ -297,8 +417,8 @@ class AirflowStack:
         # finish. Signal again if you don't want to wait" and may wait for good: the second SIGTERM is
         # its documented way out, SIGKILL the last resort.
         for signum, grace in (
-            (signal.SIGTERM, 5.0),
-            (signal.SIGTERM, STOP_GRACE_SECONDS),
+            (None, 5.0),
+            (None, STOP_GRACE_SECONDS),
             (signal.SIGKILL, 5.0),
         ):
             running = [managed for managed in processes if managed.alive()]
@@ -307,7 +427,7 @@ class AirflowStack:
             if signum == signal.SIGKILL:
                 log.warning("Killing %s: still running after SIGTERM", ", ".join(m.name for m in running))
             for managed in running:
-                self._signal_group(managed, signum)
+                self._signal_group(managed, signum or managed.stop_signal)
             deadline = time.monotonic() + grace
             for managed in running:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -328,11 +448,15 @@ class AirflowStack:
     ) -> None:
         self.stop()
 
-    def restart_triggerer(self) -> int:
-        """SIGKILL the triggerer (its whole group), start a new one, and return the new pid once it runs."""
+    def restart_triggerer(self, name: str = "triggerer") -> int:
+        """SIGKILL a triggerer (its whole group), start a new one, and return the new pid once it runs."""
+        self.kill_component(name)
+        return self.start_triggerer(name)
+
+    def kill_component(self, name: str) -> None:
+        """SIGKILL a component with its whole process group and every descendant, as a crash would."""
         with self._lock:
-            old = self._processes.pop("triggerer")
-        old_ids = {job["id"] for job in self._triggerer_jobs()}
+            old = self._processes.pop(name)
         children = []
         with contextlib.suppress(psutil.NoSuchProcess):
             children = psutil.Process(old.pid).children(recursive=True)
@@ -341,14 +465,44 @@ class AirflowStack:
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-        managed = self._start_component("triggerer")
-        deadline = time.monotonic() + 60
+
+    def signal_component(self, name: str, signum: signal.Signals) -> None:
+        """Send ``signum`` to a component's whole process group (SIGSTOP and SIGCONT: a stall)."""
+        self._signal_group(self._processes[name], signum)
+
+    def start_component(self, name: str) -> int:
+        """Start a component that is not running (after :meth:`kill_component`); return its pid."""
+        if name in self._processes:
+            raise StackError(f"{name} is running already")
+        managed = self._start_component(name)
+        if name.startswith("worker-"):
+            self._wait_for_output(managed, WORKER_READY, "ready", 120)
+        return managed.pid
+
+    def start_triggerer(self, name: str) -> int:
+        """Start the triggerer ``name`` and return its pid once its new TriggererJob heartbeats."""
+        old_ids = {job["id"] for job in self._triggerer_jobs()}
+        managed = self._start_component(name)
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             self._check_alive()
-            if any(job["id"] not in old_ids for job in self._triggerer_jobs(alive_only=True)):
+            new = [job["id"] for job in self._triggerer_jobs(alive_only=True) if job["id"] not in old_ids]
+            if new:
+                self.triggerer_jobs[name] = int(new[0])
                 return managed.pid
             time.sleep(0.5)
         raise StackError(f"the new triggerer did not heartbeat:\n{self._output_tail(managed)}")
+
+    def restart_postgres(self) -> float:
+        """Stop PostgreSQL (a fast shutdown: clients are cut off), start it again; return the seconds down."""
+        if not self.config.celery:
+            raise StackError("only the --celery stack runs PostgreSQL")
+        with self._lock:
+            old = self._processes.pop("postgres")
+        stopped = time.monotonic()
+        self._terminate([old])
+        self._start_postgres()
+        return time.monotonic() - stopped
 
     def token(self, refresh: bool = False) -> str:
         """A JWT for the admin user (``POST /auth/token``), cached."""
@@ -517,6 +671,14 @@ class AirflowStack:
                 "api_secret_key": secrets.token_urlsafe(32),
                 "fernet_key": Fernet.generate_key().decode(),
             }
+        # Added to an older home's secrets too (made by a stack without --celery).
+        missing = {
+            name: secrets.token_urlsafe(24)
+            for name in ("postgres_password", "redis_password")
+            if name not in self._secrets
+        }
+        if missing or not secrets_file.exists():
+            self._secrets.update(missing)
             secrets_file.touch(mode=0o600)
             secrets_file.write_text(json.dumps(self._secrets, indent=2))
         self.password = self._secrets["admin_password"]
@@ -571,10 +733,36 @@ class AirflowStack:
                 "AKOOL_DEMO_OUTPUT_PATH": str(self.home / "results"),
             }
         )
+        if config.task_heartbeat_timeout is not None:
+            env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = f"{config.task_heartbeat_timeout:g}"
+        if config.celery:
+            password = quote(self._secrets["postgres_password"], safe="")
+            redis_password = quote(self._secrets["redis_password"], safe="")
+            database = f"{POSTGRES_USER}:{password}@{LOOPBACK}:{self.postgres_port}/{POSTGRES_DB}"
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": str(max(config.parallelism, self._celery_slots())),
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}",
+                    # "db+postgresql://" makes Celery load psycopg (3), not installed: name the driver.
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}",
+                    "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_password}@{LOOPBACK}:{self.redis_port}/0",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(config.worker_concurrency),
+                }
+            )
         env.update(config.extra_env)
         return env
 
-    def _popen(self, name: str, argv: list[str]) -> _Managed:
+    def _celery_slots(self) -> int:
+        return self.config.celery_workers * self.config.worker_concurrency
+
+    def _popen(
+        self,
+        name: str,
+        argv: list[str],
+        user: dict[str, Any] | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> _Managed:
         log_path = self.output_dir / f"{name}.log"
         with log_path.open("ab") as output:
             offset = output.tell()
@@ -588,8 +776,9 @@ class AirflowStack:
                 # Its own process group (and session): stop() signals the group, so every worker too.
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                **(user or {}),
             )
-        managed = _Managed(name, popen, log_path, offset)
+        managed = _Managed(name, popen, log_path, offset, stop_signal)
         with self._lock:
             self._processes[name] = managed
         return managed
@@ -652,7 +841,184 @@ class AirflowStack:
             raise StackError(f"airflow db migrate failed:\n{_tail(log_path.read_text(errors='replace'))}")
 
     def _start_component(self, name: str) -> _Managed:
-        return self._popen(name, [sys.executable, "-m", "airflow", *AIRFLOW_COMPONENTS[name]])
+        if name.startswith("triggerer"):
+            argv = AIRFLOW_COMPONENTS["triggerer"]
+        elif name.startswith("worker-"):
+            argv = [
+                "celery",
+                "worker",
+                "--skip-serve-logs",
+                "--concurrency",
+                str(self.config.worker_concurrency),
+                # Each its own Celery node name and pid file in the one home.
+                "--celery-hostname",
+                f"{name}@%h",
+                "--pid",
+                str(self.output_dir / f"{name}.pid"),
+            ]
+        else:
+            argv = AIRFLOW_COMPONENTS[name]
+        return self._popen(name, [sys.executable, "-m", "airflow", *argv])
+
+    def _wait_for_output(
+        self, managed: _Managed, pattern: re.Pattern[str], what: str, timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not pattern.search(managed.output()):
+            if not managed.alive() or time.monotonic() > deadline:
+                raise StackError(f"{managed.name} is not {what}:\n{self._output_tail(managed)}")
+            time.sleep(0.3)
+
+    def _note_first_triggerer(self, name: str) -> None:
+        jobs = self._triggerer_jobs(alive_only=True)
+        if len(jobs) == 1:
+            self.triggerer_jobs[name] = int(jobs[0]["id"])
+
+    # --- PostgreSQL and Redis (the --celery stack) ---------------------------------------------
+
+    def _service_user(self) -> dict[str, Any]:
+        """Popen arguments that run PostgreSQL as the ``postgres`` user when we are root (it refuses root)."""
+        if os.geteuid() != 0:
+            return {}
+        return {"user": "postgres", "group": pwd.getpwnam("postgres").pw_gid, "extra_groups": []}
+
+    def _chown_for_postgres(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _start_postgres(self) -> None:
+        bin_dir = postgres_bin_dir()
+        root = self.home / "postgres"
+        data, sockets = root / "data", root / "run"
+        for folder in (root, sockets):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            self._chown_for_postgres(folder)
+        if os.geteuid() == 0:
+            # The postgres user must reach its folders through the home and every folder above it.
+            for parent in [self.home, *self.home.parents]:
+                if not parent.stat().st_mode & 0o001:
+                    raise StackError(
+                        f"PostgreSQL runs as the postgres user, which cannot enter {parent} (mode "
+                        f"{parent.stat().st_mode & 0o777:o}): put the stack's home where others may enter "
+                        "(e.g. under /tmp or the repository)"
+                    )
+        if not (data / "PG_VERSION").exists():
+            password_file = root / "initdb-password"
+            password_file.write_text(self._secrets["postgres_password"])
+            self._chown_for_postgres(password_file)
+            try:
+                self._run_logged(
+                    "postgres-initdb",
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        POSTGRES_USER,
+                        "--auth=scram-sha-256",
+                        f"--pwfile={password_file}",
+                        "-E",
+                        "UTF8",
+                        "--no-instructions",
+                    ],
+                    user=self._service_user(),
+                )
+            finally:
+                password_file.unlink(missing_ok=True)
+        managed = self._popen(
+            "postgres",
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.postgres_port),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"unix_socket_directories={sockets}",
+                "-c",
+                "max_connections=300",
+                # A throw-away database on one machine: no waiting for the disk at each commit.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            user=self._service_user(),
+            stop_signal=signal.SIGINT,
+        )
+        import psycopg2
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = psycopg2.connect(
+                    host=LOOPBACK,
+                    port=self.postgres_port,
+                    user=POSTGRES_USER,
+                    password=self._secrets["postgres_password"],
+                    dbname="postgres",
+                    connect_timeout=5,
+                )
+                break
+            except psycopg2.OperationalError as error:
+                if not managed.alive() or time.monotonic() > deadline:
+                    raise StackError(
+                        f"PostgreSQL did not start ({error}):\n{self._output_tail(managed)}"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f"CREATE DATABASE {POSTGRES_DB}")
+        finally:
+            connection.close()
+
+    def _start_redis(self) -> None:
+        folder = self.home / "redis"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        config = folder / "redis.conf"
+        # The password goes in a file (mode 600), not on a command line every user can read with ps.
+        config.touch(mode=0o600)
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {self.redis_port}",
+                    f"bind {LOOPBACK}",
+                    "protected-mode yes",
+                    f"requirepass {self._secrets['redis_password']}",
+                    f"dir {folder}",
+                    'save ""',
+                    "appendonly no",
+                    "",
+                ]
+            )
+        )
+        managed = self._popen("redis", [shutil.which("redis-server") or "redis-server", str(config)])
+        self._wait_for_output(managed, re.compile(r"Ready to accept connections"), "ready", 30)
+
+    def _run_logged(self, name: str, argv: list[str], user: dict[str, Any] | None = None) -> None:
+        log_path = self.output_dir / f"{name}.log"
+        with log_path.open("ab") as output:
+            result = subprocess.run(
+                argv,
+                cwd=self.home,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+                timeout=300,
+                **(user or {}),
+            )
+        if result.returncode != 0:
+            raise StackError(f"{argv[0]} failed:\n{_tail(log_path.read_text(errors='replace'))}")
 
     def _output_tail(self, managed: _Managed) -> str:
         # For error messages: the emulator's banner shows its API key, which no message repeats.
@@ -719,7 +1085,12 @@ def build_parser() -> argparse.ArgumentParser:
         "on 127.0.0.1 with the example DAGs; Ctrl-C stops everything.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow-stack", help="AIRFLOW_HOME")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="AIRFLOW_HOME (default .airflow-stack or .airflow-stack-celery)",
+    )
     parser.add_argument("--fresh", action="store_true", help="delete the home first (database, logs, login)")
     parser.add_argument("--port", type=int, default=8080, help="API server and UI port (0: any free port)")
     parser.add_argument("--emulator-port", type=int, default=8765, help="emulator port (0: any free port)")
@@ -729,6 +1100,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
     parser.add_argument("--video-processing-seconds", type=float, default=defaults.video_processing_seconds)
     parser.add_argument("--bg-processing-seconds", type=float, default=defaults.bg_processing_seconds)
+    distributed = parser.add_argument_group(
+        "distributed", "the engine teams run: PostgreSQL, Redis, CeleryExecutor, several triggerers"
+    )
+    distributed.add_argument(
+        "--celery",
+        action="store_true",
+        help="run PostgreSQL, Redis, CeleryExecutor with --workers workers and --triggerers triggerers "
+        "(home .airflow-stack-celery unless --home); apt-installs postgresql and redis-server if missing",
+    )
+    distributed.add_argument("--workers", type=int, default=defaults.celery_workers, help="Celery workers")
+    distributed.add_argument(
+        "--worker-concurrency", type=int, default=defaults.worker_concurrency, help="task slots per worker"
+    )
+    distributed.add_argument(
+        "--triggerers", type=int, default=None, help="triggerers (2 with --celery, else 1)"
+    )
+    distributed.add_argument(
+        "--install-deps",
+        action="store_true",
+        help="only install PostgreSQL and Redis with apt where missing, say what is missing, and exit",
+    )
     return parser
 
 
@@ -741,6 +1133,19 @@ def _print_banner(stack: AirflowStack) -> None:
         f"Akool emulator:           {stack.emulator_url}  (connection '{CONNECTION_ID}', ledger at "
         f"{stack.emulator_url}/_emulator/ledger)",
         f"AIRFLOW_HOME:             {stack.home}",
+        *(
+            [
+                f"Executor:                 CeleryExecutor, workers {', '.join(stack.config.worker_names())} "
+                f"({stack.config.worker_concurrency} slots each)",
+                "Triggerers:               "
+                + ", ".join(f"{name} (job {job})" for name, job in stack.triggerer_jobs.items()),
+                f"PostgreSQL:               {LOOPBACK}:{stack.postgres_port} (user {POSTGRES_USER}, "
+                f"password in {stack.home / 'stack-secrets.json'})",
+                f"Redis (Celery broker):    {LOOPBACK}:{stack.redis_port}",
+            ]
+            if stack.config.celery
+            else []
+        ),
         f"DAGs loaded so far:       {', '.join(dags) or '(none yet; the DAG processor is still parsing)'}",
         "Press Ctrl-C to stop everything.",
         "",
@@ -751,11 +1156,33 @@ def _print_banner(stack: AirflowStack) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stack in the foreground until Ctrl-C or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    if args.fresh and args.home.exists():
-        shutil.rmtree(args.home)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.install_deps:
+        missing = install_distributed_packages()
+        if missing:
+            log.error("Still missing (not root, or no apt): %s", " ".join(missing))
+            return 1
+        log.info(
+            "PostgreSQL (%s) and redis-server (%s) are installed",
+            postgres_bin_dir(),
+            shutil.which("redis-server"),
+        )
+        return 0
+    home = args.home
+    if home is None:
+        home = REPO_ROOT / (".airflow-stack-celery" if args.celery else ".airflow-stack")
+    if args.fresh and home.exists():
+        shutil.rmtree(home)
+    for name in ("workers", "worker_concurrency", "triggerers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
     config = StackConfig(
-        home=args.home,
+        home=home,
+        celery=args.celery,
+        celery_workers=args.workers,
+        worker_concurrency=args.worker_concurrency,
+        triggerers=args.triggerers or (2 if args.celery else 1),
         dags_folder=args.dags_folder,
         api_port=args.port,
         emulator_port=args.emulator_port,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 #: Attempts per cancel request when a deferred task is killed: Airflow gives ``on_kill`` a bounded time.
 KILL_RETRY_LIMIT = 3
+#: The most a kill's state check and cancel requests may take together.
+KILL_TIMEOUT = 60.0
+#: Kills in progress: the loop keeps only weak references to tasks.
+_KILLS: set[asyncio.Future[None]] = set()
 #: The shortest pause of adaptive polling: a job is never polled more often than this (unless the user's
 #: ``poll_interval`` is shorter still). Below 2 s the extra polls buy little: the operator looked once at
 #: submission, and an Akool job takes seconds.
@@ -32,6 +37,33 @@ MIN_ADAPTIVE_INTERVAL = 2.0
 #: While a job is young its pause is at most this part of its age, so a quick job is seen soon after it
 #: finished and a long (video) one is not polled more than it needs.
 ADAPTIVE_AGE_FRACTION = 0.5
+
+#: Modules the first poll would import on the triggerer's event loop: the hook's (requests, urllib3,
+#: tenacity: ~0.3 s on two busy cores) and anyio's asyncio backend, which httpcore loads at its first
+#: connection (~0.1 s).
+FIRST_POLL_MODULES = ("airflow_provider_akool.hooks.akool", "anyio._backends._asyncio")
+_first_poll_modules_imported = False
+
+
+def _import_first_poll_modules() -> None:
+    for name in FIRST_POLL_MODULES:
+        importlib.import_module(name)
+
+
+async def import_first_poll_modules() -> None:
+    """
+    Import what the first poll needs in a worker thread, the first time only.
+
+    Imported by the first poll on the triggerer's event loop, they blocked the loop for 0.23-0.41 s (seen on
+    the distributed stack: Airflow warns past 0.2 s). Triggers that start while the import runs each wait
+    in a thread too: a module is in ``sys.modules`` before it is complete, and importing it from the loop
+    then would wait for the import lock on the loop.
+    """
+    global _first_poll_modules_imported
+    if not _first_poll_modules_imported:
+        await asyncio.to_thread(_import_first_poll_modules)
+        _first_poll_modules_imported = True
+
 
 # One poll of a wait: (pause before it, the regular interval it comes from or None, first poll?) -> states.
 _PollOnce = Callable[[float, "float | None", bool], Awaitable[dict[str, JobSnapshot]]]
@@ -202,6 +234,7 @@ class AkoolJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the jobs finish, fail, vanish or pass the deadline; yield one event."""
+        await import_first_poll_modules()
         poller = self.shared_poller() if self.coalesce else None
         if poller is not None:
             event = await self._wait(self._shared_poll(poller))
@@ -286,10 +319,63 @@ class AkoolJobTrigger(BaseTrigger):
                 await asyncio.sleep(max(0.0, ends - time.time()))
                 delay = 0.0
 
+    async def _task_still_deferred(self) -> bool:
+        """
+        Whether Airflow still has this trigger's task instance deferred.
+
+        Airflow 3.3.2 runs ``on_kill`` for every trigger a triggerer stops running because it is no longer
+        assigned to it, and that is also what happens when a triggerer that missed its heartbeats (a stall,
+        a busy machine, a slow database) comes back and finds its triggers reassigned to another triggerer.
+        A user's kill (mark failed or success, clear) has moved the task out of ``deferred`` first. When the
+        state cannot be read the kill is taken at its word.
+        """
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTICount, TICount
+
+            reply = await task_runner.SUPERVISOR_COMMS.asend(
+                GetTICount(
+                    dag_id=ti.dag_id,
+                    task_ids=[ti.task_id],
+                    run_ids=[ti.run_id],
+                    map_index=ti.map_index,
+                    states=["deferred"],
+                )
+            )
+        except Exception as error:  # an older triggerer, no comms: the kill stands
+            self.log.warning("Could not read the task's state before cancelling (%s): cancelling", error)
+            return False
+        return isinstance(reply, TICount) and reply.count > 0
+
     async def on_kill(self) -> None:
         """Cancel the jobs of this trigger's task when a user kills the deferred task (Airflow 3.3+)."""
         job_ids = [job_id for job_id in dict.fromkeys(self.job_ids.values()) if job_id]
         if not job_ids:
+            return
+        # Airflow 3.3.2 cancels a trigger it stops again at each sync with its supervisor (about every
+        # second) while on_kill runs, and swallows that: on a busy triggerer the cancel was cut short and the
+        # job ran on (seen on the distributed stack). The work runs in a task of its own, out of their reach.
+        kill = asyncio.ensure_future(asyncio.wait_for(self._kill(job_ids), KILL_TIMEOUT))
+        _KILLS.add(kill)
+        kill.add_done_callback(self._kill_done)
+        await asyncio.shield(kill)
+
+    def _kill_done(self, kill: asyncio.Future[None]) -> None:
+        _KILLS.discard(kill)
+        if not kill.cancelled() and kill.exception() is not None:
+            self.log.error("Could not cancel the Akool job(s) of the killed task: %s", kill.exception())
+
+    async def _kill(self, job_ids: list[str]) -> None:
+        if await self._task_still_deferred():
+            # Not a kill: this triggerer lost the trigger to another one (seen on the distributed stack).
+            self.log.warning(
+                "Not cancelling Akool job(s) %s: the task is still deferred, so this trigger was moved to "
+                "another triggerer (this one missed its heartbeats), not killed",
+                ", ".join(job_ids),
+            )
             return
         hook = self.make_hook(retry_limit=KILL_RETRY_LIMIT)
         try:

@@ -1,0 +1,477 @@
+"""
+The distributed end-to-end suite's stack and scenario (``pytest -m distributed``).
+
+One ``--celery`` stack (scripts/airflow_stack.py: PostgreSQL, Redis, CeleryExecutor with two workers, two
+triggerers) for the package. Two cores cannot afford a 200-task run per check, so one scenario drives three
+runs at once and does every disruption while the tasks wait, recording what it saw; each test then judges
+one guarantee from the record:
+
+1. start a mapped batch of :data:`BATCH` deferrable reages, a single deferrable reage and a reage that waits
+   in its Celery worker; the gate holds every Akool job "processing";
+2. once every batch task is deferred in a running trigger: count ``listbyids`` over a quiet window;
+3. SIGKILL the Celery worker (its whole process tree) that runs the waiting reage; start it again;
+4. mark the single reage failed through the REST API;
+5. restart PostgreSQL;
+6. stall (SIGSTOP) the triggerer that holds most batch triggers until the other took every trigger over,
+   then let it go on (SIGCONT): it finds its triggers gone;
+7. SIGKILL the other triggerer, which holds every trigger now; wait until the first took them all back;
+8. let the crash retry's job finish, then every job; wait for the end of every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+import requests
+from airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
+
+from tests.e2e.conftest import (
+    AIRFLOW_VERSION,
+    JobGate,
+    Run,
+    RunWatcher,
+    trigger_log_files,
+    xcom_value,
+)
+
+DAGS = Path(__file__).resolve().parent / "dags"
+BATCH_DAG = "distributed_reage_batch"
+SINGLE_DAG = "distributed_reage_single"
+CRASH_DAG = "distributed_crash_resume"
+BATCH = int(os.environ.get("AKOOL_DISTRIBUTED_BATCH", "200"))
+#: The batch's poll interval; the quiet window counts rounds on this grid.
+POLL_INTERVAL = 4.0
+#: ids per listbyids request of the shared poller (the provider's default).
+LISTBYIDS_BATCH = 50
+QUIET_WINDOW = 12.0
+HEALTH_CHECK_THRESHOLD = 10.0
+TASK_HEARTBEAT_TIMEOUT = 30.0
+PROCESSING, SUCCESS = 2, 3
+SKIP_BANNER = "DISTRIBUTED TESTS SKIPPED"
+BLOCKED_WARNING = "Triggerer's async thread was blocked"
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5) -> T:
+    """Poll ``probe`` until it returns something other than None or False."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="package")
+def dstack(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
+    """The ``--celery`` stack, stopped after the last distributed test whatever happened."""
+    missing = missing_distributed_packages()
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        from airflow_stack import install_distributed_packages
+
+        missing = install_distributed_packages()
+    if missing:
+        pytest.skip(f"{SKIP_BANNER}: {' and '.join(missing)} missing and apt-get cannot install them here")
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    # Not under pytest's basetemp: PostgreSQL runs as the postgres user, who cannot enter /tmp/pytest-of-root.
+    home = Path(tempfile.mkdtemp(prefix="akool-distributed-"))
+    home.chmod(0o711)
+    config = StackConfig(
+        home=home,
+        dags_folder=DAGS,
+        celery=True,
+        celery_workers=2,
+        worker_concurrency=4,
+        triggerers=2,
+        # Fallback timings only: the gate holds every job and lets it finish.
+        queued_seconds=60.0,
+        processing_seconds=3.0,
+        triggerer_heartbeat_seconds=1.0,
+        triggerer_health_check_threshold=HEALTH_CHECK_THRESHOLD,
+        task_heartbeat_timeout=TASK_HEARTBEAT_TIMEOUT,
+        extra_env={
+            "AKOOL_DISTRIBUTED_BATCH": str(BATCH),
+            "AKOOL_DISTRIBUTED_POLL_INTERVAL": f"{POLL_INTERVAL:g}",
+            # Look for lost tasks every 5 s rather than 10 (the killed worker's task).
+            # 200 task instances in one listing (Airflow's default page limit is 100).
+            "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        },
+    )
+    passed = False
+    failed_before = request.session.testsfailed
+    try:
+        with AirflowStack(config) as stack:
+            stack.wait_for_dags([BATCH_DAG, SINGLE_DAG, CRASH_DAG])
+            yield stack
+            passed = request.session.testsfailed == failed_before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if passed:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"\nThe distributed stack's home is kept for a look: {home}")
+
+
+class SelectiveGate(JobGate):
+    """The e2e job gate, polling the ledger less often (it is large here) and able to let one job go."""
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.pin_new_jobs()
+            except BaseException as error:
+                self._error = error
+                return
+
+    def release_one(self, job_id: str) -> None:
+        """Let ``job_id`` succeed now, keeping the others held."""
+        with self._lock:
+            self.held.pop(job_id, None)
+            self._stack.set_job_status(job_id, SUCCESS)
+            self.released.add(job_id)
+
+
+@dataclass
+class Scenario:
+    """What the scenario saw; the tests judge it."""
+
+    stack: AirflowStack
+    watcher: RunWatcher
+    batch: Run
+    single: Run
+    crash: Run
+    ledger_before: dict[str, Any]
+    ledger_after: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    #: TriggererJob id of each batch task instance's trigger once all were deferred (by map index).
+    triggerer_of: dict[int, int] = field(default_factory=dict)
+    triggerer_jobs: dict[str, int] = field(default_factory=dict)
+    batch_ids: dict[int, str] = field(default_factory=dict)
+    quiet_listbyids: int = 0
+    quiet_seconds: float = 0.0
+    single_akool_id: str = ""
+    single_job_id: str = ""
+    crash_first_id: str = ""
+    crash_worker: str = ""
+    killed_triggerer: str = ""
+    takeover_seconds: float = 0.0
+    stalled_triggerer: str = ""
+    stall_takeover_seconds: float = 0.0
+    #: Batch map indexes whose trigger the stalled triggerer held when it stopped.
+    stalled_held: list[int] = field(default_factory=list)
+    #: The stalled triggerer's trigger log of each of those, once it stopped its copy (a triggerer that
+    #: picks a trigger up again rewrites the file).
+    stalled_logs: dict[int, str] = field(default_factory=dict)
+    #: When the stall began and ended (epoch seconds).
+    stall_window: tuple[float, float] = (0.0, 0.0)
+    #: When a triggerer was SIGKILLed (epoch seconds).
+    triggerer_killed_at: float = 0.0
+    #: When each triggerer (job id) started its first trigger (epoch), read before any log was rewritten.
+    first_trigger_started: dict[int, float] = field(default_factory=dict)
+    postgres_down_seconds: float = 0.0
+    postgres_pids: tuple[int, int] = (0, 0)
+    events: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.events.append(f"{time.strftime('%H:%M:%S')} {text}")
+        print(f"[distributed] {text}", flush=True)
+
+
+def _deferred_in_a_trigger(run: Run) -> bool:
+    return bool(run.task_instances) and all(
+        ti["state"] == "deferred" and (ti.get("triggerer_job") or {}).get("id") is not None
+        for ti in run.task_instances
+    )
+
+
+def _task_process_worker(stack: AirflowStack, ti: dict[str, Any]) -> str | None:
+    """The Celery worker (component name) whose process tree runs the task instance ``ti``."""
+    for name in stack.config.worker_names():
+        with contextlib.suppress(psutil.NoSuchProcess, KeyError):
+            for proc in psutil.Process(stack.pid(name)).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    if str(ti["id"]) in " ".join(proc.cmdline()):
+                        return name
+    return None
+
+
+def listbyids_between(ledger: dict[str, Any], ids: set[str], start: float, end: float) -> int:
+    """``listbyids`` requests sent between ``start`` and ``end`` (epoch) that asked about any of ``ids``."""
+    requests_ = [entry for entry in ledger["requests"] if entry["endpoint"] == "listbyids"]
+    asked = ledger["listbyids_ids"]
+    assert len(requests_) == len(asked), "the ledger dropped entries: raise its MAX_ENTRIES"
+    return sum(
+        1
+        for entry, batch in zip(requests_, asked, strict=True)
+        if start <= entry["at"] <= end and ids.intersection(batch)
+    )
+
+
+def single_triggerer_rounds(seconds: float, interval: float) -> int:
+    """Rounds one shared poller makes in ``seconds`` on a grid of ``interval``: one per grid point."""
+    return math.floor(seconds / interval) + 1
+
+
+def _run_scenario(stack: AirflowStack) -> Scenario:
+    started = time.monotonic()
+    ledger_before = stack.ledger()
+    gate = SelectiveGate(stack)
+    with gate:
+        watcher = RunWatcher(stack, gate)
+        scenario = Scenario(
+            stack=stack,
+            watcher=watcher,
+            crash=watcher.start(CRASH_DAG),
+            single=watcher.start(SINGLE_DAG),
+            batch=watcher.start(BATCH_DAG),
+            ledger_before=ledger_before,
+        )
+        scenario.triggerer_jobs = dict(stack.triggerer_jobs)
+        batch, single, crash = scenario.batch, scenario.single, scenario.crash
+        scenario.note(f"started {BATCH} batch reages, the single reage and the crash reage")
+
+        # 1. Every batch task deferred in a trigger that runs; the crash reage waits in its worker.
+        def all_waiting() -> bool:
+            crash_ti = crash.task_instances[0] if crash.task_instances else {}
+            return (
+                len(batch.task_instances) == BATCH
+                and _deferred_in_a_trigger(batch)
+                and _deferred_in_a_trigger(single)
+                and crash_ti.get("state") == "running"
+                and bool(xcom_value(stack, crash_ti, "akool_id"))
+            )
+
+        watcher.wait_until(all_waiting, "every reage waits (batch and single deferred, crash running)", 600)
+        scenario.timings["all deferred"] = time.monotonic() - started
+        scenario.triggerer_of = {
+            int(ti["map_index"]): int(ti["triggerer_job"]["id"]) for ti in batch.task_instances
+        }
+        scenario.note(f"all deferred after {scenario.timings['all deferred']:.0f} s: {scenario.triggerer_of}")
+        scenario.crash_first_id = str(xcom_value(stack, crash.task_instances[0], "akool_id"))
+        scenario.first_trigger_started = {
+            job: first_trigger_start(stack, job) for job in stack.triggerer_jobs.values()
+        }
+
+        # 2. A quiet window: the youngest trigger is two intervals old, nothing is disturbed.
+        time.sleep(2 * POLL_INTERVAL)
+        window_start = time.time()
+        time.sleep(QUIET_WINDOW)
+        window_end = time.time()
+        batch_akool_ids = {
+            int(ti["map_index"]): str(xcom_value(stack, ti, "akool_id")) for ti in batch.task_instances
+        }
+        scenario.batch_ids = batch_akool_ids
+        scenario.quiet_listbyids = listbyids_between(
+            stack.ledger(), set(batch_akool_ids.values()), window_start, window_end
+        )
+        scenario.quiet_seconds = window_end - window_start
+        scenario.note(f"{scenario.quiet_listbyids} listbyids requests in {scenario.quiet_seconds:.1f} s")
+
+        # 3. SIGKILL the Celery worker that runs the waiting (not deferred) reage, as the OOM killer would.
+        crash_ti = crash.task_instances[0]
+        scenario.crash_worker = wait_for(
+            "the crash reage's worker is found", lambda: _task_process_worker(stack, crash_ti)
+        )
+        killed_at = time.monotonic()
+        killed_wall = time.time()
+        stack.kill_component(scenario.crash_worker)
+        scenario.note(f"SIGKILLed {scenario.crash_worker} while it ran the crash reage (try 1)")
+        stack.start_component(scenario.crash_worker)
+        scenario.note(f"started {scenario.crash_worker} again")
+
+        # 4. A user marks the deferred single reage failed.
+        single_ti = single.task_instances[0]
+        wait_for(
+            "the single reage's trigger runs",
+            lambda: any("starting" in text for text in trigger_log_files(stack, single_ti).values()),
+        )
+        scenario.single_akool_id = str(xcom_value(stack, single_ti, "akool_id"))
+        scenario.single_job_id = str(xcom_value(stack, single_ti, "akool_job_id"))
+        stack.api(
+            "PATCH",
+            f"/dags/{SINGLE_DAG}/dagRuns/{single.run_id}/taskInstances/reage",
+            json_body={"new_state": "failed"},
+        )
+        scenario.note("marked the single reage failed through the REST API")
+
+        # 5. PostgreSQL restarts while everything waits.
+        old_pid = stack.pid("postgres")
+        scenario.postgres_down_seconds = stack.restart_postgres()
+        scenario.postgres_pids = (old_pid, stack.pid("postgres"))
+        scenario.note(f"restarted PostgreSQL: down {scenario.postgres_down_seconds:.1f} s")
+        wait_for("every component is healthy again", lambda: _healthy(stack), timeout=120)
+
+        # 6. Stall the triggerer with most batch triggers (SIGSTOP, as a long GC pause or a starved VM would)
+        #    until the other one took its triggers over; then let it go on.
+        counts: dict[int, int] = {}
+        for job in scenario.triggerer_of.values():
+            counts[job] = counts.get(job, 0) + 1
+        busiest = max(counts, key=lambda job: counts[job])
+        stalled = next(name for name, job in stack.triggerer_jobs.items() if job == busiest)
+        other = next(name for name in stack.triggerer_jobs if name != stalled)
+        scenario.stalled_triggerer = stalled
+        scenario.stalled_held = sorted(i for i, job in scenario.triggerer_of.items() if job == busiest)
+        stack.signal_component(stalled, signal.SIGSTOP)
+        stalled_at = time.monotonic()
+        stall_began = time.time()
+        scenario.note(f"SIGSTOPped {stalled} (job {busiest}, {counts[busiest]} batch triggers)")
+        try:
+            _wait_until_all_on(watcher, batch, stack.triggerer_jobs[other], "while the first one is stalled")
+            scenario.stall_takeover_seconds = time.monotonic() - stalled_at
+        finally:
+            stack.signal_component(stalled, signal.SIGCONT)
+            scenario.stall_window = (stall_began, time.time())
+        scenario.note(
+            f"{other} took every trigger over after {scenario.stall_takeover_seconds:.1f} s; SIGCONT"
+        )
+        # It comes back, sees its triggers assigned elsewhere and stops them: on_kill must not cancel.
+        wait_for(
+            f"{stalled} stopped its copies of the moved triggers",
+            lambda: _stopped_everywhere(stack, batch, busiest, scenario.stalled_held),
+            timeout=120,
+            every=2,
+        )
+        by_index = {int(ti["map_index"]): ti for ti in batch.task_instances}
+        scenario.stalled_logs = {
+            index: trigger_log_files(stack, by_index[index]).get(busiest, "")
+            for index in scenario.stalled_held
+        }
+        scenario.note(f"{stalled} stopped its {len(scenario.stalled_held)} copies")
+
+        # 7. SIGKILL the other triggerer, which now holds every trigger; the first takes them all back.
+        victim, survivor = other, stalled
+        scenario.killed_triggerer = victim
+        stack.kill_component(victim)
+        killed_triggerer_at = time.monotonic()
+        scenario.triggerer_killed_at = time.time()
+        scenario.note(f"SIGKILLed {victim} (job {stack.triggerer_jobs[victim]}), holding every batch trigger")
+        _wait_until_all_on(watcher, batch, stack.triggerer_jobs[survivor], "after the kill")
+        scenario.takeover_seconds = time.monotonic() - killed_triggerer_at
+        scenario.note(f"{survivor} holds every batch trigger after {scenario.takeover_seconds:.1f} s")
+
+        # 8. The crash retry resumes its job (3.3) or submits anew; let its job finish, then all of them.
+        watcher.wait_until(
+            lambda: (
+                (crash.task_instances[0]["try_number"], crash.task_instances[0]["state"]) == (2, "running")
+            ),
+            "the crash reage's retry runs",
+            timeout=180,
+        )
+        scenario.timings["kill to retry"] = time.monotonic() - killed_at
+        if AIRFLOW_VERSION >= (3, 3):
+            # The retry asks about the recorded job (the batch's triggers poll listbyids all along).
+            wait_for(
+                "the crash retry polls its first try's job",
+                lambda: listbyids_between(
+                    stack.ledger(), {scenario.crash_first_id}, killed_wall, time.time()
+                ),
+            )
+            gate.release_one(scenario.crash_first_id)
+            scenario.note("the crash retry polled its first try's job; released it")
+        if AIRFLOW_VERSION < (3, 3):
+            # Only 3.1 fails a task whose trigger fires before its worker's exit is processed (see
+            # RunWatcher.deferrals_reported); on Celery that report can be missing altogether.
+            watcher.wait_until(watcher.deferrals_reported, "the scheduler saw every deferral")
+        gate.release()
+        scenario.note("released every held job")
+        watcher.finish(timeout=600)
+        scenario.timings["scenario"] = time.monotonic() - started
+        scenario.note(f"every run ended after {scenario.timings['scenario']:.0f} s")
+    scenario.ledger_after = stack.ledger()
+    return scenario
+
+
+def _wait_until_all_on(watcher: RunWatcher, batch: Run, job: int, when: str) -> None:
+    watcher.wait_until(
+        lambda: all(
+            ti["state"] == "deferred" and (ti.get("triggerer_job") or {}).get("id") == job
+            for ti in batch.task_instances
+        ),
+        f"triggerer job {job} holds every batch trigger {when}",
+        timeout=120,
+    )
+
+
+#: What Airflow's triggerer logs in a trigger's log when it stops a trigger it no longer owns (3.3: it is
+#: the same path as a user's kill) and what the triggerer logs when a trigger ends otherwise.
+STOPPED_MARKS = ("Trigger cancelled by user action", "trigger completed", "Trigger cancelled")
+
+
+#: What the provider's on_kill logs once it decided (in a task of its own, after Airflow's own lines).
+KILL_DECISIONS = ("Not cancelling Akool job", "Cancelled Akool job", "Could not cancel")
+
+
+def _stopped_everywhere(stack: AirflowStack, batch: Run, job: int, indexes: list[int]) -> bool:
+    """Whether triggerer ``job`` ended its run of each of those batch triggers (and on_kill decided)."""
+    by_index = {int(ti["map_index"]): ti for ti in batch.task_instances}
+    for index in indexes:
+        text = trigger_log_files(stack, by_index[index]).get(job, "")
+        if not any(mark in text for mark in STOPPED_MARKS):
+            return False
+        if "invoking on_kill" in text and not any(mark in text for mark in KILL_DECISIONS):
+            return False
+    return True
+
+
+def logged_at(line: str) -> float:
+    """The epoch time of a log line that starts with an ISO timestamp (Airflow's output, JSON lines)."""
+    stamp = line.removeprefix('{"timestamp":"')[:26]
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+
+
+def first_trigger_start(stack: AirflowStack, job: int) -> float:
+    """When triggerer ``job`` first started a trigger (epoch), from the trigger log files as they are now."""
+    stamps = [
+        logged_at(line)
+        for path in stack.home.joinpath("logs").rglob(f"*.log.trigger.{job}.log")
+        for line in path.read_text(errors="replace").splitlines()
+        if ") starting" in line
+    ]
+    return min(stamps, default=0.0)
+
+
+def _healthy(stack: AirflowStack) -> bool:
+    with contextlib.suppress(requests.RequestException, ValueError):
+        health = requests.get(f"{stack.url}/api/v2/monitor/health", timeout=10).json()
+        return all(
+            health.get(key, {}).get("status") == "healthy"
+            for key in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        )
+    return False
+
+
+@pytest.fixture(scope="package")
+def scenario(dstack: AirflowStack) -> Scenario:
+    """Run the scenario once for every distributed test."""
+    return _run_scenario(dstack)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat a skip of the distributed tests at the very end, where nobody can miss it."""
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if SKIP_BANNER in reason:
+            terminalreporter.write_sep("!", reason.removeprefix("Skipped: "), red=True, bold=True)
+            return
