@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The oldest Airflow we support (the floor in pyproject.toml), in a venv of its own from the same lock.
 FLOOR_VENV := .venv-floor
 
-.PHONY: help venv floor-venv test test-floor lint typecheck deps-check package-check unit demo emulator bench clean
+.PHONY: help venv floor-venv test test-distributed test-floor lint typecheck deps-check package-check unit demo emulator bench clean
 
 help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
@@ -53,10 +53,15 @@ package-check: venv
 unit: venv
 	$(BIN)/pytest -m "not e2e and not distributed"
 
-# Everything, the e2e suites on the single-machine stack and on the distributed one (-m distributed,
-# tests/e2e/distributed/, about 7 minutes on two shared cores) included.
-test: lint typecheck deps-check package-check browser-deps distributed-deps
-	$(BIN)/pytest
+# Everything but the distributed suite: unit, and the e2e suite on the single-machine stack (the browser too).
+test: lint typecheck deps-check package-check browser-deps
+	$(BIN)/pytest -m "not distributed"
+
+# The distributed suite (-m distributed, tests/e2e/distributed/: PostgreSQL, Redis, Celery with two workers,
+# two triggerers; about 7 minutes on two cores). Not yet in `make test`: in a CI-like run its stalled-
+# triggerer step (SIGSTOP) left the other triggerer's trigger runner unresponsive for 120 s once (issue 13).
+test-distributed: venv distributed-deps
+	$(BIN)/pytest -m distributed
 
 # The same suite on the oldest Airflow we support, but the distributed one: the floor venv has no Celery
 # provider or PostgreSQL driver (the distributed group), and the newest Airflow proves that stack.
