@@ -385,15 +385,11 @@ class AkoolOutputPathError(AkoolValidationError, AirflowFailException):
     """
 
 
-class AkoolOutputExistsError(AkoolError, AirflowFailException):
+class _KeepingError(AkoolError):
     """
-    The file ``output_path`` names already exists, and ``overwrite`` is False: it was not replaced.
+    A result could not be kept at ``output_path``: where, and where the result still is on Akool.
 
-    Raised before the submission when the name is known then (nothing was paid), or when keeping a
-    result that another task wrote first; then ``url`` says where the result still is on Akool and
-    ``expires_at`` until when. The task fails without using its retries: a retry would meet the same file.
-
-    :param path: the file that already exists.
+    :param path: the file concerned.
     :param url: the result's URL on Akool, when a job was paid for; None before the submission.
     :param expires_at: until when Akool keeps that result (ISO 8601, UTC), when there is one.
     """
@@ -413,7 +409,21 @@ class AkoolOutputExistsError(AkoolError, AirflowFailException):
         super().__init__(message, endpoint=endpoint)
 
 
-class AkoolOutputError(AkoolError):
+class AkoolOutputExistsError(_KeepingError, AirflowFailException):
+    """
+    The file ``output_path`` names already exists, and ``overwrite`` is False: it was not replaced.
+
+    Raised before the submission when the name is known then (nothing was paid), or when keeping a
+    result that another task wrote first; then ``url`` says where the result still is on Akool and
+    ``expires_at`` until when. The task fails without using its retries: a retry would meet the same file.
+
+    :param path: the file that already exists.
+    :param url: the result's URL on Akool, when a job was paid for; None before the submission.
+    :param expires_at: until when Akool keeps that result (ISO 8601, UTC), when there is one.
+    """
+
+
+class AkoolOutputError(_KeepingError):
     """
     The result of a job that succeeded (and was paid for) could not be written to ``output_path``.
 
@@ -425,20 +435,6 @@ class AkoolOutputError(AkoolError):
     :param url: the result's URL on Akool.
     :param expires_at: until when Akool keeps it (ISO 8601, UTC).
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str,
-        url: str | None = None,
-        expires_at: str | None = None,
-        endpoint: str | None = None,
-    ) -> None:
-        self.path = path
-        self.url = url
-        self.expires_at = expires_at
-        super().__init__(message, endpoint=endpoint)
 
 
 # --- Webhook callbacks (``airflow_provider_akool.webhook``) --------------------------------------

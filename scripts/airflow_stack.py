@@ -825,20 +825,9 @@ class AirflowStack:
             time.sleep(0.05)
 
     def _migrate_db(self) -> None:
-        log_path = self.output_dir / "db-migrate.log"
-        with log_path.open("ab") as output:
-            result = subprocess.run(
-                [sys.executable, "-m", "airflow", "db", "migrate"],
-                cwd=self.home,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                check=False,
-                timeout=300,
-            )
-        if result.returncode != 0:
-            raise StackError(f"airflow db migrate failed:\n{_tail(log_path.read_text(errors='replace'))}")
+        self._run_logged(
+            "db-migrate", [sys.executable, "-m", "airflow", "db", "migrate"], what="airflow db migrate"
+        )
 
     def _start_component(self, name: str) -> _Managed:
         if name.startswith("triggerer"):
@@ -1003,7 +992,10 @@ class AirflowStack:
         managed = self._popen("redis", [shutil.which("redis-server") or "redis-server", str(config)])
         self._wait_for_output(managed, re.compile(r"Ready to accept connections"), "ready", 30)
 
-    def _run_logged(self, name: str, argv: list[str], user: dict[str, Any] | None = None) -> None:
+    def _run_logged(
+        self, name: str, argv: list[str], user: dict[str, Any] | None = None, what: str | None = None
+    ) -> None:
+        """Run ``argv`` to its end, output in ``<name>.log``; fail with the log's tail, naming ``what``."""
         log_path = self.output_dir / f"{name}.log"
         with log_path.open("ab") as output:
             result = subprocess.run(
@@ -1018,7 +1010,7 @@ class AirflowStack:
                 **(user or {}),
             )
         if result.returncode != 0:
-            raise StackError(f"{argv[0]} failed:\n{_tail(log_path.read_text(errors='replace'))}")
+            raise StackError(f"{what or argv[0]} failed:\n{_tail(log_path.read_text(errors='replace'))}")
 
     def _output_tail(self, managed: _Managed) -> str:
         # For error messages: the emulator's banner shows its API key, which no message repeats.
