@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset
 
 from airflow_provider_akool import protocol
+from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
 from airflow_provider_akool.operators.base import AkoolJobOperator
-from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
-from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.wait import JobSnapshot
 
 #: A size as Akool's ``"WxH"`` or as ``(width, height)``; templated strings are rendered, then checked.
 Size = str | Sequence[int]
@@ -80,7 +80,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
         "overlay_template_y",
         "remove_bg",
     )
-    job_kind = "background change"
+    kind = BACKGROUND_CHANGE
 
     def __init__(
         self,
@@ -135,25 +135,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
 
     def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
         """Submit ``bg/replace``; the status is the one Akool's reply gave."""
-        job = hook.submit_background_change(**self.request_params())
-        return JobSnapshot(id=job.id, status=job.status)
-
-    def poll(self, hook: AkoolHook, job: JobSnapshot) -> JobSnapshot | None:
-        """Ask ``infobymodelid`` for the job (an unknown id raises ``AkoolNotFoundError``)."""
-        return JobSnapshot.of_image(hook.get_image_result(job.id))
-
-    def make_trigger(
-        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
-    ) -> AkoolImageResultTrigger:
-        """Return the image-result trigger; there is nothing to cancel when a user kills the task."""
-        return AkoolImageResultTrigger(
-            image_model_id=job.id,
-            akool_conn_id=self.akool_conn_id,
-            poll_interval=float(self.poll_interval),
-            deadline=deadline,
-            started_at=started_at,
-            **wait_options,
-        )
+        return self.kind.submitted(hook.submit_background_change(**self.request_params()))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, submit and wait (see :class:`AkoolJobOperator`); describe the result to outlets."""

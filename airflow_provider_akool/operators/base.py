@@ -1,10 +1,11 @@
 """
 The base of operators that submit an Akool job and wait for it: reage (image, video) and background change.
 
-A subclass says what to check, how to submit, how to poll, how to cancel and which trigger waits for it;
-this class does the rest the same way for every kind of job: validation after rendering and before any
-request, XCom for the UI link, the wait in the worker or in the triggerer, the deadline, cancelling when
-killed, failures, ``output_path`` and the return value.
+A subclass names its kind of job (:class:`~airflow_provider_akool.kinds.base.JobKind`: how it is polled
+and cancelled, which trigger waits for it) and says what to check and how to submit; this class does the
+rest the same way for every kind of job: validation after rendering and before any request, XCom for the UI
+link, the wait in the worker or in the triggerer, the deadline, cancelling when killed, failures,
+``output_path`` and the return value.
 
 Crash safety (Airflow 3.3+): through ``ResumableJobMixin``, the submitted job is recorded in the task's
 ``task_state_store`` before any wait, so a try that died (a killed worker, a lost pod, a wait stopped by
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.kinds.base import JobKind
 
 #: XCom keys pushed right after the submission, before any wait (and before deferring).
 AKOOL_ID_XCOM_KEY = "akool_id"
@@ -121,8 +123,8 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
     #: The result URL this task knows, for :class:`AkoolResultLink` (Airflow asks the link in this process
     #: when the task defers or ends, also before Akool gave a URL).
     result_link_url: str | None = None
-    #: The Akool endpoint family, for messages (``reage``, ``background change``).
-    job_kind: ClassVar[str] = "Akool"
+    #: The kind of job this operator submits: how it is polled and cancelled, which trigger waits for it.
+    kind: ClassVar[JobKind]
     # ResumableJobMixin keeps the submitted job under this key of task_state_store.
     external_id_key = JOB_RECORD_KEY
 
@@ -182,6 +184,11 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
 
         return AkoolHook(self.akool_conn_id, **kwargs)
 
+    @property
+    def job_kind(self) -> str:
+        """The kind of job as messages say it (``reage``, ``background change``)."""
+        return self.kind.name
+
     # --- What a subclass says ------------------------------------------------------------------
 
     @abstractmethod
@@ -190,26 +197,40 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
 
     @abstractmethod
     def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
-        """Submit the job (after validation) and return what the submission said."""
+        """Submit the job (after validation) and return what the submission said (``kind.submitted``)."""
 
-    @abstractmethod
+    # --- What the kind says --------------------------------------------------------------------
+
     def poll(self, hook: AkoolHook, job: JobSnapshot) -> JobSnapshot | None:
         """Ask Akool once for the job's state; None when Akool does not know the id (yet)."""
+        return self.kind.fetch_one(hook, job.id)
 
-    @abstractmethod
     def make_trigger(
         self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
     ) -> BaseTrigger:
         """
-        Return the trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs.
+        Return the kind's trigger that waits for ``job`` in the triggerer, with ``deadline`` in its kwargs.
 
         ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
-        (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
+        (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``). Where the kind can be cancelled
+        the trigger gets the ``job_id``, so a user killing the deferred task cancels the job.
         """
+        return self.kind.trigger_class.for_ids(
+            [job.id],
+            akool_conn_id=self.akool_conn_id,
+            poll_interval=float(self.poll_interval),
+            deadline=deadline,
+            job_ids={job.id: job.job_id} if self.kind.can_cancel else None,
+            started_at=started_at,
+            **wait_options,
+        )
 
     def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
-        """Cancel the remote job and return True, or return False where Akool cannot cancel it."""
-        return False
+        """Cancel the remote job by its ``job_id`` and return True; False where Akool cannot cancel it."""
+        if self.kind.cancel is None or not job.job_id:
+            return False
+        self.kind.cancel(hook, [job.job_id])
+        return True
 
     # --- Execution -----------------------------------------------------------------------------
 

@@ -15,15 +15,15 @@ from airflow_provider_akool.exceptions import (
     AkoolTooManyFacesError,
     AkoolValidationError,
 )
-from airflow_provider_akool.models import JobStatus, ReageJob
+from airflow_provider_akool.kinds.reage import REAGE
 from airflow_provider_akool.operators.base import AkoolJobOperator
-from airflow_provider_akool.triggers.reage import AkoolReageTrigger
-from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.models import ReageJob
+    from airflow_provider_akool.wait import JobSnapshot
 
 
 class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
@@ -77,10 +77,10 @@ class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
 
 
 class _AkoolReageOperator(AkoolJobOperator):
-    """What image and video reage share: polling ``listbyids``, cancelling by ``job_id``, the trigger."""
+    """What image and video reage share: their kind (``listbyids``, ``job/del``, the trigger), the faces."""
 
     template_fields: Sequence[str] = (*AkoolJobOperator.template_fields, "face_reage", "target_image")
-    job_kind = "reage"
+    kind = REAGE
     #: Whether ``target_image=None`` means "detect the faces first" rather than a missing parameter.
     detects_faces = False
 
@@ -111,34 +111,7 @@ class _AkoolReageOperator(AkoolJobOperator):
 
     def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
         """Submit the reage job; its status is ``queued`` until the first poll says otherwise."""
-        job = self.submit_reage(hook, self.faces(hook))
-        return JobSnapshot(id=job.id, status=JobStatus.QUEUED, url=job.url, job_id=job.job_id)
-
-    def poll(self, hook: AkoolHook, job: JobSnapshot) -> JobSnapshot | None:
-        """Ask ``listbyids`` for the job."""
-        result = hook.get_reage_results([job.id]).get(job.id)
-        return JobSnapshot.of_reage(result) if result is not None else None
-
-    def make_trigger(
-        self, job: JobSnapshot, *, started_at: float, deadline: float, **wait_options: Any
-    ) -> AkoolReageTrigger:
-        """Return the reage trigger; it cancels the job if a user kills the deferred task."""
-        return AkoolReageTrigger(
-            result_ids=[job.id],
-            akool_conn_id=self.akool_conn_id,
-            poll_interval=float(self.poll_interval),
-            deadline=deadline,
-            job_ids={job.id: job.job_id},
-            started_at=started_at,
-            **wait_options,
-        )
-
-    def cancel(self, hook: AkoolHook, job: JobSnapshot) -> bool:
-        """Cancel the job by its ``job_id`` (``job/del``)."""
-        if not job.job_id:
-            return False
-        hook.cancel_reage_jobs([job.job_id])
-        return True
+        return self.kind.submitted(self.submit_reage(hook, self.faces(hook)))
 
 
 class AkoolImageReageOperator(_AkoolReageOperator):

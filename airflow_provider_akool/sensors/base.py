@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
-    from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.kinds.base import JobKind
 
 
 class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
@@ -46,6 +46,9 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
     :param adaptive_polling: when deferred, poll young jobs more often than ``poke_interval`` (from every
         2 s, doubling as they age), at the cost of more requests. Off by default.
     """
+
+    #: The kind of job this sensor waits for: how it is polled, which trigger waits for it when deferred.
+    kind: ClassVar[JobKind]
 
     def __init__(
         self,
@@ -70,24 +73,29 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
     def ids_to_wait_for(self) -> list[str]:
         """Return the rendered ``_id`` values; raise ``AkoolValidationError`` naming the parameter."""
 
-    @abstractmethod
-    def poll(self, hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-        """Ask Akool once for the jobs; ids it does not know are absent."""
-
-    @abstractmethod
     def make_trigger(
         self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
     ) -> BaseTrigger:
         """
-        Return the trigger that waits for ``ids`` in the triggerer (without cancelling anything).
+        Return the kind's trigger that waits for ``ids`` in the triggerer, without ``job_ids``: a sensor
+        does not own the jobs it watches, so killing it leaves them running.
 
         ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
         (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
         """
+        return self.kind.trigger_class.for_ids(
+            ids,
+            akool_conn_id=self.akool_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+            not_found_grace=float(self.not_found_grace),
+            started_at=started_at,
+            **wait_options,
+        )
 
-    @abstractmethod
     def return_value(self, results: tuple[JobSnapshot, ...]) -> Any:
-        """Return the XCom value of a successful wait."""
+        """Return the XCom value of a successful wait: one dict per id, in the order given."""
+        return [snapshot.as_return_value() for snapshot in results]
 
     def execute(self, context: Context) -> Any:
         """Check once; then poke (or reschedule) in the worker, or defer to the triggerer."""
@@ -175,7 +183,7 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
 
         hook = AkoolHook(self.akool_conn_id, retry_limit=1)
         try:
-            found = self.poll(hook, ids)
+            found = self.kind.fetch(hook, ids)
         except AkoolError as error:
             return waiter.poll_failed(error, time.time())
         finally:

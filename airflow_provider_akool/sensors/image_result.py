@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool import validation
 from airflow_provider_akool.exceptions import AkoolValidationError
+from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
 from airflow_provider_akool.sensors.base import AkoolJobSensor
-from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
-from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
-    from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.wait import JobSnapshot
 
 
 class AkoolImageResultSensor(AkoolJobSensor):
@@ -37,6 +36,7 @@ class AkoolImageResultSensor(AkoolJobSensor):
     """
 
     template_fields: Sequence[str] = ("image_model_id", "akool_conn_id")
+    kind = BACKGROUND_CHANGE
 
     def __init__(self, *, image_model_id: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -50,26 +50,6 @@ class AkoolImageResultSensor(AkoolJobSensor):
                 f"image_model_id must be one id (the _id that bg/replace returned); got {len(ids)} ids"
             )
         return ids
-
-    def poll(self, hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-        """Ask ``infobymodelid`` once."""
-        (image_model_id,) = ids
-        return {image_model_id: JobSnapshot.of_image(hook.get_image_result(image_model_id))}
-
-    def make_trigger(
-        self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
-    ) -> AkoolImageResultTrigger:
-        """Return the image-result trigger, with the sensor's timeout as its deadline."""
-        (image_model_id,) = ids
-        return AkoolImageResultTrigger(
-            image_model_id=image_model_id,
-            akool_conn_id=self.akool_conn_id,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-            not_found_grace=float(self.not_found_grace),
-            started_at=started_at,
-            **wait_options,
-        )
 
     def return_value(self, results: tuple[JobSnapshot, ...]) -> dict[str, Any]:
         """Return the one job's dict."""

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_akool import validation
+from airflow_provider_akool.kinds.reage import REAGE
 from airflow_provider_akool.sensors.base import AkoolJobSensor
-from airflow_provider_akool.triggers.reage import AkoolReageTrigger
-from airflow_provider_akool.wait import JobSnapshot
-
-if TYPE_CHECKING:
-    from airflow_provider_akool.hooks.akool import AkoolHook
 
 
 class AkoolReageSensor(AkoolJobSensor):
@@ -33,6 +29,7 @@ class AkoolReageSensor(AkoolJobSensor):
     """
 
     template_fields: Sequence[str] = ("result_ids", "akool_conn_id")
+    kind = REAGE
 
     def __init__(self, *, result_ids: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,25 +38,3 @@ class AkoolReageSensor(AkoolJobSensor):
     def ids_to_wait_for(self) -> list[str]:
         """Return the rendered ``result_ids`` as a list of ids."""
         return validation.collect_ids("result_ids", self.result_ids, key="id")
-
-    def poll(self, hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-        """Ask ``listbyids`` once (in batches, matched by ``_id``)."""
-        return {result_id: JobSnapshot.of_reage(r) for result_id, r in hook.get_reage_results(ids).items()}
-
-    def make_trigger(
-        self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
-    ) -> AkoolReageTrigger:
-        """Return the reage trigger, without ``job_ids``: killing a sensor leaves the jobs running."""
-        return AkoolReageTrigger(
-            result_ids=ids,
-            akool_conn_id=self.akool_conn_id,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-            not_found_grace=float(self.not_found_grace),
-            started_at=started_at,
-            **wait_options,
-        )
-
-    def return_value(self, results: tuple[JobSnapshot, ...]) -> list[dict[str, Any]]:
-        """Return one dict per id, in the order given."""
-        return [snapshot.as_return_value() for snapshot in results]

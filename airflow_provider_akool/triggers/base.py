@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_akool.exceptions import AkoolError
+from airflow_provider_akool.triggers.poller import shared_poller
 from airflow_provider_akool.wait import (
     DEFAULT_MAX_POLL_ERRORS,
     DEFAULT_NOT_FOUND_GRACE,
@@ -22,6 +22,7 @@ from airflow_provider_akool.wait import (
 
 if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.kinds.base import JobKind
     from airflow_provider_akool.triggers.poller import SharedPoller
 
 #: Attempts per cancel request when a deferred task is killed: Airflow gives ``on_kill`` a bounded time.
@@ -106,11 +107,12 @@ class AkoolJobTrigger(BaseTrigger):
 
     Everything the wait needs is in the keyword arguments (see :meth:`wait_kwargs`), so a trigger that a
     restarted triggerer rebuilds from them resumes where it was: same deadline, same grace, same elapsed
-    times. Subclasses say how to poll (:meth:`poll`, one small step so a shared poller can replace it) and
-    how to cancel (:meth:`cancel`), and serialize their own id arguments. By default the polls go through a
-    :class:`~airflow_provider_akool.triggers.poller.SharedPoller` (:meth:`shared_poller`), which coalesces
-    the polls of all the waits of the triggerer on one connection; the poller keeps no state a restart
-    would lose.
+    times. How to poll and cancel comes from the trigger's :attr:`kind`
+    (:class:`~airflow_provider_akool.kinds.base.JobKind`); a subclass names its kind and, where its
+    keyword arguments are not the generic ``ids``, how to build it (:meth:`for_ids`) and serialize it. By
+    default the polls go through a :class:`~airflow_provider_akool.triggers.poller.SharedPoller`
+    (:meth:`shared_poller`), which coalesces the polls of all the waits of the triggerer on one connection;
+    the poller keeps no state a restart would lose.
 
     The event is a :class:`~airflow_provider_akool.wait.WaitEvent` payload. On the deadline the trigger
     only reports ``timeout``: cancelling is left to the task that resumes, because the operator cancels on
@@ -142,7 +144,12 @@ class AkoolJobTrigger(BaseTrigger):
         deferred has just checked the jobs: its next check is ``poll_interval`` after that one (longer
         after a refusal with ``Retry-After``), not right away; absolute, so a trigger rebuilt by a
         restarted triggerer keeps it.
+    :param batch_size: ids per request of the shared poller; None takes the kind's.
+    :param max_concurrency: requests of the shared poller in flight at once; None takes the kind's.
     """
+
+    #: The kind of job this trigger waits for: how it is polled and cancelled.
+    kind: ClassVar[JobKind]
 
     def __init__(
         self,
@@ -159,6 +166,8 @@ class AkoolJobTrigger(BaseTrigger):
         adaptive_polling: bool = False,
         execution_deadline: float | None = None,
         first_poll_at: float | None = None,
+        batch_size: int | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         super().__init__()
         self.ids = list(ids)
@@ -173,6 +182,25 @@ class AkoolJobTrigger(BaseTrigger):
         self.adaptive_polling = bool(adaptive_polling)
         self.execution_deadline = None if execution_deadline is None else float(execution_deadline)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.batch_size = self.kind.batch_size if batch_size is None else int(batch_size)
+        self.max_concurrency = self.kind.max_concurrency if max_concurrency is None else int(max_concurrency)
+
+    @classmethod
+    def for_ids(cls, ids: Sequence[str], **kwargs: Any) -> AkoolJobTrigger:
+        """
+        Return the trigger that waits for ``ids``; ``kwargs`` are those of :class:`AkoolJobTrigger`.
+
+        What operators and sensors call, whatever the subclass names its id argument.
+        """
+        return cls(ids=ids, **kwargs)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the keyword arguments that rebuild this trigger."""
+        return self.class_path(), {"ids": list(self.ids), **self.wait_kwargs(), **self.poller_kwargs()}
+
+    def class_path(self) -> str:
+        """The path Airflow stores to rebuild this trigger (the class's own: moving it breaks old rows)."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
     def wait_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the wait itself, for :meth:`serialize` (JSON-like values only)."""
@@ -199,6 +227,15 @@ class AkoolJobTrigger(BaseTrigger):
             kwargs["first_poll_at"] = self.first_poll_at
         return kwargs
 
+    def poller_kwargs(self) -> dict[str, Any]:
+        """The shared poller's options where they are not the kind's, for :meth:`serialize`."""
+        kwargs: dict[str, Any] = {}
+        if self.batch_size != self.kind.batch_size:
+            kwargs["batch_size"] = self.batch_size
+        if self.max_concurrency != self.kind.max_concurrency:
+            kwargs["max_concurrency"] = self.max_concurrency
+        return kwargs
+
     @property
     def ends_at(self) -> float | None:
         """The earlier of ``deadline`` and ``execution_deadline`` (epoch seconds), or None."""
@@ -218,19 +255,25 @@ class AkoolJobTrigger(BaseTrigger):
         return AkoolHook(self.akool_conn_id, retry_limit=retry_limit, **self.hook_options())
 
     def hook_options(self) -> dict[str, Any]:
-        """Extra keyword arguments of this trigger's hook; none by default."""
-        return {}
-
-    @abstractmethod
-    async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
-        """Ask Akool once for the state of :attr:`ids`; ids it does not know are absent."""
+        """Extra keyword arguments of this trigger's hook: polling alone, a batch endpoint's batch size."""
+        return {"batch_size": self.batch_size} if self.kind.batch_size > 1 else {}
 
     def shared_poller(self) -> SharedPoller | None:
-        """Return the poller this wait shares with the others of its loop and connection; None: poll alone."""
-        return None
+        """Return the poller this wait shares with the others of its loop, connection and kind."""
+        return shared_poller(
+            self.kind.name,
+            self.akool_conn_id,
+            fetch=self.kind.afetch,
+            batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+            align=self.kind.align,
+            jitter=self.kind.jitter,
+        )
 
     async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
-        """Cancel the remote jobs; the default does nothing (not every Akool job can be cancelled)."""
+        """Cancel the remote jobs by ``job_id``; nothing where Akool cannot cancel the kind."""
+        if self.kind.acancel is not None:
+            await self.kind.acancel(hook, job_ids)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the jobs finish, fail, vanish or pass the deadline; yield one event."""
@@ -249,7 +292,7 @@ class AkoolJobTrigger(BaseTrigger):
     def _own_poll(self, hook: AkoolHook) -> _PollOnce:
         async def poll_once(delay: float, grid: float | None, first: bool) -> dict[str, JobSnapshot]:
             await asyncio.sleep(delay)
-            return await self.poll(hook)
+            return await self.kind.afetch(hook, self.ids)
 
         return poll_once
 

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
+from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
-from airflow_provider_akool.triggers.poller import (
-    DEFAULT_JITTER,
-    DEFAULT_MAX_CONCURRENCY,
-    SharedPoller,
-    shared_poller,
-)
-from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE, JobSnapshot
-
-if TYPE_CHECKING:
-    # Not at run time: operators import this module at every DAG parse, and the HTTP clients are heavy.
-    from airflow_provider_akool.hooks.akool import AkoolHook
-
-
-async def fetch_image_result(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-    """Ask ``infobymodelid`` for the one id of ``ids`` (the endpoint takes one)."""
-    (image_model_id,) = ids
-    result = await hook.aget_image_result(image_model_id)
-    return {image_model_id: JobSnapshot.of_image(result)}
+from airflow_provider_akool.triggers.poller import DEFAULT_MAX_CONCURRENCY
+from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE
 
 
 class AkoolImageResultTrigger(AkoolJobTrigger):
@@ -40,7 +25,8 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
 
     The endpoint takes one id, so there is nothing to batch: the background-change waits of a triggerer on
     one connection share a poller that keeps at most ``max_concurrency`` requests in flight and spreads the
-    polls with jitter, so that many waits never reach Akool as one burst.
+    polls with jitter, so that many waits never reach Akool as one burst. How background change is polled
+    is :data:`~airflow_provider_akool.kinds.background_change.BACKGROUND_CHANGE`.
 
     :param image_model_id: the ``_id`` that ``bg/replace`` returned.
     :param akool_conn_id: the ``akool`` connection.
@@ -59,6 +45,8 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
     :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
         checked just before, so its next check comes ``poll_interval`` after that one.
     """
+
+    kind = BACKGROUND_CHANGE
 
     def __init__(
         self,
@@ -88,35 +76,22 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
             adaptive_polling=adaptive_polling,
             execution_deadline=execution_deadline,
             first_poll_at=first_poll_at,
+            max_concurrency=max_concurrency,
         )
         self.image_model_id = image_model_id
-        self.max_concurrency = int(max_concurrency)
+
+    @classmethod
+    def for_ids(cls, ids: Sequence[str], **kwargs: Any) -> AkoolImageResultTrigger:
+        """Return the trigger that waits for the one id of ``ids``; ``job_ids`` are dropped (no cancel)."""
+        (image_model_id,) = ids
+        kwargs.pop("job_ids", None)
+        return cls(image_model_id=image_model_id, **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
         kwargs = self.wait_kwargs()
         kwargs.pop("job_ids", None)  # present only where there are jobs to cancel
-        if self.max_concurrency != DEFAULT_MAX_CONCURRENCY:
-            kwargs["max_concurrency"] = self.max_concurrency
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"image_model_id": self.image_model_id, **kwargs},
-        )
-
-    async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
-        """Ask ``infobymodelid`` once for the job's state."""
-        return await fetch_image_result(hook, [self.image_model_id])
-
-    def shared_poller(self) -> SharedPoller:
-        """The background-change poller of this loop and connection: one id per request, capped, jittered."""
-        return shared_poller(
-            "image_result",
-            self.akool_conn_id,
-            fetch=fetch_image_result,
-            batch_size=1,
-            max_concurrency=self.max_concurrency,
-            jitter=DEFAULT_JITTER,
-        )
+        return self.class_path(), {"image_model_id": self.image_model_id, **kwargs, **self.poller_kwargs()}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait as every Akool trigger does; add the job's own fields to the one event."""

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from airflow_provider_akool.kinds.reage import REAGE
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
-from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE, SharedPoller, shared_poller
-from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE, JobSnapshot
-
-if TYPE_CHECKING:
-    from airflow_provider_akool.hooks.akool import AkoolHook
-
-
-async def fetch_reage_results(hook: AkoolHook, ids: list[str]) -> dict[str, JobSnapshot]:
-    """
-    Ask ``listbyids`` for ``ids`` (in batches of the hook's ``batch_size``, matched by ``_id``).
-
-    Each entry is judged on its own: when some cannot be read, this raises ``AkoolPartialReplyError``
-    whose ``found`` holds the snapshots of the others and ``errors`` the error of each unreadable id, so
-    the shared poller hands each wait its own result or its own error.
-    """
-    entries = await hook.aget_reage_entries(ids)
-    found = {result_id: JobSnapshot.of_reage(result) for result_id, result in entries.results.items()}
-    error = entries.partial_error(found)
-    if error is not None:
-        raise error
-    return found
+from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE
+from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE
 
 
 class AkoolReageTrigger(AkoolJobTrigger):
@@ -40,7 +22,8 @@ class AkoolReageTrigger(AkoolJobTrigger):
 
     All the reage waits of a triggerer on one connection share one poller: each round it asks ``listbyids``
     for up to ``batch_size`` ids per request and hands every trigger its own results (see
-    :mod:`~airflow_provider_akool.triggers.poller`).
+    :mod:`~airflow_provider_akool.triggers.poller`). How reage is polled and cancelled is
+    :data:`~airflow_provider_akool.kinds.reage.REAGE`.
 
     :param result_ids: the ``_id`` values a reage submission returned.
     :param akool_conn_id: the ``akool`` connection.
@@ -60,6 +43,8 @@ class AkoolReageTrigger(AkoolJobTrigger):
     :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
         checked just before, so its next check comes ``poll_interval`` after that one.
     """
+
+    kind = REAGE
 
     def __init__(
         self,
@@ -90,30 +75,14 @@ class AkoolReageTrigger(AkoolJobTrigger):
             adaptive_polling=adaptive_polling,
             execution_deadline=execution_deadline,
             first_poll_at=first_poll_at,
+            batch_size=batch_size,
         )
-        self.batch_size = int(batch_size)
+
+    @classmethod
+    def for_ids(cls, ids: Sequence[str], **kwargs: Any) -> AkoolReageTrigger:
+        """Return the trigger that waits for ``ids`` (its ``result_ids``)."""
+        return cls(result_ids=ids, **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
-        kwargs: dict[str, Any] = {"result_ids": list(self.ids), **self.wait_kwargs()}
-        if self.batch_size != DEFAULT_BATCH_SIZE:
-            kwargs["batch_size"] = self.batch_size
-        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
-
-    def hook_options(self) -> dict[str, Any]:
-        """Polling alone, ask for ``batch_size`` ids per request too."""
-        return {"batch_size": self.batch_size}
-
-    async def poll(self, hook: AkoolHook) -> dict[str, JobSnapshot]:
-        """Ask ``listbyids`` once for every id (in batches, matched by ``_id``)."""
-        return await fetch_reage_results(hook, self.ids)
-
-    def shared_poller(self) -> SharedPoller:
-        """The reage poller of this loop and connection: batches of ids, polls aligned on one grid."""
-        return shared_poller(
-            "reage", self.akool_conn_id, fetch=fetch_reage_results, batch_size=self.batch_size, align=True
-        )
-
-    async def cancel(self, hook: AkoolHook, job_ids: list[str]) -> None:
-        """Cancel the reage jobs (``job/del``)."""
-        await hook.acancel_reage_jobs(job_ids)
+        return self.class_path(), {"result_ids": list(self.ids), **self.wait_kwargs(), **self.poller_kwargs()}
