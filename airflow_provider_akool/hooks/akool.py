@@ -198,6 +198,30 @@ class _TokenCache:
 _TOKENS = _TokenCache()
 
 
+class _TokenRenewal:
+    """
+    The 1101 rule of one call, for both transports: a token Akool refuses as invalid or expired is
+    forgotten so the call is sent once more with a new one; never a second time, so credentials Akool
+    refuses for good fail the call instead of looping.
+
+    :param settings: the connection's settings (the token cache's key).
+    :param uses_token: whether the call is sent with a ``getToken`` token at all.
+    """
+
+    def __init__(self, settings: AkoolConnectionSettings, uses_token: bool) -> None:
+        self.settings = settings
+        self.uses_token = uses_token
+        self._renewed = False
+
+    def refused(self, token: str | None, error: AkoolInvalidTokenError) -> None:
+        """Forget ``token`` so the caller sends again with a new one; raise ``error`` where it may not."""
+        if token is None or self._renewed:
+            raise error
+        self._renewed = True
+        log.info("The Akool token was refused (1101); obtaining a new one and trying once more")
+        _TOKENS.discard(_TOKENS.key(self.settings), token)
+
+
 @dataclass
 class _SharedClient:
     """An async client shared by the hooks of one event loop and connection, and its request gate."""
@@ -492,15 +516,13 @@ class AkoolHook(BaseHook):
     def _call(self, request: protocol.AkoolRequest[T]) -> T:
         """Send ``request`` with retries; in ``client_credentials`` mode renew the token once on 1101."""
         settings = self.settings
-        token = self._token(settings) if self._uses_token(settings, request) else None
-        try:
-            return self._send_with_retries(settings, request, token)
-        except AkoolInvalidTokenError:
-            if token is None:
-                raise
-            log.info("The Akool token was refused (1101); obtaining a new one and trying once more")
-            _TOKENS.discard(_TOKENS.key(settings), token)
-            return self._send_with_retries(settings, request, self._token(settings))
+        renewal = _TokenRenewal(settings, self._uses_token(settings, request))
+        while True:
+            token = self._token(settings) if renewal.uses_token else None
+            try:
+                return self._send_with_retries(settings, request, token)
+            except AkoolInvalidTokenError as error:
+                renewal.refused(token, error)
 
     def _send_with_retries(
         self, settings: AkoolConnectionSettings, request: protocol.AkoolRequest[T], token: str | None
@@ -541,15 +563,13 @@ class AkoolHook(BaseHook):
     async def _acall(self, request: protocol.AkoolRequest[T]) -> T:
         """Send ``request`` with retries, without blocking the event loop; renew the token once on 1101."""
         settings = await self.aget_settings()
-        token = await self._atoken(settings) if self._uses_token(settings, request) else None
-        try:
-            return await self._asend_with_retries(settings, request, token)
-        except AkoolInvalidTokenError:
-            if token is None:
-                raise
-            log.info("The Akool token was refused (1101); obtaining a new one and trying once more")
-            _TOKENS.discard(_TOKENS.key(settings), token)
-            return await self._asend_with_retries(settings, request, await self._atoken(settings))
+        renewal = _TokenRenewal(settings, self._uses_token(settings, request))
+        while True:
+            token = await self._atoken(settings) if renewal.uses_token else None
+            try:
+                return await self._asend_with_retries(settings, request, token)
+            except AkoolInvalidTokenError as error:
+                renewal.refused(token, error)
 
     async def _asend_with_retries(
         self, settings: AkoolConnectionSettings, request: protocol.AkoolRequest[T], token: str | None

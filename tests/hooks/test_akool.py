@@ -125,6 +125,18 @@ class TestAuthentication:
         assert list(ledger["jobs"]) == [job.id]
         assert ledger["counts"]["imgreage"] == 2
 
+    def test_a_new_token_refused_too_fails_the_call_without_a_third_try(
+        self, call: Call, akool_connection: ConnectionFactory, emulator_client: EmulatorClient
+    ) -> None:
+        akool_connection(login=CLIENT_ID)
+        # Every listbyids answers 1101, whatever the token: renewing once is right, renewing again a loop.
+        emulator_client.add_fault("code", count=None, path="listbyids", code=1101)
+        with pytest.raises(AkoolInvalidTokenError):
+            call(AkoolHook(), "get_reage_results", ["000000000000000000000000"])
+        ledger = emulator_client.ledger()
+        assert ledger["counts"]["getToken"] == 2
+        assert [r["code"] for r in ledger["requests"] if r["endpoint"] == "listbyids"] == [1101, 1101]
+
     def test_a_wrong_key_is_an_auth_error_that_does_not_show_the_key(
         self, call: Call, akool_connection: ConnectionFactory, caplog: pytest.LogCaptureFixture
     ) -> None:
