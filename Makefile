@@ -87,13 +87,13 @@ clean:
 # See docs/airflow-stack.md. Options through ARGS, e.g. make airflow ARGS="--fresh --port 9090".
 .PHONY: airflow browser-deps distributed-deps screenshots
 airflow: venv
-	$(BIN)/python scripts/airflow_stack.py $(ARGS)
+	$(BIN)/python -m tests.stack $(ARGS)
 
 # PostgreSQL and Redis for make airflow ARGS=--celery and the distributed tests: Debian's packages, installed
 # with apt where missing (only the programs: the stack runs them itself). Where apt cannot be used the
 # distributed tests skip, loudly.
 distributed-deps: venv
-	@if ! $(BIN)/python scripts/airflow_stack.py --install-deps; then \
+	@if ! $(BIN)/python -m tests.stack --install-deps; then \
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 		echo "!!! postgresql or redis-server is missing and apt-get could not install it (not root, or no !!!"; \
 		echo "!!! apt): the distributed tests in tests/e2e/distributed/ will be SKIPPED. Install them.    !!!"; \

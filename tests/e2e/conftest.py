@@ -1,5 +1,5 @@
 """
-The end-to-end fixtures: one real Airflow stack per session (scripts/airflow_stack.py), a gate that holds
+The end-to-end fixtures: one real Airflow stack per session (tests/stack/airflow_stack.py), a gate that holds
 the emulated Akool jobs until the test lets them finish, and a watcher that records every state a task
 instance went through.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +27,9 @@ from urllib.parse import quote
 import pytest
 from packaging.version import Version
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from tests.stack.airflow_stack import AirflowStack, StackConfig
 
-from airflow_stack import AirflowStack, StackConfig  # noqa: E402 - scripts/ is not a package
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: The Airflow the stack runs (the same venv as the tests): some behaviour differs on the floor (3.1).
 AIRFLOW_VERSION: tuple[int, ...] = Version(version("apache-airflow")).release

@@ -14,10 +14,10 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from airflow_stack import CONNECTION_ID, AirflowStack
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.e2e.conftest import IMAGE_REAGE_DAG, ExampleRuns, TaskFacts
+from tests.stack.airflow_stack import CONNECTION_ID, AirflowStack
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google's hosts, which this machine refuses.

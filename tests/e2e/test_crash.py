@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
-from airflow_stack import AirflowStack, StackConfig
 
 from tests.e2e.conftest import AIRFLOW_VERSION, xcom_value
+from tests.stack.airflow_stack import AirflowStack, StackConfig
 
 pytestmark = pytest.mark.e2e
 

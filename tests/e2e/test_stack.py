@@ -12,7 +12,6 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from airflow_stack import CONNECTION_ID, LOOPBACK, AirflowStack
 
 from tests.e2e.conftest import (
     AIRFLOW_VERSION,
@@ -32,6 +31,7 @@ from tests.e2e.conftest import (
     waited_for_a_job,
     xcom_value,
 )
+from tests.stack.airflow_stack import CONNECTION_ID, LOOPBACK, AirflowStack
 
 pytestmark = pytest.mark.e2e
 

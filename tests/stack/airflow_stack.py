@@ -7,7 +7,7 @@ Starts the emulator and Airflow's ``api-server``, ``scheduler``, ``triggerer`` a
 logs in with a generated admin password. Every process runs in a process group of its own, and
 :meth:`AirflowStack.stop` ends each group, so nothing outlives the stack.
 
-As a library (the end-to-end tests)::
+Run as ``python -m tests.stack`` (what ``make airflow`` does). As a library (the end-to-end tests)::
 
     with AirflowStack(StackConfig(home=tmp_path)) as stack:
         run_id = stack.trigger_dag("akool_image_reage")
@@ -49,7 +49,7 @@ import requests
 
 log = logging.getLogger("airflow_stack")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 ADMIN_USER = "admin"
 CONNECTION_ID = "akool_default"
@@ -1072,7 +1072,7 @@ class AirflowStack:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``make airflow``."""
     parser = argparse.ArgumentParser(
-        prog="scripts/airflow_stack.py",
+        prog="python -m tests.stack",
         description="Run Airflow (API server, scheduler, triggerer, DAG processor) and the Akool emulator "
         "on 127.0.0.1 with the example DAGs; Ctrl-C stops everything.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,7 +1,7 @@
 """
 The distributed end-to-end suite's stack and scenario (``pytest -m distributed``).
 
-One ``--celery`` stack (scripts/airflow_stack.py: PostgreSQL, Redis, CeleryExecutor with two workers, two
+One ``--celery`` stack (tests/stack/airflow_stack.py: PostgreSQL, Redis, CeleryExecutor with two workers, two
 triggerers) for the package. Two cores cannot afford a 200-task run per check, so one scenario drives three
 runs at once and does every disruption while the tasks wait, recording what it saw; each test then judges
 one guarantee from the record:
@@ -37,7 +37,6 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 import requests
-from airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
 
 from tests.e2e.conftest import (
     AIRFLOW_VERSION,
@@ -47,6 +46,7 @@ from tests.e2e.conftest import (
     trigger_log_files,
     xcom_value,
 )
+from tests.stack.airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
 
 DAGS = Path(__file__).resolve().parent / "dags"
 BATCH_DAG = "distributed_reage_batch"
@@ -84,7 +84,7 @@ def dstack(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
     """The ``--celery`` stack, stopped after the last distributed test whatever happened."""
     missing = missing_distributed_packages()
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
-        from airflow_stack import install_distributed_packages
+        from tests.stack.airflow_stack import install_distributed_packages
 
         missing = install_distributed_packages()
     if missing:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from airflow_stack import LOOPBACK, AirflowStack
 
 from tests.e2e.conftest import AIRFLOW_VERSION, trigger_log_files, xcom_value
 from tests.e2e.distributed.conftest import (
@@ -28,6 +27,7 @@ from tests.e2e.distributed.conftest import (
     logged_at,
     single_triggerer_rounds,
 )
+from tests.stack.airflow_stack import LOOPBACK, AirflowStack
 
 # The scenario runs inside the first test that needs it: 10 minutes, the budget of the whole suite.
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(600)]
