@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -148,8 +149,15 @@ class AkoolJobTrigger(BaseTrigger):
     :param max_concurrency: requests of the shared poller in flight at once; None takes the kind's.
     """
 
-    #: The kind of job this trigger waits for: how it is polled and cancelled.
-    kind: ClassVar[JobKind]
+    @property
+    @abstractmethod
+    def kind(self) -> JobKind:
+        """
+        The kind of job this trigger waits for: how it is polled and cancelled.
+
+        A subclass sets it as a class attribute (``kind = REAGE``); abstract here so that this generic
+        class is never taken for a trigger of its own.
+        """
 
     def __init__(
         self,
