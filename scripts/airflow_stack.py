@@ -504,6 +504,28 @@ class AirflowStack:
         self._start_postgres()
         return time.monotonic() - stopped
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement on the stack's metadata database (``--celery``); return its rows."""
+        if not self.config.celery:
+            raise StackError("only the --celery stack runs PostgreSQL")
+        import psycopg2
+
+        connection = psycopg2.connect(
+            host=LOOPBACK,
+            port=self.postgres_port,
+            user=POSTGRES_USER,
+            password=self._secrets["postgres_password"],
+            dbname=POSTGRES_DB,
+            connect_timeout=10,
+        )
+        try:
+            connection.set_session(readonly=True, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, tuple(params))
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
     def token(self, refresh: bool = False) -> str:
         """A JWT for the admin user (``POST /auth/token``), cached."""
         if self._token is None or refresh:
@@ -936,6 +958,11 @@ class AirflowStack:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
+                # A session that waits over a second for a row lock says so in postgres.log, with the
+                # statements: a triggerer stopped inside a transaction blocks the others that way (see
+                # docs/deployment.md, "A triggerer that stalls").
+                "-c",
+                "log_lock_waits=on",
             ],
             user=self._service_user(),
             stop_signal=signal.SIGINT,

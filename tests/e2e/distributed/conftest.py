@@ -63,6 +63,14 @@ TASK_HEARTBEAT_TIMEOUT = 30.0
 PROCESSING, SUCCESS = 2, 3
 SKIP_BANNER = "DISTRIBUTED TESTS SKIPPED"
 BLOCKED_WARNING = "Triggerer's async thread was blocked"
+#: What Airflow's triggerer supervisor logs when its trigger runner sent nothing for a while (the runner's
+#: loop, or the supervisor itself, was blocked) and when its heartbeat comes back after the health threshold.
+RUNNER_SILENT = "event loop appears deadlocked"
+HEARTBEAT_RECOVERED = "Heartbeat recovered after"
+#: Task instances out of ``deferred`` whose trigger_id every triggerer's clean-up still has to clear.
+STALE_TRIGGER_REFERENCES = (
+    "SELECT count(*) FROM task_instance WHERE state <> 'deferred' AND trigger_id IS NOT NULL"
+)
 
 T = TypeVar("T")
 
@@ -333,6 +341,16 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         other = next(name for name in stack.triggerer_jobs if name != stalled)
         scenario.stalled_triggerer = stalled
         scenario.stalled_held = sorted(i for i, job in scenario.triggerer_of.items() if job == busiest)
+        # Airflow's, not the provider's: every triggerer's loop clears trigger_id of task instances that left
+        # ``deferred`` (Trigger.clean_unused: an UPDATE without SKIP LOCKED). A triggerer stopped between
+        # that UPDATE and its commit holds the row locks, and every other triggerer waits on them, without
+        # heartbeating, until it goes on: nothing is taken over (seen in a CI run, the stall coming a second
+        # after step 4 marked the single reage failed). Stall it once nothing is left to clear.
+        wait_for(
+            "no task instance out of deferred still names a trigger",
+            lambda: stack.query(STALE_TRIGGER_REFERENCES)[0][0] == 0,
+            timeout=60,
+        )
         stack.signal_component(stalled, signal.SIGSTOP)
         stalled_at = time.monotonic()
         stall_began = time.time()
