@@ -466,6 +466,12 @@ class AirflowStack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
 
+    def component_alive(self, name: str) -> bool:
+        """Whether the component ``name`` was started and still runs."""
+        with self._lock:
+            managed = self._processes.get(name)
+        return managed is not None and managed.alive()
+
     def signal_component(self, name: str, signum: signal.Signals) -> None:
         """Send ``signum`` to a component's whole process group (SIGSTOP and SIGCONT: a stall)."""
         self._signal_group(self._processes[name], signum)

@@ -251,7 +251,10 @@ def test_marking_a_deferred_reage_failed_cancels_its_job_once(scenario: Scenario
 
 def test_a_postgres_restart_loses_no_job_and_submits_none_twice(scenario: Scenario) -> None:
     old_pid, new_pid = scenario.postgres_pids
-    print(f"\nPostgreSQL was down {scenario.postgres_down_seconds:.1f} s (pid {old_pid} -> {new_pid})")
+    print(
+        f"\nPostgreSQL was down {scenario.postgres_down_seconds:.1f} s (pid {old_pid} -> {new_pid}); "
+        f"triggerers that exited with it and were started again: {scenario.triggerers_restarted or 'none'}"
+    )
     assert old_pid != new_pid
     assert not psutil.pid_exists(old_pid)
     assert scenario.batch.state == "success"
@@ -330,9 +333,7 @@ def test_no_triggerer_warns_that_its_event_loop_was_blocked(scenario: Scenario) 
     ]
     # A block that ended before the triggerer's first trigger started is Airflow's creation of that trigger
     # (it imports the trigger's class on the loop: ~45 ms of ours on an idle core), not the provider's run().
-    first_start = {
-        name: scenario.first_trigger_started[job] for name, job in scenario.stack.triggerer_jobs.items()
-    }
+    first_start = {name: scenario.first_trigger_started[job] for name, job in scenario.triggerer_jobs.items()}
     judged: dict[str, list[str]] = {}
     for name, text in outputs.items():
         for line in text.splitlines():
