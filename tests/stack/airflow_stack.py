@@ -466,6 +466,12 @@ class AirflowStack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
 
+    def component_alive(self, name: str) -> bool:
+        """Whether the component ``name`` was started and still runs."""
+        with self._lock:
+            managed = self._processes.get(name)
+        return managed is not None and managed.alive()
+
     def signal_component(self, name: str, signum: signal.Signals) -> None:
         """Send ``signum`` to a component's whole process group (SIGSTOP and SIGCONT: a stall)."""
         self._signal_group(self._processes[name], signum)
@@ -503,6 +509,28 @@ class AirflowStack:
         self._terminate([old])
         self._start_postgres()
         return time.monotonic() - stopped
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement on the stack's metadata database (``--celery``); return its rows."""
+        if not self.config.celery:
+            raise StackError("only the --celery stack runs PostgreSQL")
+        import psycopg2
+
+        connection = psycopg2.connect(
+            host=LOOPBACK,
+            port=self.postgres_port,
+            user=POSTGRES_USER,
+            password=self._secrets["postgres_password"],
+            dbname=POSTGRES_DB,
+            connect_timeout=10,
+        )
+        try:
+            connection.set_session(readonly=True, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, tuple(params))
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
 
     def token(self, refresh: bool = False) -> str:
         """A JWT for the admin user (``POST /auth/token``), cached."""
@@ -936,6 +964,11 @@ class AirflowStack:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
+                # A session that waits over a second for a row lock says so in postgres.log, with the
+                # statements: a triggerer stopped inside a transaction blocks the others that way (see
+                # docs/deployment.md, "A triggerer that stalls").
+                "-c",
+                "log_lock_waits=on",
             ],
             user=self._service_user(),
             stop_signal=signal.SIGINT,

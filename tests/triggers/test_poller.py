@@ -26,6 +26,7 @@ from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.poller import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
+    FAN_OUT_CHUNK,
     MAX_FIRST_POLL_SPREAD,
     SharedPoller,
     pollers_of_this_loop,
@@ -604,3 +605,35 @@ async def test_a_stray_unreadable_entry_in_a_batch_harms_no_wait(
     results = await asyncio.gather(*tasks)
 
     assert [events[0]["status"] for events in results] == ["success"] * 4
+
+
+async def test_a_round_wakes_its_waits_a_few_at_a_time(akool_connection: ConnectionFactory) -> None:
+    """
+    A round answering 200 waits hands out their results over several event-loop iterations, at most
+    ``FAN_OUT_CHUNK`` (25) per iteration: each woken trigger may log a line, about 1 ms in Airflow's
+    triggerer, so 100 at a time (a takeover of 200 triggers) took half of Airflow's 0.2 s limit.
+    """
+    poller = AkoolReageTrigger(result_ids=[UNKNOWN_ID], poll_interval=POLL).shared_poller()
+    assert poller is not None
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:  # counts event-loop iterations
+        nonlocal ticks
+        while not stop:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    async def wait(n: int) -> int:
+        await poller.poll([f"{n:024x}"], delay=0.0, interval=POLL, deadline=time.time() + 30, first=True)
+        return ticks
+
+    counting = asyncio.create_task(ticker())
+    woken_at = await asyncio.gather(*(wait(n) for n in range(200)))
+    stop = True
+    await counting
+    per_iteration: dict[int, int] = {}
+    for tick in woken_at:
+        per_iteration[tick] = per_iteration.get(tick, 0) + 1
+    assert sum(per_iteration.values()) == 200
+    assert max(per_iteration.values()) <= FAN_OUT_CHUNK == 25, per_iteration
