@@ -86,6 +86,8 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {
                         "host": "Host (or base URL)",
                         "schema": "Scheme",
+                        # Airflow 3.1's form labels an unrelabelled field with its key ("port").
+                        "port": "Port",
                         "login": "Client ID (optional)",
                         "password": "API key / Client secret",
                     },
