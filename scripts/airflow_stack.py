@@ -1200,7 +1200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (kill, a CI runner) takes the same way out as Ctrl-C, also in the middle of start().
     signal.signal(signal.SIGTERM, interrupt)
     stack = AirflowStack(config)
-    log.info("Starting the Airflow stack in %s (about 30 s)", config.home)
+    log.info("Starting the Airflow stack in %s (about 40 s on two cores)", config.home)
     try:
         stack.start()
         _print_banner(stack)
