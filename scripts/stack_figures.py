@@ -252,7 +252,16 @@ def run_every_example_dag(stack: RunningStack, sample: Callable[[], None]) -> fl
         time.sleep(0.5)
     failed = {dag_id: state for dag_id, state in states.items() if state != "success"}
     if failed:
-        raise SystemExit(f"example runs failed: {failed}")
+        tasks = {
+            dag_id: {
+                ti["task_id"]: (ti["state"], ti["try_number"])
+                for ti in requests.get(
+                    f"{api}/dags/{dag_id}/dagRuns/{runs[dag_id]}/taskInstances", headers=headers, timeout=30
+                ).json()["task_instances"]
+            }
+            for dag_id in failed
+        }
+        raise SystemExit(f"example runs failed: {failed}; task states and tries: {tasks}")
     return time.monotonic() - started
 
 
@@ -322,8 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                     ("second start (same home): login page answers after", f"{login_page:.1f} s"),
                     ("second start (same home): example DAGs listed after", f"{dags:.1f} s"),
                 ]
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    except BaseException:
+        # Keep what explains the failure: the task logs and each component's output.
+        print(f"kept the stack's home for a look: {home} (logs/, stack-output/)", file=sys.stderr)
+        raise
+    shutil.rmtree(home, ignore_errors=True)
 
     width = max(len(name) for name, _ in figures)
     print()
