@@ -43,6 +43,9 @@ NO_CHROMIUM = (
     "(run `make browser-deps` as root with apt available) !!!"
 )
 
+# expect() waits 5 s by default, less than a dialog takes to draw on a loaded two-core machine (seen on 3.1).
+expect.set_options(timeout=30_000)
+
 # A mark, not a skip in a fixture: the stack (a wider-scoped fixture) would start first for nothing.
 pytestmark = [
     pytest.mark.e2e,
