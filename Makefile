@@ -86,9 +86,15 @@ clean:
 # Airflow's API server, scheduler, triggerer and DAG processor plus the emulator, all on 127.0.0.1, with the
 # example DAGs and an akool_default connection; prints the URL and the login; Ctrl-C stops everything.
 # See docs/airflow-stack.md. Options through ARGS, e.g. make airflow ARGS="--fresh --port 9090".
-.PHONY: airflow browser-deps distributed-deps screenshots
+.PHONY: airflow airflow-figures browser-deps distributed-deps screenshots
 airflow: venv
 	$(BIN)/python -m tests.stack $(ARGS)
+
+# How long `make airflow` takes to start (fresh home, then again with the same home) and how much memory the
+# stack takes, idle and while every example DAG runs: prints the figures of docs/airflow-stack.md. About 3
+# minutes; run it alone (here: flock /tmp/akool-heavy.lock make airflow-figures). See scripts/stack_figures.py.
+airflow-figures: venv
+	$(BIN)/python scripts/stack_figures.py $(ARGS)
 
 # PostgreSQL and Redis for make airflow ARGS=--celery and the distributed tests: Debian's packages, installed
 # with apt where missing (only the programs: the stack runs them itself). Where apt cannot be used the

@@ -68,7 +68,7 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Face detect URL",
                         "schema": {"type": ["string", "null"], "format": "uri"},
                         "description": (
-                            "Default https://sg3.akool.com/detect; with a custom Base URL, <Base URL>/detect."
+                            "Default https://sg3.akool.com/detect; with another host, <scheme>://<host>:<port>/detect."
                         ),
                     },
                     "timeout": {
@@ -78,14 +78,23 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "extra"],
+                    # Host, scheme and port each in its own field: the UI's Test button sends the stored
+                    # port back and Airflow 3.3.1-3.3.2 refuse the test when a connection has none
+                    # (apache/airflow#73298), so the form must let users fill it in. A whole base URL in
+                    # Host still works.
+                    "hidden-fields": ["extra"],
                     "relabeling": {
-                        "host": "Base URL",
+                        "host": "Host (or base URL)",
+                        "schema": "Scheme",
+                        # Airflow 3.1's form labels an unrelabelled field with its key ("port").
+                        "port": "Port",
                         "login": "Client ID (optional)",
                         "password": "API key / Client secret",
                     },
                     "placeholders": {
-                        "host": "https://openapi.akool.com",
+                        "host": "openapi.akool.com",
+                        "schema": "https",
+                        "port": "443",
                         "login": "only for client_credentials: your Akool clientId",
                         "password": "your Akool API key (the clientSecret when Client ID is set)",
                         "detect_url": "https://sg3.akool.com/detect",

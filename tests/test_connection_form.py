@@ -86,11 +86,16 @@ def test_the_ui_relabels_hides_and_fills_the_standard_fields(hook_meta: dict[str
     behaviour = declared()["ui-field-behaviour"]
 
     assert standard is not None, "the UI would show the generic form"
-    assert standard["url_schema"]["hidden"] is True
-    assert standard["port"]["hidden"] is True
+    # The Test button sends the stored port back (Airflow 3.3.1-3.3.2 refuse a test without one): the form
+    # shows Port and Scheme so that users can fill them in.
+    assert standard["url_schema"]["hidden"] is False
+    assert standard["port"]["hidden"] is False
+    assert standard["port"]["placeholder"] == "443"
     for field, label in behaviour["relabeling"].items():
-        assert standard[field]["title"] == label, field
-        assert standard[field]["placeholder"] == behaviour["placeholders"][field], field
+        # The UI calls the connection's schema field url_schema.
+        shown = standard["url_schema" if field == "schema" else field]
+        assert shown["title"] == label, field
+        assert shown["placeholder"] == behaviour["placeholders"][field], field
 
 
 def test_the_3_1_form_keeps_the_values_the_hook_reads(akool_connection: Any) -> None:

@@ -59,6 +59,8 @@ MAX_RETRY_AFTER = 120.0
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 #: Any 24-hex id: ``test_connection`` asks for it to prove the credentials without creating anything.
 _PROBE_ID = "000000000000000000000000"
+#: The port each scheme the hook accepts uses when none is given.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -128,20 +130,51 @@ class AkoolConnectionSettings:
 
 
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
-    """Build the base URL from a connection's host (which may carry a scheme), schema and port."""
+    """
+    Build the base URL from a connection's host, schema (the scheme) and port.
+
+    Two forms are accepted: host, scheme and port in their own fields (``openapi.akool.com``, ``https``,
+    ``443``), which is what the Airflow UI's Test button needs (it compares host and port with the stored
+    ones), and a whole base URL in host (``http://127.0.0.1:8765``), the older form. A port that is the
+    scheme's default is left out, so ``https://openapi.akool.com:443`` is Akool's own base URL. Port 0 means
+    no port: Airflow 3.1's Test button sends it for a connection without one.
+    """
     if not host:
         return protocol.DEFAULT_BASE_URL
-    if "://" not in host:
-        scheme = schema if schema in ("http", "https") else "https"
+    scheme_in_host = "://" in host
+    if not scheme_in_host:
+        scheme = (schema or "https").strip().lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise AkoolValidationError(
+                f"schema (connection) must be http or https (the scheme); got {schema!r}"
+            )
         host = f"{scheme}://{host}"
     parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        host_port = parts.port
+    except ValueError:
+        host_port = -1
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or host_port == -1:
         raise AkoolValidationError(
-            f"host (connection) must be a base URL such as {protocol.DEFAULT_BASE_URL}; got {host!r}"
+            f"host (connection) must be a base URL such as {protocol.DEFAULT_BASE_URL} or a host name "
+            f"such as openapi.akool.com; got {host!r}"
         )
-    netloc = parts.netloc
-    if port and parts.port is None:
-        netloc = f"{netloc}:{port}"
+    if scheme_in_host and schema and schema.strip().lower() != parts.scheme:
+        raise AkoolValidationError(
+            f"schema (connection) is {schema!r} but host {host!r} names {parts.scheme!r}: "
+            "leave one of them out"
+        )
+    if port is not None and not 0 <= port <= 65535:
+        raise AkoolValidationError(f"port (connection) must be between 1 and 65535; got {port!r}")
+    if host_port is not None and port and port != host_port:
+        # Which one would the user mean? Neither silently: say so before any request.
+        raise AkoolValidationError(
+            f"port (connection) is {port} but host {host!r} names port {host_port}: leave one of them out"
+        )
+    effective_port = host_port or port or None
+    netloc = parts.netloc.rsplit(":", 1)[0] if host_port is not None else parts.netloc
+    if effective_port and effective_port != _DEFAULT_PORTS[parts.scheme]:
+        netloc = f"{netloc}:{effective_port}"
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 

@@ -1,7 +1,8 @@
 """
 What a user sees in the Airflow UI, in headless Chromium (Debian's package) driven by Playwright: the
-connection form, the "Akool result" link of a finished reage task, and a green run in the grid.
-Screenshots of each go to docs/images/ for the README.
+connection form, the connection's Test button (from the list, for the stack's connection and for one made in
+the Add form and changed in the edit form), the "Akool result" link of a finished reage task, and a green run
+in the grid. Screenshots of each go to docs/images/ for the README.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -41,16 +43,22 @@ NO_CHROMIUM = (
     "(run `make browser-deps` as root with apt available) !!!"
 )
 
+# expect() waits 5 s by default, less than a dialog takes to draw on a loaded two-core machine (seen on 3.1).
+expect.set_options(timeout=30_000)
+
 # A mark, not a skip in a fixture: the stack (a wider-scoped fixture) would start first for nothing.
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=NO_CHROMIUM),
 ]
 
-STANDARD_FIELDS = ("Base URL", "Client ID (optional)", "API key / Client secret")
+STANDARD_FIELDS = ("Host (or base URL)", "Scheme", "Port", "Client ID (optional)", "API key / Client secret")
 EXTRA_FIELDS = ("Auth type", "Face detect URL", "Timeout (seconds)")
-# The form hides these (ui-field-behaviour) or relabels them: none may show under its generic name.
-GENERIC_FIELDS = ("Host", "Schema", "Port", "Login", "Password")
+# The form relabels these (ui-field-behaviour): none may show under its generic name.
+GENERIC_FIELDS = ("Host", "Schema", "Login", "Password")
+#: A connection the tests make in the Add form (and delete again).
+FORM_CONNECTION_ID = "akool_made_in_the_form"
+TEST_ROUTE = "/api/v2/connections/test"
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +117,41 @@ def _reage_task(example_runs: ExampleRuns) -> TaskFacts:
     return facts
 
 
+def _emulator_port(stack: AirflowStack) -> int:
+    port = urlsplit(stack.emulator_url).port
+    assert port
+    return port
+
+
+def _connection_row(page: Page, connection_id: str) -> Locator:
+    return page.get_by_role("row").filter(has=page.get_by_text(connection_id, exact=True))
+
+
+def _click_test(page: Page, stack: AirflowStack, connection_id: str) -> dict[str, Any]:
+    """Click the Test button of ``connection_id`` in the connection list; return what the API answered."""
+    page.goto(f"{stack.url}/connections")
+    row = _connection_row(page, connection_id)
+    with page.expect_response(
+        lambda response: response.url.endswith(TEST_ROUTE) and response.request.method == "POST"
+    ) as caught:
+        row.get_by_role("button", name="Test Connection").click()
+    response = caught.value
+    sent = response.request.post_data_json
+    assert sent["connection_id"] == connection_id
+    # Whatever the answer, it must come from the hook's test_connection(), not from Airflow refusing the
+    # request (400 "The host or port to test differs from the stored connection", issue 12).
+    assert response.status == 200, (response.status, response.text(), sent)
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
 def test_connection_form_offers_akool_with_its_fields(page: Page, stack: AirflowStack) -> None:
     page.goto(f"{stack.url}/connections")
-    # The stack's connection is in the metadata database, so the UI lists it.
-    row = page.get_by_role("row").filter(has_text=CONNECTION_ID)
+    # The stack's connection is in the metadata database, so the UI lists it: host and port on their own.
+    row = _connection_row(page, CONNECTION_ID)
     expect(row).to_contain_text("akool")
-    expect(row).to_contain_text(stack.emulator_url)
+    expect(row).to_contain_text("127.0.0.1")
+    expect(row).to_contain_text(str(_emulator_port(stack)))
 
     page.get_by_role("button", name="Add Connection").click()
     dialog = page.get_by_role("dialog")
@@ -129,7 +166,9 @@ def test_connection_form_offers_akool_with_its_fields(page: Page, stack: Airflow
         expect(labels.get_by_text(field, exact=True)).to_have_count(0)
     # The key is a secret: a password input, never shown in clear.
     expect(dialog.get_by_label("API key / Client secret")).to_have_attribute("type", "password")
-    expect(dialog.get_by_label("Base URL")).to_have_attribute("placeholder", "https://openapi.akool.com")
+    expect(dialog.get_by_label("Host (or base URL)")).to_have_attribute("placeholder", "openapi.akool.com")
+    expect(dialog.get_by_label("Scheme", exact=True)).to_have_attribute("placeholder", "https")
+    expect(dialog.get_by_label("Port", exact=True)).to_have_attribute("placeholder", "443")
     _screenshot(dialog, "connection-form.png")
 
     dialog.get_by_role("button", name="Extra Fields", exact=True).click()
@@ -137,6 +176,84 @@ def test_connection_form_offers_akool_with_its_fields(page: Page, stack: Airflow
         expect(labels.filter(has_text=field)).to_have_count(1)
     _screenshot(dialog, "connection-form-extra-fields.png")
     # Nothing is saved: the dialog is closed without a click on Save.
+    dialog.get_by_role("button", name="Close").click()
+
+
+def test_the_test_button_of_the_stacks_connection_succeeds(page: Page, stack: AirflowStack) -> None:
+    reply = _click_test(page, stack, CONNECTION_ID)
+    # The stored port goes back and forth unchanged, and the stored key is used (the UI sends "***").
+    message = f"Connected to Akool at http://127.0.0.1:{_emulator_port(stack)} (api_key)"
+    assert reply == {"status": True, "message": message}
+    expect(page.get_by_text("Test Connection Successful")).to_be_visible()
+    expect(page.get_by_text(message)).to_be_visible()
+    _screenshot(page, "connection-test.png")
+
+
+def test_a_connection_made_in_the_form_tests_green_and_red_after_a_wrong_key_in_the_edit_form(
+    page: Page, stack: AirflowStack
+) -> None:
+    port = _emulator_port(stack)
+    wrong_key = "wrong-key-from-the-edit-form-4711"
+    try:
+        # Made as the README says: host, scheme and port in their own fields, the key.
+        page.goto(f"{stack.url}/connections")
+        page.get_by_role("button", name="Add Connection").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("Connection ID").fill(FORM_CONNECTION_ID)
+        dialog.get_by_role("combobox").fill("Akool")
+        dialog.get_by_role("option", name="Akool", exact=True).click()
+        dialog.get_by_label("Host (or base URL)").fill("127.0.0.1")
+        dialog.get_by_label("Scheme", exact=True).fill("http")
+        dialog.get_by_label("Port", exact=True).fill(str(port))
+        dialog.get_by_label("API key / Client secret").fill(stack.api_key)
+        dialog.get_by_role("button", name="Save").click()
+        expect(dialog).to_be_hidden()
+        stored = stack.api("GET", f"/connections/{FORM_CONNECTION_ID}")
+        assert (stored["host"], stored["schema"], stored["port"]) == ("127.0.0.1", "http", port), stored
+
+        reply = _click_test(page, stack, FORM_CONNECTION_ID)
+        assert reply == {
+            "status": True,
+            "message": f"Connected to Akool at http://127.0.0.1:{port} (api_key)",
+        }
+        expect(page.get_by_text("Test Connection Successful")).to_be_visible()
+
+        # The edit form shows every field of the form, the Timeout too, and saves a wrong key.
+        _connection_row(page, FORM_CONNECTION_ID).get_by_role("button", name="Edit Connection").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_label("Port", exact=True)).to_have_value(str(port))
+        dialog.get_by_label("API key / Client secret").fill(wrong_key)
+        # Opening the extra fields folds the standard ones away.
+        dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+        for field in EXTRA_FIELDS:
+            expect(dialog.locator("label").filter(has_text=field)).to_have_count(1)
+        dialog.get_by_role("button", name="Save").click()
+        expect(dialog).to_be_hidden()
+
+        reply = _click_test(page, stack, FORM_CONNECTION_ID)
+        assert reply["status"] is False, reply
+        assert "1101" in reply["message"], reply
+        expect(page.get_by_text("Test Connection Failed")).to_be_visible()
+        assert wrong_key not in page.content()
+    finally:
+        stack.api("DELETE", f"/connections/{FORM_CONNECTION_ID}", ok=(204, 404))
+
+
+def test_the_edit_form_of_the_stacks_connection_shows_every_field(page: Page, stack: AirflowStack) -> None:
+    page.goto(f"{stack.url}/connections")
+    _connection_row(page, CONNECTION_ID).get_by_role("button", name="Edit Connection").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Host (or base URL)")).to_have_value("127.0.0.1")
+    expect(dialog.get_by_label("Scheme", exact=True)).to_have_value("http")
+    expect(dialog.get_by_label("Port", exact=True)).to_have_value(str(_emulator_port(stack)))
+    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    labels = dialog.locator("label")
+    for field in EXTRA_FIELDS:
+        expect(labels.filter(has_text=field)).to_have_count(1)
+    # Airflow 3.1 does not tie the extra fields' labels to their inputs: find the input by its field group.
+    timeout = dialog.get_by_role("group").filter(has=page.get_by_text("Timeout (seconds)", exact=True))
+    expect(timeout.locator("input").first).to_have_value("30")
+    _screenshot(dialog, "connection-edit-form.png")
     dialog.get_by_role("button", name="Close").click()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -84,7 +85,14 @@ def test_stack_listens_on_loopback_only(stack: AirflowStack) -> None:
 def test_akool_connection_is_stored_and_reaches_the_emulator(stack: AirflowStack) -> None:
     # Created through the REST API (not an AIRFLOW_CONN_ variable), so the UI lists it.
     conn = stack.api("GET", f"/connections/{CONNECTION_ID}")
-    assert (conn["conn_type"], conn["host"]) == ("akool", stack.emulator_url)
+    # Host, scheme and port in their own fields, so the UI's Test button can send the port back.
+    emulator = urlsplit(stack.emulator_url)
+    assert (conn["conn_type"], conn["host"], conn["schema"], conn["port"]) == (
+        "akool",
+        emulator.hostname,
+        emulator.scheme,
+        emulator.port,
+    )
     assert conn["password"] != stack.api_key
     listed = stack.api("GET", "/connections", params={"limit": 100})["connections"]
     assert CONNECTION_ID in {item["connection_id"] for item in listed}
@@ -100,6 +108,21 @@ def test_akool_connection_is_stored_and_reaches_the_emulator(stack: AirflowStack
         },
     )
     assert tested["status"] is True, tested
+    # What the connection list's Test button sends (Airflow's TestConnectionButton: the stored fields, the
+    # masked key, Number(port)): Airflow must accept it and run the hook with the stored key.
+    as_the_ui_sends = {
+        "connection_id": CONNECTION_ID,
+        "conn_type": conn["conn_type"],
+        "description": conn["description"] or "",
+        "extra": conn["extra"] or "{}",
+        "host": conn["host"] or "",
+        "login": conn["login"] or "",
+        "password": conn["password"] or "",
+        "port": int(conn["port"] or 0),
+        "schema": conn["schema"] or "",
+    }
+    tested = stack.api("POST", "/connections/test", json_body=as_the_ui_sends)
+    assert tested == {"status": True, "message": f"Connected to Akool at {stack.emulator_url} (api_key)"}
     health = requests.get(f"{stack.url}/api/v2/monitor/health", timeout=10).json()
     assert {health[key]["status"] for key in ("scheduler", "triggerer", "dag_processor")} == {"healthy"}
 

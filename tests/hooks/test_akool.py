@@ -161,6 +161,15 @@ class TestAuthentication:
             ({"extra": {"auth_type": "client_credentials"}}, "needs the connection's login"),
             ({"extra": {"timeout": "soon"}}, "timeout .connection extra. must be a positive number"),
             ({"host": "ftp://example.test"}, "host .connection. must be a base URL"),
+            ({"host": "http://127.0.0.1:port"}, "host .connection. must be a base URL"),
+            (
+                {"host": "127.0.0.1", "schema": "htp", "port": 8765},
+                "schema .connection. must be http or https",
+            ),
+            ({"host": "127.0.0.1", "port": 70000}, "port .connection. must be between 1 and 65535"),
+            # Two answers to one question: neither is picked silently.
+            ({"host": "http://127.0.0.1:8765", "port": 9000}, "port .connection. is 9000 but host"),
+            ({"host": "http://127.0.0.1:8765", "schema": "https"}, "schema .connection. is 'https' but host"),
         ],
     )
     def test_a_bad_connection_is_a_clear_error_before_any_request(
@@ -184,6 +193,29 @@ class TestConnectionSettings:
             ({"host": "openapi.akool.com"}, "https://openapi.akool.com", "https://sg3.akool.com/detect"),
             ({"host": "127.0.0.1", "schema": "http", "port": 8765}, "http://127.0.0.1:8765", None),
             ({"host": "http://127.0.0.1", "port": 9}, "http://127.0.0.1:9", None),
+            # Host, scheme and port in their own fields (what the UI's Test button needs) name the same
+            # Akool as the base URL in host: the scheme's default port is left out, so the default detect
+            # URL still applies to Akool's own host.
+            (
+                {"host": "openapi.akool.com", "schema": "https", "port": 443},
+                "https://openapi.akool.com",
+                "https://sg3.akool.com/detect",
+            ),
+            (
+                {"host": "https://openapi.akool.com:443"},
+                "https://openapi.akool.com",
+                "https://sg3.akool.com/detect",
+            ),
+            ({"host": "127.0.0.1", "schema": "HTTP", "port": 80}, "http://127.0.0.1", None),
+            # The old form stays valid, also with the same port or scheme repeated in their own fields.
+            (
+                {"host": "http://127.0.0.1:8765", "schema": "http", "port": 8765},
+                "http://127.0.0.1:8765",
+                None,
+            ),
+            # Airflow 3.1's Test button sends port 0 and schema "" for a connection without them.
+            ({"host": "http://127.0.0.1:8765", "schema": "", "port": 0}, "http://127.0.0.1:8765", None),
+            ({"host": "http://[::1]:8765/"}, "http://[::1]:8765", None),
             ({"extra": {"extra__akool__detect_url": "http://d.test/detect"}}, None, "http://d.test/detect"),
         ],
     )
