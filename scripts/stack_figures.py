@@ -70,7 +70,7 @@ def _component(proc: psutil.Process) -> str:
     if proc.name() == "make":
         return "make"
     for needle, name in (
-        ("airflow_stack", "scripts/airflow_stack.py"),
+        ("tests.stack", "make airflow (python -m tests.stack)"),
         ("LocalExecutor", "LocalExecutor workers (parallelism 8)"),
         ("api_server", "api-server"),
         ("api-server", "api-server"),

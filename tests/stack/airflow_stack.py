@@ -1078,7 +1078,7 @@ class AirflowStack:
         body = {
             "connection_id": CONNECTION_ID,
             "conn_type": "akool",
-            "description": "The local Akool emulator started by scripts/airflow_stack.py",
+            "description": "The local Akool emulator started by make airflow (tests/stack)",
             # Host, scheme and port in their own fields, as the README says: the UI's Test button sends the
             # stored port back, and Airflow 3.3.1-3.3.2 refuse to test a connection that has none.
             "host": emulator.hostname,
