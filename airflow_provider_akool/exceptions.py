@@ -372,6 +372,25 @@ class AkoolValidationError(AkoolError, AirflowFailException, ValueError):
     """
 
 
+class AkoolCreditTooLowError(AkoolError, AirflowFailException):
+    """
+    The account's credit balance is below the ``minimum_credit`` a check asked for; nothing was submitted.
+
+    Raised by :class:`~airflow_provider_akool.operators.credit.AkoolCheckCreditOperator`. The task fails
+    without using its retries: the balance does not grow by itself within a retry delay.
+
+    :param credit: the balance Akool reported.
+    :param minimum_credit: the threshold it was compared with.
+    """
+
+    def __init__(
+        self, message: str, *, credit: float, minimum_credit: float, endpoint: str | None = None
+    ) -> None:
+        self.credit = credit
+        self.minimum_credit = minimum_credit
+        super().__init__(message, endpoint=endpoint)
+
+
 # --- Keeping results (``output_path``) -------------------------------------------------------------
 
 

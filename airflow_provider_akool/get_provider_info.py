@@ -28,7 +28,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{PACKAGE}.operators.reage", f"{PACKAGE}.operators.background_change"],
+                "python-modules": [
+                    f"{PACKAGE}.operators.reage",
+                    f"{PACKAGE}.operators.background_change",
+                    f"{PACKAGE}.operators.credit",
+                ],
             }
         ],
         "sensors": [

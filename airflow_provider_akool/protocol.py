@@ -10,6 +10,7 @@ construction, and everything here is tested without a network.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -623,6 +624,34 @@ def build_image_result(image_model_id: str) -> AkoolRequest[ImageResult]:
         path=f"{API_PREFIX}/content/image/infobymodelid",
         params={"image_model_id": image_model_id},
         parse=parse,
+    )
+
+
+# --- Credits ------------------------------------------------------------------------------------
+
+#: A credit balance as Akool gives it: a JSON number, kept an ``int`` when Akool sent an integer.
+Credit = int | float
+
+
+def parse_credit(payload: Mapping[str, Any]) -> Credit:
+    """Read ``data.credit`` of a ``quota/info`` reply: a finite number, never a bool or a string."""
+    data = _data(payload, "quota_info")
+    credit = data.get("credit")
+    if isinstance(credit, bool) or not isinstance(credit, (int, float)) or not math.isfinite(credit):
+        shown = "absent" if credit is None else f"a {type(credit).__name__}"
+        raise AkoolResponseError(
+            f"the reply's data.credit is {shown}, not a number of credits", endpoint="quota_info"
+        )
+    return credit
+
+
+def build_get_credit() -> AkoolRequest[Credit]:
+    """Ask for the account's credit balance (``GET faceswap/quota/info``)."""
+    return AkoolRequest(
+        endpoint="quota_info",
+        method="GET",
+        path=f"{API_PREFIX}/faceswap/quota/info",
+        parse=parse_credit,
     )
 
 

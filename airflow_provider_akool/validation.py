@@ -73,6 +73,29 @@ def seconds(name: str, value: Any) -> float:
     return number
 
 
+def non_negative_number(name: str, value: Any) -> int | float:
+    """Return a finite number >= 0 (an int when whole); a templated string is accepted, a bool is not."""
+    allowed = "a number of at least 0 (such as 50 or 12.5)"
+    if isinstance(value, bool):
+        raise _fail(name, allowed, value)
+    number: int | float
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str) and _INT.match(value):
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _fail(name, allowed, value) from None
+    else:
+        raise _fail(name, allowed, value)
+    # NaN fails both comparisons; infinity is no threshold.
+    if not number >= 0 or number == float("inf"):
+        raise _fail(name, allowed, value)
+    return number
+
+
 def face_reage(value: Any, name: str = "face_reage") -> int:
     """Return the reage amount: an integer in [-30, 30] (positive ages, negative rejuvenates)."""
     low, high = FACE_REAGE_RANGE

@@ -1,6 +1,8 @@
 """
-Reage a batch of portraits in parallel: an upstream task lists the images, one mapped, deferrable reage task
-per image (each detects its faces first), and a summary of all results.
+Reage a batch of portraits in parallel: a check that the Akool account has the credit the batch needs, an
+upstream task that lists the images, one mapped, deferrable reage task per image (each detects its faces
+first), and a summary of all results. Below ``minimum_credit`` the check fails at once (no retry) and no
+image is submitted.
 
 Runs against the local emulator by default. For the real Akool, define the ``akool_default`` connection with
 your API key and trigger the DAG with ``{"images": ["https://.../a.jpg", ...]}`` (or set
@@ -18,6 +20,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from airflow_provider_akool.operators.credit import AkoolCheckCreditOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 
 log = logging.getLogger(__name__)
@@ -45,15 +48,28 @@ PORTRAITS = [f"{MEDIA}portrait-{n}-faces-{faces}.jpg" for n, faces in enumerate(
         "face_reage": Param(
             10, type="integer", minimum=-30, maximum=30, description="Years: + ages, - rejuvenates."
         ),
+        "minimum_credit": Param(
+            50,
+            type="number",
+            minimum=0,
+            description="The Akool credit the batch needs: below it, nothing is submitted.",
+        ),
     },
     doc_md=__doc__,
 )
 def akool_batch_reage() -> None:
+    # Once, before the batch: a batch that cannot be paid for stops here, not half way through on 1006.
+    check_credit = AkoolCheckCreditOperator(
+        task_id="check_credit", minimum_credit="{{ params.minimum_credit }}"
+    )
+
     @task
     def list_images(params: dict[str, Any]) -> list[str]:
         """List the images of the batch (a real DAG might read a bucket or a table here)."""
         return [str(url) for url in params["images"]]
 
+    images = list_images()
+    check_credit >> images
     reaged = AkoolImageReageOperator.partial(
         task_id="reage",
         face_reage="{{ params.face_reage }}",
@@ -61,7 +77,7 @@ def akool_batch_reage() -> None:
         poll_interval=POLL_INTERVAL,
         timeout=30 * 60,
         output_path=OUTPUT_PATH,
-    ).expand(modify_image=list_images())
+    ).expand(modify_image=images)
 
     @task
     def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

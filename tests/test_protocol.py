@@ -677,3 +677,53 @@ class TestReplyCap:
     def test_announced_length(self, header: str | None, length: int | None) -> None:
         headers = {} if header is None else {"content-length": header}
         assert protocol.announced_length(headers) == length
+
+
+class TestCredit:
+    def test_the_request_is_an_authenticated_get_of_quota_info(self) -> None:
+        request = protocol.build_get_credit()
+        assert (request.method, request.url("https://openapi.akool.com")) == (
+            "GET",
+            "https://openapi.akool.com/api/open/v3/faceswap/quota/info",
+        )
+        assert request.authenticated
+        assert not request.creates_job
+
+    @pytest.mark.parametrize("credit", [0, 1234, 12.5])
+    def test_the_balance_is_read_as_the_number_akool_sent(self, credit: float) -> None:
+        request = protocol.build_get_credit()
+        value = protocol.interpret(request, reply({"code": 1000, "msg": "OK", "data": {"credit": credit}}))
+        assert value == credit
+        assert type(value) is type(credit)
+
+    @pytest.mark.parametrize(
+        ("data", "shown"),
+        [
+            ({}, "absent"),
+            ({"credit": "12"}, "a str"),
+            ({"credit": True}, "a bool"),
+            ({"credit": None}, "absent"),
+            ({"credit": [1]}, "a list"),
+        ],
+    )
+    def test_a_reply_without_a_number_is_a_clear_response_error(self, data: Any, shown: str) -> None:
+        with pytest.raises(AkoolResponseError, match=rf"data\.credit is {shown}, not a number") as info:
+            protocol.interpret(protocol.build_get_credit(), reply({"code": 1000, "msg": "OK", "data": data}))
+        assert info.value.endpoint == "quota_info"
+
+    def test_a_non_finite_balance_is_refused(self) -> None:
+        # Python's json reads the non-standard NaN and Infinity literals; no balance is either.
+        for literal in (b"NaN", b"Infinity"):
+            body = b'{"code": 1000, "msg": "OK", "data": {"credit": ' + literal + b"}}"
+            with pytest.raises(AkoolResponseError, match="not a number of credits"):
+                protocol.interpret(
+                    protocol.build_get_credit(), protocol.HttpReply(status=200, headers={}, content=body)
+                )
+
+    def test_a_reply_without_data_is_a_response_error(self) -> None:
+        with pytest.raises(AkoolResponseError, match="'data'"):
+            protocol.interpret(protocol.build_get_credit(), reply({"code": 1000, "msg": "OK"}))
+
+    def test_an_error_code_maps_to_its_class(self) -> None:
+        with pytest.raises(AkoolAccountBannedError):
+            protocol.interpret(protocol.build_get_credit(), reply({"code": 1200, "msg": "banned"}))

@@ -46,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-base-url", default=None, help="base of result URLs in replies (default: from each request)"
     )
     parser.add_argument(
+        "--credit",
+        type=float,
+        default=DEFAULTS.credit,
+        help=(
+            f"the account's credit balance; each job costs its price (image reage "
+            f"{DEFAULTS.image_reage_credit}, video reage {DEFAULTS.video_reage_credit}, background change "
+            f"{DEFAULTS.background_change_credit}) and 1006 comes once it runs out"
+        ),
+    )
+    parser.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug", "trace"]
     )
     parser.add_argument(
@@ -71,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_listbyids=args.max_listbyids,
             video_result_bytes=args.video_result_bytes,
             public_base_url=args.public_base_url,
+            credit=args.credit,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -96,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  face detect URL:  {url}/detect", flush=True)
     print(f"  x-api-key / Authorization: Bearer  {config.api_key}", flush=True)
     print(f"  getToken clientId={config.client_id} clientSecret={config.secret}", flush=True)
-    print(f"  control API:      {url}/_emulator/ (ledger, faults, clock, reset)", flush=True)
+    print(f"  control API:      {url}/_emulator/ (ledger, faults, clock, account, reset)", flush=True)
     server_config = uvicorn.Config(
         create_app(config), log_level=args.log_level, access_log=args.access_log, lifespan="on", ws="none"
     )

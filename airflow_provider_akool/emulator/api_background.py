@@ -42,6 +42,10 @@ def _error_reasons(job: Job, status: int) -> list[dict[str, Any]]:
     return [{"code": BG_PROCESSING_ERROR, "message": f"background change processing error: {cause}"}]
 
 
+def _credits(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
 def _info(job: Job, now: float) -> dict[str, Any]:
     status = job.status(now)
     data: dict[str, Any] = {
@@ -53,7 +57,8 @@ def _info(job: Job, now: float) -> dict[str, Any]:
         "image_id": job.extra["image_id"],
         "image_sub_status": status,
         "image_status": status,
-        "deduction_credit": 4,
+        # What the submission was charged (the seed's reply carries it as a number).
+        "deduction_credit": _credits(job.extra.get("credit", 0)),
         "buttons": [],
         "used_buttons": [],
         "upscaled_urls": [],
@@ -74,6 +79,8 @@ async def bg_replace(request: Request) -> JSONResponse:
     params = validation.background(await read_json(request))
     check_quota(request, state)
     with state.lock:
+        # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
+        charged = state.charge("bg_replace")
         now = state.now()
         job = Job(
             id=state.new_object_id(now),
@@ -88,6 +95,7 @@ async def bg_replace(request: Request) -> JSONResponse:
         )
         job.url = f"{base_url(request, state)}/media/results/{job.id}.png"
         job.extra["image_id"] = str(uuid.uuid4())
+        job.extra["credit"] = charged
         job.extra["sample_names"] = {
             name: sample_name(params[name], request, state) for name in ("origin_img", "template_url")
         }

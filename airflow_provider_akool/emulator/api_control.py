@@ -149,15 +149,18 @@ async def poison_job_entry(job_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/account")
-async def account(request: Request) -> dict[str, bool]:
-    """The account flags."""
+async def account(request: Request) -> dict[str, Any]:
+    """The account flags and its credit balance."""
     state = get_state(request)
-    return {"banned": state.banned, "quota": state.quota_exhausted}
+    return {"banned": state.banned, "quota": state.quota_exhausted, "credit": state.credit_balance()}
 
 
 @router.post("/account")
 async def set_account(request: Request) -> JSONResponse:
-    """Set ``banned`` (every call 1200) and/or ``quota`` (submits 1006); omitted flags are unchanged."""
+    """
+    Set ``banned`` (every call 1200), ``quota`` (submits 1006) and/or ``credit`` (the balance, a number
+    >= 0); omitted (or null) fields are unchanged.
+    """
     state = get_state(request)
     body = await _object(request)
     if body is None:
@@ -165,9 +168,18 @@ async def set_account(request: Request) -> JSONResponse:
     for name in ("banned", "quota"):
         if name in body and not isinstance(body[name], bool | None):
             return _bad(f"{name} must be a boolean")
+    credit = body.get("credit")
+    if credit is not None and (
+        isinstance(credit, bool) or not isinstance(credit, int | float) or not 0 <= credit < float("inf")
+    ):
+        return _bad("credit must be a number of at least 0")
     with state.lock:
         if body.get("banned") is not None:
             state.banned = body["banned"]
         if body.get("quota") is not None:
             state.quota_exhausted = body["quota"]
-    return JSONResponse({"banned": state.banned, "quota": state.quota_exhausted})
+        if credit is not None:
+            state.credit = credit
+    return JSONResponse(
+        {"banned": state.banned, "quota": state.quota_exhausted, "credit": state.credit_balance()}
+    )

@@ -47,6 +47,8 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
     config = state.config
     processing = config.processing_seconds if kind == "imgreage" else config.video_processing_seconds
     with state.lock:
+        # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
+        charged = state.charge(kind)
         now = state.now()
         job_id = state.new_job_id(now)
         job = Job(
@@ -63,6 +65,7 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
         )
         job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
         job.extra["sample_name"] = sample_name(params[media_field], request, state)
+        job.extra["credit"] = charged
         state.add_job(job)
     return reply(
         OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.reported_url(submit=True), "job_id": job.job_id}

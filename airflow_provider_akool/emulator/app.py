@@ -12,6 +12,7 @@ from airflow_provider_akool.emulator import (
     api_control,
     api_detect,
     api_media,
+    api_quota,
     api_reage,
     api_token,
 )
@@ -63,7 +64,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.emulator = state
     app.state.webhooks = webhooks
     app.add_exception_handler(ApiError, _api_error)
-    for module in (api_token, api_reage, api_background):
+    for module in (api_token, api_reage, api_background, api_quota):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (api_detect, api_media, api_control):
         app.include_router(module.router)

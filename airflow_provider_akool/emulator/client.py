@@ -110,7 +110,16 @@ class EmulatorClient:
         reply: dict[str, Any] = self._call("POST", f"jobs/{_id}/poison", {"form": form, "stray": stray})
         return reply
 
-    def set_account(self, banned: bool | None = None, quota: bool | None = None) -> dict[str, bool]:
-        """Set the account flags (``None`` leaves one unchanged); returns both flags."""
-        flags: dict[str, bool] = self._call("POST", "account", {"banned": banned, "quota": quota})
-        return flags
+    def set_account(
+        self, banned: bool | None = None, quota: bool | None = None, credit: float | None = None
+    ) -> dict[str, Any]:
+        """Set the account flags and/or the credit balance (``None``: unchanged); returns all three."""
+        account: dict[str, Any] = self._call(
+            "POST", "account", {"banned": banned, "quota": quota, "credit": credit}
+        )
+        return account
+
+    def account(self) -> dict[str, Any]:
+        """The account flags and the credit balance: ``{"banned", "quota", "credit"}``."""
+        account: dict[str, Any] = self._call("GET", "account")
+        return account

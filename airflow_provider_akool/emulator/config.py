@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 DEFAULT_API_KEY = "emulator-api-key"
 DEFAULT_CLIENT_ID = "emulator-client-id"
+#: The emulator's price list, in credits per submitted job (Akool publishes none; these are its own).
+IMAGE_REAGE_CREDIT = 2
+VIDEO_REAGE_CREDIT = 10
+BACKGROUND_CHANGE_CREDIT = 4
+#: The balance of a fresh emulator: enough for every test, the demo and the benchmarks many times over.
+DEFAULT_CREDIT = 1_000_000
 
 
 @dataclass
@@ -27,6 +33,11 @@ class EmulatorConfig:
     :param video_result_bytes: Size of a video reage result download.
     :param public_base_url: Base of the result and sample URLs in replies; ``None`` derives it from each
         request (for example ``http://127.0.0.1:8765``).
+    :param credit: The account's credit balance at start (and after a reset). Each submission is charged
+        its price when accepted; one the balance cannot pay is refused with 1006.
+    :param image_reage_credit: The price of an image reage job.
+    :param video_reage_credit: The price of a video reage job.
+    :param background_change_credit: The price of a background change job.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -41,6 +52,10 @@ class EmulatorConfig:
     max_listbyids: int = 100
     video_result_bytes: int = 256 * 1024
     public_base_url: str | None = None
+    credit: float = DEFAULT_CREDIT
+    image_reage_credit: float = IMAGE_REAGE_CREDIT
+    video_reage_credit: float = VIDEO_REAGE_CREDIT
+    background_change_credit: float = BACKGROUND_CHANGE_CREDIT
 
     def __post_init__(self) -> None:
         # Resolved here rather than as a default so that changing api_key alone keeps the Akool rule
@@ -58,6 +73,19 @@ class EmulatorConfig:
             raise ValueError("max_listbyids must be at least 1")
         if self.video_result_bytes < 0:
             raise ValueError("video_result_bytes must not be negative")
+        for name in ("credit", "image_reage_credit", "video_reage_credit", "background_change_credit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a number of at least 0")
+
+    def price(self, kind: str) -> float:
+        """The credits a job of ``kind`` (``imgreage``, ``vidreage``, ``bg_replace``) costs."""
+        prices = {
+            "imgreage": self.image_reage_credit,
+            "vidreage": self.video_reage_credit,
+            "bg_replace": self.background_change_credit,
+        }
+        return prices[kind]
 
     @property
     def secret(self) -> str:

@@ -18,6 +18,7 @@ OPEN_API_ENDPOINTS: dict[str, str] = {
     "faceswap/job/del": "job_del",
     "content/image/bg/replace": "bg_replace",
     "content/image/infobymodelid": "infobymodelid",
+    "faceswap/quota/info": "quota_info",
 }
 SUBMIT_ENDPOINTS = frozenset({"imgreage", "vidreage", "bg_replace"})
 ENDPOINTS = (*OPEN_API_ENDPOINTS.values(), "detect", "detect_faces", "media")

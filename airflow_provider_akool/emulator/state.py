@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_akool.emulator.envelope import INVALID_TOKEN, NO_AUTH
+from airflow_provider_akool.emulator.envelope import INVALID_TOKEN, NO_AUTH, QUOTA, ApiError
 from airflow_provider_akool.emulator.faults import FaultQueue
 from airflow_provider_akool.emulator.jobs import Job, new_job_id, new_object_id
 from airflow_provider_akool.emulator.ledger import Ledger
@@ -56,6 +56,7 @@ class EmulatorState:
         self._tokens: dict[str, float] = {}
         self.banned = False
         self.quota_exhausted = False
+        self.credit: float = config.credit
         self.jobs: dict[str, Job] = {}
         self.results: dict[str, tuple[bytes, str]] = {}
 
@@ -92,15 +93,38 @@ class EmulatorState:
 
     # Account and reset ---------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget jobs, results, ledger, faults and account flags; tokens and the clock are kept (running)."""
+        """
+        Forget jobs, results, ledger, faults and account flags, and refill the credit balance to its
+        configured start; tokens and the clock are kept (running).
+        """
         self.freeze(False)
         with self.lock:
             self.jobs.clear()
             self.results.clear()
             self.banned = False
             self.quota_exhausted = False
+            self.credit = self.config.credit
         self.faults.clear()
         self.ledger.clear()
+
+    def charge(self, kind: str) -> float:
+        """
+        Take the price of a job of ``kind`` from the balance and return it; 1006 if the balance is short.
+
+        Called with the job's creation under one lock hold, so two submissions can never spend one credit.
+        """
+        price = self.config.price(kind)
+        with self.lock:
+            if self.credit < price:
+                raise ApiError(QUOTA)
+            self.credit -= price
+            return price
+
+    def credit_balance(self) -> int | float:
+        """The balance as Akool's reply carries it: an int when whole."""
+        with self.lock:
+            credit = self.credit
+        return int(credit) if float(credit).is_integer() else credit
 
     # Tokens --------------------------------------------------------------------------------------------
     def issue_token(self) -> str:

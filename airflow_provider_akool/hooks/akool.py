@@ -795,6 +795,16 @@ class AkoolHook(BaseHook):
         """Return the state of a background-change job (async)."""
         return await self._acall(protocol.build_image_result(image_model_id))
 
+    # --- Credits --------------------------------------------------------------------------------
+
+    def get_credit(self) -> protocol.Credit:
+        """Return the credit balance (``faceswap/quota/info``): an int, or a float if Akool sent one."""
+        return self._call(protocol.build_get_credit())
+
+    async def aget_credit(self) -> protocol.Credit:
+        """Return the account's credit balance (async)."""
+        return await self._acall(protocol.build_get_credit())
+
     # --- Downloads ------------------------------------------------------------------------------
 
     @contextmanager
@@ -895,13 +905,24 @@ class AkoolHook(BaseHook):
     # --- Connection test ------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Make one cheap authenticated read (``listbyids`` of an unknown id) and say whether it worked."""
+        """
+        Make one cheap authenticated read (``listbyids`` of an unknown id), then read the credit balance.
+
+        The first read decides: it is what every job needs. The balance is only reported, so an account
+        whose ``quota/info`` cannot be read (an endpoint Akool documents only in its demos) still connects,
+        and the message says why the balance is unknown.
+        """
         try:
             settings = self.settings
             self._call(protocol.build_list_reage_results([_PROBE_ID]))
         except AkoolError as error:
             return False, str(error)
-        return True, f"Connected to Akool at {settings.base_url} ({settings.auth_type})"
+        connected = f"Connected to Akool at {settings.base_url} ({settings.auth_type})"
+        try:
+            credit = self.get_credit()
+        except AkoolError as error:
+            return True, f"{connected}; credit balance unknown ({error})"
+        return True, f"{connected}; credit balance: {credit}"
 
 
 def _merge_entries(merged: protocol.ReageEntries, batch: protocol.ReageEntries) -> protocol.ReageEntries:

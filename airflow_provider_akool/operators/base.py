@@ -35,6 +35,7 @@ from airflow_provider_akool.exceptions import (
     AkoolResponseError,
     AkoolValidationError,
 )
+from airflow_provider_akool.lineage import AkoolLineageMixin
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
@@ -79,7 +80,9 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 3 * 60 * 60.0
 
 
-class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, BaseOperator, ABC):
+class AkoolJobOperator(
+    AkoolLineageMixin, masking.LearnsSecretWhenRendered, ResumableJobMixin, BaseOperator, ABC
+):
     """
     Submit one Akool job, then wait for it in the worker or, with ``deferrable=True``, in the triggerer.
 
@@ -491,6 +494,7 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
 
     def _push_job(self, context: Context, job: JobSnapshot) -> None:
         """Push the ids (and the result URL, where known) so the UI link works while the job runs."""
+        self.note_lineage_job(job.as_return_value())
         ti = context["ti"]
         ti.xcom_push(key=AKOOL_ID_XCOM_KEY, value=job.id)
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.job_id)
@@ -534,6 +538,8 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
     def _finish(self, context: Context, event: WaitEvent) -> dict[str, Any]:
         """Act on how the wait ended: cancel on the deadline, fail on failure, keep and return on success."""
         self._running_job = None
+        if event.results:  # for the lineage events, also of a failed or timed out wait
+            self.note_lineage_job(event.results[0].as_return_value())
         if event.status == "timeout":
             # Triggers only report the deadline: cancelling here serves the worker wait and the deferred one.
             message = f"{event.message}; {self._cancel_unfinished(event)}"
@@ -550,7 +556,9 @@ class AkoolJobOperator(masking.LearnsSecretWhenRendered, ResumableJobMixin, Base
         output_path = None
         if self.output_path:
             output_path = self._keep(job)
-        return job.as_return_value(output_path)
+        result = job.as_return_value(output_path)
+        self.note_lineage_job(result)
+        return result
 
     def _with_result_url(self, context: Context, job: JobSnapshot) -> JobSnapshot:
         """

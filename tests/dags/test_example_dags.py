@@ -74,7 +74,7 @@ def test_video_example_waits_in_a_deferrable_sensor(
 
 
 def test_batch_example_maps_deferrable_reage_over_the_list_and_keeps_the_results(
-    airflow_db: Any, examples: Any, emulator_client: Any, tmp_path: Path
+    airflow_db: Any, examples: Any, emulator: Any, emulator_client: Any, tmp_path: Path
 ) -> None:
     run = run_recorded(examples.dags["akool_batch_reage"], emulator_client)
 
@@ -88,3 +88,23 @@ def test_batch_example_maps_deferrable_reage_over_the_list_and_keeps_the_results
         assert kept.name == f"{result['id']}.jpg"
         assert kept.stat().st_size > 1000
     assert emulator_client.counts()["imgreage"] == 5
+    # The balance was checked once, before the batch, and the batch then spent from it.
+    assert run.value("check_credit") == emulator.config.credit
+    assert emulator_client.counts()["quota_info"] == 1
+    assert (
+        emulator_client.account()["credit"] == emulator.config.credit - 5 * emulator.config.image_reage_credit
+    )
+
+
+def test_batch_example_stops_before_the_batch_when_the_credit_is_short(
+    airflow_db: Any, examples: Any, emulator_client: Any
+) -> None:
+    emulator_client.set_account(credit=49)
+    run = run_recorded(examples.dags["akool_batch_reage"], emulator_client)
+
+    assert run.state == "failed"
+    assert "the Akool credit balance is 49, below minimum_credit 50" in str(run.failure("check_credit"))
+    assert run.tis[("check_credit", -1)].try_number == 1
+    assert run.states[("list_images", -1)] == "upstream_failed"
+    assert emulator_client.counts()["imgreage"] == 0
+    assert emulator_client.counts()["detect"] == 0

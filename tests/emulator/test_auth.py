@@ -147,7 +147,11 @@ def test_banned_account_refuses_every_call(server: EmulatorServer) -> None:
     assert get_token(server, {"clientId": "emulator-client-id", "clientSecret": KEY})["code"] == 1200
     # Credentials are checked first: no credential is still 1102.
     assert get(server, {})["code"] == 1102
-    assert server.client.set_account(banned=False) == {"banned": False, "quota": False}
+    assert server.client.set_account(banned=False) == {
+        "banned": False,
+        "quota": False,
+        "credit": server.config.credit,
+    }
     assert get(server, {"x-api-key": KEY})["code"] == 1000
 
 
@@ -164,7 +168,7 @@ def test_quota_refuses_submits_only(server: EmulatorServer) -> None:
     assert reply["code"] == 1006
     assert get(server, {"x-api-key": KEY})["code"] == 1000
     server.client.reset()
-    assert server.client.set_account() == {"banned": False, "quota": False}
+    assert server.client.set_account() == {"banned": False, "quota": False, "credit": server.config.credit}
 
 
 def test_credentials_never_reach_the_ledger(server: EmulatorServer) -> None:

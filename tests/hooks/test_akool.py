@@ -370,13 +370,72 @@ class TestCalls:
         with pytest.raises(error):
             submit(call, AkoolHook(), emulator)
 
-    def test_test_connection(self, akool_connection: ConnectionFactory, emulator: EmulatorServer) -> None:
-        assert AkoolHook().test_connection() == (True, f"Connected to Akool at {emulator.url} (api_key)")
+    def test_test_connection(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+    ) -> None:
+        emulator_client.set_account(credit=321)
+        assert AkoolHook().test_connection() == (
+            True,
+            f"Connected to Akool at {emulator.url} (api_key); credit balance: 321",
+        )
         akool_connection(password="not-the-key-123456")
         ok, message = AkoolHook().test_connection()
         assert not ok
         assert "1101" in message
         assert "not-the-key-123456" not in message
+
+
+class TestCredit:
+    def test_get_credit_reads_the_balance_and_follows_each_charge(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        hook = AkoolHook()
+        emulator_client.set_account(credit=100)
+        assert call(hook, "get_credit") == 100
+        submit(call, hook, emulator)
+        assert call(hook, "get_credit") == 100 - emulator.config.image_reage_credit
+        emulator_client.set_account(credit=7.5)
+        assert call(hook, "get_credit") == 7.5
+        assert emulator_client.counts()["quota_info"] == 3
+
+    def test_a_submission_the_balance_cannot_pay_raises_quota_exceeded_and_creates_no_job(
+        self,
+        call: Call,
+        akool_connection: ConnectionFactory,
+        emulator: EmulatorServer,
+        emulator_client: EmulatorClient,
+    ) -> None:
+        price = emulator.config.image_reage_credit
+        emulator_client.set_account(credit=price)
+        hook = AkoolHook()
+        submit(call, hook, emulator)  # the last credits pay for this one
+        with pytest.raises(AkoolQuotaExceededError) as info:
+            submit(call, hook, emulator)
+        assert info.value.code == 1006
+        assert not info.value.task_retry_can_fix
+        assert len(emulator_client.ledger()["jobs"]) == 1
+        assert call(hook, "get_credit") == 0
+
+    def test_a_bad_balance_reply_is_a_clear_error(
+        self, call: Call, akool_connection: ConnectionFactory, emulator_client: EmulatorClient
+    ) -> None:
+        emulator_client.add_fault("missing_fields", path="quota/info")
+        with pytest.raises(AkoolResponseError, match="quota_info"):
+            call(AkoolHook(), "get_credit")
+
+    def test_test_connection_connects_even_when_the_balance_cannot_be_read(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+    ) -> None:
+        emulator_client.add_fault("code", path="quota/info", code=1009)
+        ok, message = AkoolHook().test_connection()
+        assert ok
+        assert message.startswith(f"Connected to Akool at {emulator.url} (api_key); credit balance unknown (")
+        assert "1009" in message
+        assert API_KEY not in message
 
 
 class TestDownloads:
