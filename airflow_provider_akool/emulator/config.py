@@ -27,6 +27,8 @@ class EmulatorConfig:
     :param video_result_bytes: Size of a video reage result download.
     :param public_base_url: Base of the result and sample URLs in replies; ``None`` derives it from each
         request (for example ``http://127.0.0.1:8765``).
+    :param fetch_inputs: Download input URLs served on loopback (a local S3 server, a test's HTTP server),
+        as Akool downloads inputs: a failed download fails the job. Other hosts are never contacted.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -41,6 +43,7 @@ class EmulatorConfig:
     max_listbyids: int = 100
     video_result_bytes: int = 256 * 1024
     public_base_url: str | None = None
+    fetch_inputs: bool = True
 
     def __post_init__(self) -> None:
         # Resolved here rather than as a default so that changing api_key alone keeps the Akool rule
