@@ -372,6 +372,15 @@ class AkoolValidationError(AkoolError, AirflowFailException, ValueError):
     """
 
 
+class AkoolInputError(AkoolError):
+    """
+    A media input given as an object-storage URI could not be read or signed, found before the submission.
+
+    A missing object, a folder, credentials the store refuses, a store that cannot be reached. Nothing was
+    submitted or paid. Task retries apply: the object may be written, or the connection fixed, meanwhile.
+    """
+
+
 # --- Keeping results (``output_path``) -------------------------------------------------------------
 
 
