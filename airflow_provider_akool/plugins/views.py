@@ -318,9 +318,9 @@ def _ui_links(job: dict[str, Any]) -> str:
     )
     index = f" [{job['map_index']}]" if job["map_index"] >= 0 else ""
     return (
-        f"<a target='_top' href='/dags/{dag}'>{_e(job['dag_id'])}</a> / "
-        f"<a target='_top' href='/dags/{dag}/runs/{run}'>{_e(job['run_id'])}</a> / "
-        f"<a target='_top' href='{task_href}'>{_e(job['task_id'])}{index}</a>"
+        f"<a class='ui' href='/dags/{dag}'>{_e(job['dag_id'])}</a> / "
+        f"<a class='ui' href='/dags/{dag}/runs/{run}'>{_e(job['run_id'])}</a> / "
+        f"<a class='ui' href='{task_href}'>{_e(job['task_id'])}{index}</a>"
     )
 
 
@@ -387,10 +387,25 @@ nav{margin-top:12px;display:flex;gap:16px}
 """
 
 
+# The UI shows these pages in an iframe sandboxed without top navigation: a link to a DAG, run or task
+# routes the UI itself (same origin) to it instead of opening the whole UI inside the frame.
+_SCRIPT = """
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a.ui");
+  if (!link || window.top === window) return;
+  try {
+    window.top.history.pushState({}, "", link.getAttribute("href"));
+    window.top.dispatchEvent(new PopStateEvent("popstate"));
+    event.preventDefault();
+  } catch (error) {}
+});
+"""
+
+
 def _page(title: str, body: str) -> HTMLResponse:
     document = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+        f"<style>{_STYLE}</style></head><body>{body}<script>{_SCRIPT}</script></body></html>"
     )
     # No caching: what a page shows depends on who asks.
     return HTMLResponse(document, headers={"Cache-Control": "no-store"})

@@ -220,7 +220,7 @@ def test_the_page_lists_jobs_newest_first_paged_with_links_thumbnails_and_time_l
     ]
     ti = run.tis[("video", -1)]
     assert (
-        f"<a target='_top' href='/dags/{OPEN_DAG}/runs/{ti.run_id.replace(':', '%3A').replace('+', '%2B')}"
+        f"<a class='ui' href='/dags/{OPEN_DAG}/runs/{ti.run_id.replace(':', '%3A').replace('+', '%2B')}"
         in page
     )
     assert "/tasks/video'>video</a>" in page
