@@ -43,8 +43,6 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{PACKAGE}.triggers.reage", f"{PACKAGE}.triggers.image_result"],
             }
         ],
-        # The UI's "Akool" task-instance tab and "Akool" page (Airflow 3.1+): plugins/views.py.
-        "plugins": [{"name": "akool_views", "plugin-class": f"{PACKAGE}.plugins.views.AkoolViewsPlugin"}],
         "extra-links": [f"{PACKAGE}.links.AkoolResultLink"],
         "connection-types": [
             {

@@ -244,3 +244,11 @@ def test_the_plugin_declares_the_tab_and_the_page_for_the_ui() -> None:
     assert tab_view["href"] == "/akool/task/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"
     assert page_view["destination"] == "nav"
     assert page_view["href"] == "/akool/jobs"
+
+
+def test_airflow_loads_the_plugin_through_its_entry_point() -> None:
+    # Entry-point plugins load in every component; provider-info ones only without lazy provider discovery.
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="airflow.plugins") if e.name == "akool_views"]
+    assert entry.load() is views.AkoolViewsPlugin
