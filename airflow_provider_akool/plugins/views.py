@@ -132,12 +132,28 @@ def jobs_view(user: UserDep, page: PageQuery = 1) -> HTMLResponse:
 
 
 def _marker_query(dag_ids: set[str], run_id: str | None, task_id: str | None, map_index: int | None) -> Any:
+    from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
-    query = select(
-        XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.timestamp
-    ).where(XComModel.key == AKOOL_ID_KEY, XComModel.dag_id.in_(sorted(dag_ids)))
+    query = (
+        select(
+            XComModel.dag_id,
+            XComModel.run_id,
+            XComModel.task_id,
+            XComModel.map_index,
+            XComModel.timestamp,
+            TaskInstance.start_date,
+        )
+        .outerjoin(
+            TaskInstance,
+            (TaskInstance.dag_id == XComModel.dag_id)
+            & (TaskInstance.run_id == XComModel.run_id)
+            & (TaskInstance.task_id == XComModel.task_id)
+            & (TaskInstance.map_index == XComModel.map_index),
+        )
+        .where(XComModel.key == AKOOL_ID_KEY, XComModel.dag_id.in_(sorted(dag_ids)))
+    )
     if run_id is not None:
         query = query.where(XComModel.run_id == run_id)
     if task_id is not None:
@@ -179,7 +195,12 @@ def _jobs(
     with create_session() as session:
         query = _marker_query(dag_ids, run_id, task_id, map_index)
         markers = session.execute(
-            query.order_by(XComModel.timestamp.desc(), XComModel.task_id).limit(limit).offset(offset)
+            # Newest submission first: the try's start (the submission follows it), then the id's push.
+            query.order_by(
+                TaskInstance.start_date.desc().nulls_last(), XComModel.timestamp.desc(), XComModel.task_id
+            )
+            .limit(limit)
+            .offset(offset)
         ).all()
         if not markers:
             return []
