@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode
@@ -90,13 +91,15 @@ def task_view(
     dag_id: str,
     run_id: str,
     task_id: str,
-    map_index: int,
+    map_index: str,
     user: UserDep,
 ) -> HTMLResponse:
     """The tab of one task instance: input and result side by side, with what Akool said."""
     if not _may_read(user, dag_id):
         raise HTTPException(status_code=403, detail="Forbidden")
-    jobs = _jobs(dag_ids={dag_id}, run_id=run_id, task_id=task_id, map_index=map_index, limit=1)
+    # The UI fills {MAP_INDEX} only for a mapped task instance; otherwise the placeholder stays as it is.
+    index = int(map_index) if re.fullmatch(r"-?\d+", map_index) else -1
+    jobs = _jobs(dag_ids={dag_id}, run_id=run_id, task_id=task_id, map_index=index, limit=1)
     if not jobs:
         body = "<p class='empty'>This task has not submitted an Akool job (or is not an Akool task).</p>"
         return _page("Akool", body)

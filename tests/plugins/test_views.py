@@ -191,6 +191,16 @@ def test_the_tab_shows_input_and_result_side_by_side_with_ids_storage_and_retent
         assert loaded.headers["content-type"].startswith("image/")
 
 
+def test_an_unmapped_task_tab_works_with_the_placeholder_the_ui_leaves(
+    client: TestClient, runs: dict[str, RecordedRun], auth: Any
+) -> None:
+    # The UI replaces {MAP_INDEX} only for mapped task instances.
+    path = tab(runs[OPEN_DAG], "image").replace("/-1", "/{MAP_INDEX}")
+    reply = client.get(path, cookies={"_token": token(auth, "viewer")})
+    assert reply.status_code == 200
+    assert runs[OPEN_DAG].value("image")["id"] in reply.text
+
+
 def test_a_video_job_gets_video_players(client: TestClient, runs: dict[str, RecordedRun], auth: Any) -> None:
     run = runs[OPEN_DAG]
     page = client.get(tab(run, "video"), cookies={"_token": token(auth, "viewer")}).text
