@@ -24,7 +24,7 @@ from airflow.sdk import dag
 from fastapi.testclient import TestClient
 
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
-from airflow_provider_akool.plugins import views
+from airflow_provider_akool.plugins import views, views_app
 from tests.conftest import API_KEY
 from tests.operators.test_reage import RecordedRun, run_recorded, sample
 
@@ -118,7 +118,7 @@ def token(auth: Any, name: str, role: str = "viewer", seconds: int = 3600) -> st
 
 @pytest.fixture
 def client(runs: dict[str, RecordedRun], auth: Any) -> TestClient:
-    return TestClient(views.app)
+    return TestClient(views_app.app)
 
 
 def tab(run: RecordedRun, task_id: str) -> str:
@@ -237,7 +237,7 @@ def test_the_page_lists_jobs_newest_first_paged_with_links_thumbnails_and_time_l
     assert f"<img class='thumb result' src='{run.value('image')['url']}'" in page
     assert re.search(r"<td>6 d (22|23) h left</td>", page)
 
-    monkeypatch.setattr(views, "PAGE_SIZE", 1)
+    monkeypatch.setattr(views_app, "PAGE_SIZE", 1)
     first, second = (client.get("/jobs", params={"page": n}, cookies=scoped).text for n in (1, 2))
     assert re.findall(r"<code>([0-9a-f]{24})</code>", first) == [run.value("video")["id"]]
     assert re.findall(r"<code>([0-9a-f]{24})</code>", second) == [run.value("image")["id"]]
@@ -248,7 +248,8 @@ def test_the_page_lists_jobs_newest_first_paged_with_links_thumbnails_and_time_l
 
 def test_the_plugin_declares_the_tab_and_the_page_for_the_ui() -> None:
     plugin = views.AkoolViewsPlugin
-    assert plugin.fastapi_apps == [{"app": views.app, "url_prefix": "/akool", "name": "Akool results"}]
+    assert plugin.fastapi_apps == [{"app": views_app.app, "url_prefix": "/akool", "name": "Akool results"}]
+    assert plugin().fastapi_apps == plugin.fastapi_apps
     tab_view, page_view = plugin.external_views
     assert tab_view["destination"] == "task_instance"
     assert tab_view["href"] == "/akool/task/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"
