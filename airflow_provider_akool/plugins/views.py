@@ -29,7 +29,7 @@ class AkoolViewsPlugin(AirflowPlugin):
     """The "Akool" task-instance tab and the "Akool" page (Browse), on Airflow 3.1+."""
 
     name = "akool_views"
-    fastapi_apps = _AppsOnDemand()  # type: ignore[assignment]
+    fastapi_apps = _AppsOnDemand()
     external_views = [
         {
             "name": "Akool",
