@@ -136,7 +136,7 @@ def _marker_query(dag_ids: set[str], run_id: str | None, task_id: str | None, ma
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
-    query = (
+    query: Any = (
         select(
             XComModel.dag_id,
             XComModel.run_id,
