@@ -391,6 +391,15 @@ class AkoolCreditTooLowError(AkoolError, AirflowFailException):
         super().__init__(message, endpoint=endpoint)
 
 
+class AkoolInputError(AkoolError):
+    """
+    A media input given as an object-storage URI could not be read or signed, found before the submission.
+
+    A missing object, a folder, credentials the store refuses, a store that cannot be reached. Nothing was
+    submitted or paid. Task retries apply: the object may be written, or the connection fixed, meanwhile.
+    """
+
+
 # --- Keeping results (``output_path``) -------------------------------------------------------------
 
 

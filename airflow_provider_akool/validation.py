@@ -10,7 +10,7 @@ costs an API call whichever way it arrives.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -135,8 +135,16 @@ def face_opts(name: str, value: Any) -> str:
     return value.strip()
 
 
-def target_image(value: Any, name: str = "target_image") -> list[dict[str, str]]:
-    """Return the faces to reage: a list of 1 to 8 ``{"path": <http(s) URL>, "opts": <landmarks>}``."""
+def target_image(
+    value: Any, name: str = "target_image", *, path: Callable[[str, Any], Any] | None = None
+) -> list[dict[str, Any]]:
+    """
+    Return the faces to reage: a list of 1 to 8 ``{"path": <http(s) URL>, "opts": <landmarks>}``.
+
+    :param path: checks each ``path`` (by default :func:`http_url`); operators pass one that also takes
+        object-storage URIs, signed only when the job is submitted.
+    """
+    check_path = path or http_url
     allowed = f'a list of 1 to {MAX_FACES} {{"path": <http(s) URL>, "opts": "x,y:x,y:x,y:x,y"}} objects'
     if isinstance(value, Mapping):
         value = [value]
@@ -144,13 +152,13 @@ def target_image(value: Any, name: str = "target_image") -> list[dict[str, str]]
         raise _fail(name, allowed, value)
     if len(value) > MAX_FACES:
         raise AkoolValidationError(f"{name} must be {allowed}; got {len(value)} faces")
-    faces: list[dict[str, str]] = []
+    faces: list[dict[str, Any]] = []
     for index, face in enumerate(value):
         if not isinstance(face, Mapping) or set(face) != {"path", "opts"}:
             raise _fail(f"{name}[{index}]", 'an object with exactly the keys "path" and "opts"', face)
         faces.append(
             {
-                "path": http_url(f"{name}[{index}].path", face["path"]),
+                "path": check_path(f"{name}[{index}].path", face["path"]),
                 "opts": face_opts(f"{name}[{index}].opts", face["opts"]),
             }
         )

@@ -119,3 +119,31 @@ def run_dag(dag: Any, **test_kwargs: Any) -> Any:
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
     return dag.test(**test_kwargs)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A real S3 API (moto's server) on 127.0.0.1 for the session; stopped after."""
+    from tests.s3_server import LocalS3
+
+    server = LocalS3()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+S3_CONN_ID = "moto_s3"
+
+
+@pytest.fixture
+def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """
+    The S3 server with the ``aws`` connection ``moto_s3`` to it, credentials not enforced (moto's default).
+
+    Buckets stay for the session; tests use their own keys.
+    """
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", s3_server.connection())
+    yield s3_server
+    s3_server.enforce_credentials(False)

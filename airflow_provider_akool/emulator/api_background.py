@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse  # noqa: TC002 - FastAPI resolves route annotations at runtime
 
-from airflow_provider_akool.emulator import validation
+from airflow_provider_akool.emulator import inputs, validation
 from airflow_provider_akool.emulator.api_common import (
     authorize,
     base_url,
@@ -35,7 +35,9 @@ UID = 1432101
 def _error_reasons(job: Job, status: int) -> list[dict[str, Any]]:
     if status != FAILED:
         return []
-    if job.forced_status is None and job.fails:
+    if job.forced_status is None and job.input_error is not None:
+        cause = job.input_error
+    elif job.forced_status is None and job.fails:
         cause = f"an input carries the {FAIL_MARKER} marker"
     else:
         cause = "failed through the emulator control API"
@@ -78,6 +80,9 @@ async def bg_replace(request: Request) -> JSONResponse:
     authorize(request, state)
     params = validation.background(await read_json(request))
     check_quota(request, state)
+    fetched = await inputs.fetch_inputs(
+        {"origin_img": params["origin_img"], "template_url": params["template_url"]}, request, state
+    )
     with state.lock:
         # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
         charged = state.charge("bg_replace")
@@ -99,6 +104,7 @@ async def bg_replace(request: Request) -> JSONResponse:
         job.extra["sample_names"] = {
             name: sample_name(params[name], request, state) for name in ("origin_img", "template_url")
         }
+        inputs.remember(job.extra, fetched, "origin_img")
         state.add_job(job)
         data = _info(job, now)
     # The submit reply of the seed: the same record as infobymodelid, _id last, never the result yet.

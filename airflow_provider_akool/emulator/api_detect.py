@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from airflow_provider_akool.emulator import inputs
 from airflow_provider_akool.emulator.api_common import get_state, read_json
 from airflow_provider_akool.emulator.envelope import INVALID_TOKEN, MESSAGES, PARAM_ERROR, ApiError
-from airflow_provider_akool.emulator.faces import DEFAULT_SIZE, Face, faces_for, layout
+from airflow_provider_akool.emulator.faces import DEFAULT_SIZE, Face, face_count, faces_for, layout
 from airflow_provider_akool.emulator.media import pillow_available
 from airflow_provider_akool.emulator.validation import is_http_url
 
@@ -87,6 +90,25 @@ def _inline_faces(data_url: Any) -> list[Face]:
     return layout("img:" + hashlib.sha256(raw).hexdigest(), width, height, 1)
 
 
+async def _faces_at(url: str, field: str, request: Request) -> list[Face]:
+    """The faces of the image at ``url``: downloaded when it is served on loopback (inputs.py)."""
+    if not inputs.fetchable(url, request, get_state(request)):
+        return faces_for(url)
+    fetched = await inputs.fetch(field, url)
+    if fetched.error is not None or fetched.content is None or fetched.sha256 is None:
+        raise DetectError(PARAM_ERROR, f"Parameter error: {fetched.error or field + ' is too large'}")
+    # Placed by the bytes, so two URLs of one object (signed twice) give the same faces; counted by the
+    # path's faces-N marker, as for any URL.
+    width, height = DEFAULT_SIZE
+    if pillow_available():
+        from PIL import Image, UnidentifiedImageError
+
+        # Not an image (a video): the default size, as for a URL.
+        with contextlib.suppress(UnidentifiedImageError, OSError):
+            width, height = Image.open(io.BytesIO(fetched.content)).size
+    return layout("img:" + fetched.sha256, width, height, face_count(urlsplit(url).path))
+
+
 def _faces_json(faces: list[Face]) -> dict[str, Any]:
     return {
         "landmarks": [[list(point) for point in face.landmarks] for face in faces],
@@ -105,7 +127,7 @@ async def detect(request: Request) -> JSONResponse:
         if body.get("image_url") not in (None, ""):
             if not is_http_url(body["image_url"]):
                 raise DetectError(PARAM_ERROR, "Parameter error: image_url must be an http(s) URL")
-            faces = faces_for(body["image_url"])
+            faces = await _faces_at(body["image_url"], "image_url", request)
         elif body.get("img") not in (None, ""):
             faces = _inline_faces(body["img"])
         else:
@@ -139,9 +161,9 @@ async def detect_faces(request: Request) -> JSONResponse:
             raise DetectError(
                 PARAM_ERROR, f"Parameter error: num_frames must be an integer in [1, {MAX_FRAMES}]"
             )
+        faces = await _faces_at(url, "url", request)
     except DetectError as error:
         return _detect_error(error)
-    faces = faces_for(url)
     if body.get("single_face"):
         faces = faces[:1]
     # A still image has one frame whatever was asked; a video repeats its (static) faces per frame.

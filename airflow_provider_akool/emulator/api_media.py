@@ -57,7 +57,7 @@ async def sample(name: str) -> Response:
 def _render(job: Job) -> tuple[bytes, str]:
     if job.kind == "bg_replace":
         return compose(job.params, job.extra["sample_names"]), "image/png"
-    return reage_image(job.params["face_reage"], job.extra.get("sample_name"))
+    return reage_image(job.params["face_reage"], job.extra.get("sample_name"), job.extra.get("input_bytes"))
 
 
 @router.get("/media/results/{filename}")

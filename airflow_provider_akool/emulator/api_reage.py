@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_akool.emulator import validation
+from airflow_provider_akool.emulator import inputs, validation
 from airflow_provider_akool.emulator.api_common import (
     authorize,
     base_url,
@@ -44,6 +44,14 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
     authorize(request, state)
     params = validation.reage(await read_json(request), media_field)
     check_quota(request, state)
+    fetched = await inputs.fetch_inputs(
+        {
+            media_field: params[media_field],
+            **{f"targetImage[{i}].path": target["path"] for i, target in enumerate(params["targetImage"])},
+        },
+        request,
+        state,
+    )
     config = state.config
     processing = config.processing_seconds if kind == "imgreage" else config.video_processing_seconds
     with state.lock:
@@ -66,6 +74,7 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
         job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
         job.extra["sample_name"] = sample_name(params[media_field], request, state)
         job.extra["credit"] = charged
+        inputs.remember(job.extra, fetched, media_field)
         state.add_job(job)
     return reply(
         OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.reported_url(submit=True), "job_id": job.job_id}

@@ -38,6 +38,8 @@ class EmulatorConfig:
     :param image_reage_credit: The price of an image reage job.
     :param video_reage_credit: The price of a video reage job.
     :param background_change_credit: The price of a background change job.
+    :param fetch_inputs: Download input URLs served on loopback (a local S3 server, a test's HTTP server),
+        as Akool downloads inputs: a failed download fails the job. Other hosts are never contacted.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -56,6 +58,7 @@ class EmulatorConfig:
     image_reage_credit: float = IMAGE_REAGE_CREDIT
     video_reage_credit: float = VIDEO_REAGE_CREDIT
     background_change_credit: float = BACKGROUND_CHANGE_CREDIT
+    fetch_inputs: bool = True
 
     def __post_init__(self) -> None:
         # Resolved here rather than as a default so that changing api_key alone keeps the Akool rule

@@ -107,9 +107,17 @@ class Job:
         return None
 
     @property
+    def input_error(self) -> str | None:
+        """Why an input the emulator downloaded could not be (see ``inputs.py``), else None."""
+        for fetched in self.extra.get("fetched_inputs", ()):
+            if fetched.get("error"):
+                return str(fetched["error"])
+        return None
+
+    @property
     def fails(self) -> bool:
-        """True if an input carries the ``emulator-fail`` marker."""
-        return any(FAIL_MARKER in url for url in self.inputs)
+        """True if an input carries the ``emulator-fail`` marker, or could not be downloaded."""
+        return any(FAIL_MARKER in url for url in self.inputs) or self.input_error is not None
 
     @property
     def stuck(self) -> bool:

@@ -164,10 +164,25 @@ def placeholder_foreground(key: str, width: int, height: int) -> PILImage.Image:
     return image
 
 
-def reage_image(face_reage: int, sample_name: str | None) -> tuple[bytes, str]:
+def _open_image(source: bytes | None) -> PILImage.Image | None:
+    """``source`` as an RGBA Pillow image, or None when it is absent or not an image."""
+    if not source:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(source))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return image.convert("RGBA")
+
+
+def reage_image(face_reage: int, sample_name: str | None, source: bytes | None = None) -> tuple[bytes, str]:
     """
     The image reage result: the emulator cannot age a face, so it labels the input (the sample when the
-    input was one of its own, else a plain card) with ``reage +N (emulated)``.
+    input was one of its own, the downloaded image when it fetched one, else a plain card) with
+    ``reage +N (emulated)``.
 
     :return: The bytes and their media type (JPEG, or PNG without Pillow).
     """
@@ -176,10 +191,13 @@ def reage_image(face_reage: int, sample_name: str | None) -> tuple[bytes, str]:
         return solid_png(256, 256, color_of(label)), "image/png"
     from PIL import Image, ImageDraw, ImageFont
 
+    downloaded = _open_image(source)
     if sample_name is not None:
         picture = sample_picture(sample_name)
         image = Image.new("RGBA", picture.size, (*color_of(sample_name), 255))
         image.alpha_composite(picture)
+    elif downloaded is not None:
+        image = downloaded
     else:
         image = Image.new("RGBA", (512, 512), (*color_of(label), 255))
     width, height = image.size

@@ -217,6 +217,12 @@ class EmulatorState:
                     "cancelled": job.cancelled,
                     # Only for poisoned jobs, so that the entries of every other job keep their shape.
                     **({"entry_poison": job.entry_poison[0]} if job.entry_poison else {}),
+                    # Only for jobs with downloaded inputs (inputs.py): status, size, digest; never the URL.
+                    **(
+                        {"fetched_inputs": list(job.extra["fetched_inputs"])}
+                        if job.extra.get("fetched_inputs")
+                        else {}
+                    ),
                 }
                 for job in self.jobs.values()
             }

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
-from airflow_provider_akool import protocol
+from airflow_provider_akool import inputs, protocol
 from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
 from airflow_provider_akool.operators.base import AkoolJobOperator
 
@@ -50,13 +50,14 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
     :class:`~airflow_provider_akool.operators.base.AkoolJobOperator`.
 
     :param origin_img: the http(s) URL of the foreground image (a PNG with a transparent background works
-        best).
+        best), or an object-storage URI or ``ObjectStoragePath`` (``s3://aws_default@bucket/key``), signed
+        right before the submission for ``input_url_expiry`` seconds.
     :param canvas_size: the size of the result, ``"3840x3840"`` or ``(3840, 3840)``.
     :param modify_origin_img_size: the size the foreground is scaled to, ``"WxH"`` or ``(w, h)``.
     :param overlay_origin_x: where the foreground's top left corner goes on the canvas (may be negative).
     :param overlay_origin_y: likewise, vertically.
     :param color_code: the background colour, ``"#rrggbb"``.
-    :param template_url: the http(s) URL of a background image.
+    :param template_url: the http(s) URL of a background image, or an object-storage URI, as ``origin_img``.
     :param modify_template_size: the size the template is scaled to, ``"WxH"`` or ``(w, h)``; only with
         ``template_url``.
     :param overlay_template_x: where the template's top left corner goes on the canvas; only with
@@ -130,12 +131,23 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
 
     def validate_inputs(self) -> None:
         """Check every parameter after rendering by building the request once, without sending it."""
-        # The protocol's own checks, so the operator and the hook can never disagree on what is valid.
-        protocol.build_background_change(**self.request_params())
+        # The protocol's own checks, so the operator and the hook can never disagree on what is valid; an
+        # object-storage input is checked on its own and stands in as an http(s) URL there.
+        params = self.request_params()
+        self.origin_img = inputs.check_media("origin_img", self.origin_img)
+        params["origin_img"] = inputs.stand_in("origin_img", self.origin_img)
+        if self.template_url not in (None, ""):
+            self.template_url = inputs.check_media("template_url", self.template_url)
+            params["template_url"] = inputs.stand_in("template_url", self.template_url)
+        protocol.build_background_change(**params)
 
     def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
         """Submit ``bg/replace``; the status is the one Akool's reply gave."""
-        return self.kind.submitted(hook.submit_background_change(**self.request_params()))
+        params = self.request_params()
+        params["origin_img"] = self.signed_input("origin_img", self.origin_img)
+        if self.template_url not in (None, ""):
+            params["template_url"] = self.signed_input("template_url", self.template_url)
+        return self.kind.submitted(hook.submit_background_change(**params))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, submit and wait (see :class:`AkoolJobOperator`); describe the result to outlets."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
-from airflow_provider_akool import masking, validation
+from airflow_provider_akool import inputs, masking, validation
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
@@ -119,6 +119,9 @@ class AkoolJobOperator(
         file (another task's or another run's): keeping it fails with
         :class:`~airflow_provider_akool.exceptions.AkoolOutputExistsError`, before the submission when
         the name is known then; a file with the very same bytes (a retry's own result) is accepted.
+    :param input_url_expiry: how long (seconds or a ``timedelta``, at most 7 days) the URLs signed for
+        media inputs given as object-storage URIs (``s3://aws_default@bucket/key``) stay valid; long enough
+        for Akool to download them when the job leaves its queue. Default one day.
     """
 
     template_fields: Sequence[str] = ("akool_conn_id", "webhook_url", "output_path")
@@ -144,6 +147,7 @@ class AkoolJobOperator(
         overwrite: bool = False,
         durable: bool | None = None,
         adaptive_polling: bool = False,
+        input_url_expiry: float | timedelta = inputs.DEFAULT_INPUT_URL_EXPIRY,
         **kwargs: Any,
     ) -> None:
         # Named here, not left to the mixin: Airflow 3.1's partial() checks keywords against the
@@ -163,6 +167,9 @@ class AkoolJobOperator(
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.output_path = output_path
         self.adaptive_polling = adaptive_polling
+        self.input_url_expiry = input_url_expiry
+        # Signed URLs of object-storage inputs, by parameter: made once per submission, never in a field.
+        self._signed_inputs: dict[str, str] = {}
         # When this try began (epoch seconds), the origin of execution_timeout. Set by each execute().
         self._try_started_at = time.time()
         # After the check made before deferring: when the trigger polls first (epoch seconds).
@@ -490,7 +497,21 @@ class AkoolJobOperator(
             storage.check_output_path(path)
         self.poll_interval = validation.seconds("poll_interval", self.poll_interval)
         self.timeout = validation.seconds("timeout", self.timeout)
+        self.input_url_expiry = inputs.expiry_seconds(self.input_url_expiry)
         self.validate_inputs()
+
+    def signed_input(self, name: str, value: Any) -> str:
+        """
+        Return the URL Akool downloads the media parameter ``name`` from (see :mod:`..inputs`).
+
+        An object-storage input is checked and signed once per operator instance, right before the
+        submission; the URL stays out of the operator's fields, so out of rendered templates and XCom.
+        """
+        if name not in self._signed_inputs:
+            self._signed_inputs[name] = inputs.signed_url(
+                name, value, expiry=inputs.expiry_seconds(self.input_url_expiry), logger=self.log
+            )
+        return self._signed_inputs[name]
 
     def _push_job(self, context: Context, job: JobSnapshot) -> None:
         """Push the ids (and the result URL, where known) so the UI link works while the job runs."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_akool import masking, validation
+from airflow_provider_akool import inputs, masking, validation
 from airflow_provider_akool.exceptions import (
     AkoolFaceDetectError,
     AkoolTooManyFacesError,
@@ -34,9 +35,13 @@ class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
     face, ready for ``target_image`` of :class:`AkoolImageReageOperator` or :class:`AkoolVideoReageOperator`.
     An image without a face fails the task.
 
-    :param image_url: the http(s) URL of the image.
+    :param image_url: the http(s) URL of the image, or an object-storage URI or ``ObjectStoragePath``
+        (``s3://aws_default@bucket/key``), signed for the request; each face's ``path`` is then that URI
+        (never the signed URL), signed again by the reage operator that takes it.
     :param single_face: return only the most prominent face.
     :param akool_conn_id: the ``akool`` connection.
+    :param input_url_expiry: how long (seconds, at most 7 days) the URL signed for an object-storage
+        ``image_url`` stays valid.
     """
 
     template_fields: Sequence[str] = ("image_url", "single_face", "akool_conn_id")
@@ -47,12 +52,14 @@ class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
         image_url: str,
         single_face: bool | str = True,
         akool_conn_id: str = "akool_default",
+        input_url_expiry: float | timedelta = inputs.DEFAULT_INPUT_URL_EXPIRY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.image_url = image_url
         self.single_face = single_face
         self.akool_conn_id = akool_conn_id
+        self.input_url_expiry = input_url_expiry
 
     @cached_property
     def hook(self) -> AkoolHook:
@@ -65,13 +72,18 @@ class AkoolDetectFacesOperator(masking.LearnsSecretWhenRendered, BaseOperator):
         """Check the inputs, detect, and return the faces."""
         masking.make_secret_known(self.hook)
         try:
-            self.image_url = validation.http_url("image_url", self.image_url)
+            self.image_url = inputs.check_media("image_url", self.image_url)
             self.single_face = validation.boolean("single_face", self.single_face)
+            self.input_url_expiry = inputs.expiry_seconds(self.input_url_expiry)
         except AkoolValidationError as error:
             raise masking.redacted_error(error) from None
-        target_image = self.hook.detect_faces(self.image_url, self.single_face).target_image()
+        url = inputs.signed_url("image_url", self.image_url, expiry=self.input_url_expiry, logger=self.log)
+        target_image = self.hook.detect_faces(url, self.single_face).target_image()
         if not target_image:
             raise AkoolFaceDetectError(f"face detect found no face in {self.image_url}", endpoint="detect")
+        if url != self.image_url:
+            # The URI, not the signed URL: XCom keeps no signature, and the reage operator signs it anew.
+            target_image = [{**face, "path": str(self.image_url)} for face in target_image]
         self.log.info("Found %d face(s) in %s", len(target_image), self.image_url)
         return masking.redact(target_image)
 
@@ -99,7 +111,7 @@ class _AkoolReageOperator(AkoolJobOperator):
         """Check ``face_reage`` and ``target_image`` after rendering."""
         self.face_reage = validation.face_reage(self.face_reage)
         if self.target_image is not None or not self.detects_faces:
-            self.target_image = validation.target_image(self.target_image)
+            self.target_image = validation.target_image(self.target_image, path=inputs.check_media)
 
     @abstractmethod
     def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
@@ -111,7 +123,11 @@ class _AkoolReageOperator(AkoolJobOperator):
 
     def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
         """Submit the reage job; its status is ``queued`` until the first poll says otherwise."""
-        return self.kind.submitted(self.submit_reage(hook, self.faces(hook)))
+        faces = [
+            {**face, "path": self.signed_input(f"target_image[{index}].path", face["path"])}
+            for index, face in enumerate(self.faces(hook))
+        ]
+        return self.kind.submitted(self.submit_reage(hook, faces))
 
 
 class AkoolImageReageOperator(_AkoolReageOperator):
@@ -122,7 +138,9 @@ class AkoolImageReageOperator(_AkoolReageOperator):
     ``webhook_url``, ``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
     ``output_path``) are those of :class:`~airflow_provider_akool.operators.base.AkoolJobOperator`.
 
-    :param modify_image: the http(s) URL of the image to change.
+    :param modify_image: the http(s) URL of the image to change, or an object-storage URI or
+        ``ObjectStoragePath`` (``s3://aws_default@bucket/key``), signed right before the submission for
+        ``input_url_expiry`` seconds (so are ``target_image`` paths given that way).
     :param face_reage: an integer from -30 to 30 (a templated ``"10"`` is fine).
     :param target_image: the faces to reage, ``[{"path", "opts"}]`` (1 to 8), e.g. the output of
         :class:`AkoolDetectFacesOperator`. None detects the faces of ``modify_image`` first and reages all
@@ -145,14 +163,16 @@ class AkoolImageReageOperator(_AkoolReageOperator):
 
     def validate_inputs(self) -> None:
         """Check ``modify_image``, ``face_reage`` and ``target_image`` after rendering."""
-        self.modify_image = validation.http_url("modify_image", self.modify_image)
+        self.modify_image = inputs.check_media("modify_image", self.modify_image)
         super().validate_inputs()
 
     def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
         """Return ``target_image``, or detect every face of ``modify_image`` when it is None."""
         if self.target_image is not None:
             return super().faces(hook)
-        faces = hook.detect_faces(self.modify_image, single_face=False).target_image()
+        faces = hook.detect_faces(
+            self.signed_input("modify_image", self.modify_image), single_face=False
+        ).target_image()
         if not faces:
             raise AkoolFaceDetectError(
                 f"face detect found no face in modify_image {self.modify_image}: nothing to reage",
@@ -170,7 +190,10 @@ class AkoolImageReageOperator(_AkoolReageOperator):
     def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
         """Submit ``imgreage``."""
         return hook.submit_image_reage(
-            self.modify_image, int(self.face_reage), target_image, self.webhook_url
+            self.signed_input("modify_image", self.modify_image),
+            int(self.face_reage),
+            target_image,
+            self.webhook_url,
         )
 
 
@@ -181,7 +204,8 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
     Returns ``{"id", "job_id", "status", "url", "output_path"}``. Common parameters as for
     :class:`AkoolImageReageOperator`.
 
-    :param modify_video: the http(s) URL of the video to change.
+    :param modify_video: the http(s) URL of the video to change, or an object-storage URI or
+        ``ObjectStoragePath``, signed right before the submission (so are ``target_image`` paths).
     :param face_reage: an integer from -30 to 30 (a templated ``"10"`` is fine).
     :param target_image: the faces to reage, ``[{"path", "opts"}]`` (1 to 8): a still of each person with
         its landmarks, e.g. the output of :class:`AkoolDetectFacesOperator` on a frame of the video.
@@ -202,13 +226,16 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
 
     def validate_inputs(self) -> None:
         """Check ``modify_video``, ``face_reage`` and ``target_image`` after rendering."""
-        self.modify_video = validation.http_url("modify_video", self.modify_video)
+        self.modify_video = inputs.check_media("modify_video", self.modify_video)
         super().validate_inputs()
 
     def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
         """Submit ``vidreage``."""
         return hook.submit_video_reage(
-            self.modify_video, int(self.face_reage), target_image, self.webhook_url
+            self.signed_input("modify_video", self.modify_video),
+            int(self.face_reage),
+            target_image,
+            self.webhook_url,
         )
 
 

@@ -292,3 +292,63 @@ def test_grid_shows_the_example_run_green(page: Page, stack: AirflowStack, examp
     page.locator(f'a[id="grid-{run.run_id}-{_reage_task(example_runs).ti["task_id"]}"]').first.hover()
     expect(page.get_by_text("State: Success").first).to_be_visible()
     _screenshot(page, "grid.png")
+
+
+# --- The Akool tab and the Akool page (plugins/views.py) ---------------------------------------------
+
+
+def _loaded_images(frame: Any, selector: str) -> list[int]:
+    """The natural widths of the images matching ``selector`` in ``frame`` once loaded (0: broken)."""
+    images = frame.locator(selector)
+    expect(images.first).to_be_visible()
+    widths: list[int] = images.evaluate_all(
+        """async (images) => Promise.all(images.map((img) => img.decode().then(
+            () => img.naturalWidth, () => 0)))"""
+    )
+    return widths
+
+
+def test_the_plugin_routes_refuse_callers_without_a_valid_token(stack: AirflowStack) -> None:
+    # Plugin apps are not behind Airflow's auth: the views check the caller themselves.
+    assert requests.get(f"{stack.url}/akool/jobs", timeout=30).status_code == 401
+    forged = {"Authorization": "Bearer not-a-jwt"}
+    assert requests.get(f"{stack.url}/akool/jobs", headers=forged, timeout=30).status_code == 403
+    admin = {"Authorization": f"Bearer {stack.token()}"}
+    assert requests.get(f"{stack.url}/akool/jobs", headers=admin, timeout=30).status_code == 200
+
+
+def test_the_akool_tab_shows_input_and_result_side_by_side(
+    page: Page, stack: AirflowStack, example_runs: ExampleRuns
+) -> None:
+    facts = _reage_task(example_runs)
+    run_id = quote(facts.ti["dag_run_id"], safe="")
+    task = f"{stack.url}/dags/{IMAGE_REAGE_DAG}/runs/{run_id}/tasks/{facts.ti['task_id']}"
+    # The tab's own route (plugin/<url_route> under the task instance), as a click on the tab opens it.
+    page.goto(f"{task}/plugin/akool_result")
+    frame = page.frame_locator("iframe[title='Akool']")
+    expect(frame.locator("figure")).to_have_count(2)
+    expect(frame.get_by_text(facts.return_value["id"]).first).to_be_visible()
+    expect(frame.locator(".status.success").first).to_be_visible()
+    expect(frame.get_by_text("7 days: until about")).to_be_visible()
+    result = frame.locator("img.full.result")
+    expect(result).to_have_attribute("src", facts.return_value["url"])
+    assert all(width > 0 for width in _loaded_images(frame, "img.full")), "an image of the tab did not load"
+    _screenshot(page, "akool-task-tab.png")
+
+
+def test_the_akool_page_lists_recent_jobs_with_thumbnails(
+    page: Page, stack: AirflowStack, example_runs: ExampleRuns
+) -> None:
+    facts = _reage_task(example_runs)
+    page.goto(f"{stack.url}/plugin/akool_jobs")
+    frame = page.frame_locator("iframe[title='Akool']")
+    expect(frame.get_by_role("heading", name="Akool jobs")).to_be_visible()
+    row = frame.locator("tr.job").filter(has_text=facts.return_value["id"])
+    expect(row).to_have_count(1)
+    dag_link = row.get_by_role("link", name=IMAGE_REAGE_DAG, exact=True)
+    expect(dag_link).to_have_attribute("href", f"/dags/{IMAGE_REAGE_DAG}")
+    expect(row).to_contain_text("left")
+    widths = _loaded_images(frame, "img.thumb.result")
+    assert widths, "no result thumbnail"
+    assert all(width > 0 for width in widths), "a thumbnail did not load"
+    _screenshot(page, "akool-jobs-page.png")

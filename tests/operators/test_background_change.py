@@ -406,7 +406,7 @@ def test_bad_input_fails_before_any_request_naming_the_parameter(
     url = sample(emulator, FOREGROUND)
     template = sample(emulator, TEMPLATE)
     expected: dict[str, tuple[str, dict[str, Any]]] = {
-        "origin_img": ("origin_img must be", {"origin_img": "s3://bucket/photo.png"}),
+        "origin_img": ("origin_img must be", {"origin_img": "memory://bucket/photo.png"}),
         "canvas_size": ("canvas_size must be", {"canvas_size": "3840*3840"}),
         "canvas_zero": ("canvas_size must be", {"canvas_size": (0, 3840)}),
         "canvas_template": ("canvas_size must be", {"canvas_size": "{{ params.canvas }}"}),

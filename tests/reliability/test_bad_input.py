@@ -81,6 +81,9 @@ JOB_OPERATORS = [name for name in ("image", "video", "background") if name in OP
 NOT_URLS = {
     "ftp": "ftp://example.com/a.jpg",
     "file": "file:///tmp/a.jpg",
+    # Object paths whose filesystem cannot sign a URL for Akool (inputs.py).
+    "memory": "memory://bucket/a.jpg",
+    "local_path": "/tmp/a.jpg",
     "relative": "media/a.jpg",
     "no_host": "http://",
     "space": "http://example.com/a b.jpg",
@@ -115,6 +118,13 @@ add(
     "int",
     "none",
     "template",
+)
+add(
+    [("detect", "input_url_expiry", v, None, {}) for v in (0, -1, "soon", 8 * 24 * 3600)],
+    "zero",
+    "negative",
+    "word",
+    "over_a_week",
 )
 
 # Reage: the amount, the faces, the media.
@@ -153,6 +163,7 @@ COMMON: dict[str, list[tuple[str, Any]]] = {
     "deferrable": [("number", 2)],
     "overwrite": [("word", "yes"), ("number", 1)],
     "adaptive_polling": [("word", "sometimes"), ("number", 2)],
+    "input_url_expiry": [("zero", 0), ("word", "soon"), ("over_a_week", 8 * 24 * 3600)],
 }
 for op in JOB_OPERATORS:
     for parameter, values in COMMON.items():
