@@ -75,6 +75,8 @@ STOP_GRACE_SECONDS = 15.0
 _PR_SET_PDEATHSIG = 1
 #: Celery's line once a worker consumes tasks: "worker-1@host ready."
 WORKER_READY = re.compile(r"@\S+ ready\.")
+#: The clientId the emulator signs callbacks with (its default; ``--client-id``).
+EMULATOR_CLIENT_ID = "emulator-client-id"
 _EMULATOR_BANNER = re.compile(r"Akool API emulator on (http://\S+)")
 
 
@@ -686,7 +688,9 @@ class AirflowStack:
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({ADMIN_USER: self.password}))
         # A new key per start: the connection is rewritten at every start anyway.
-        self.api_key = f"akool-stack-{secrets.token_urlsafe(24)}"
+        # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook
+        # callbacks with it and the stack's Akool webhook receiver verifies them.
+        self.api_key = secrets.token_urlsafe(24)
 
     def _build_env(self) -> dict[str, str]:
         # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and
@@ -726,6 +730,8 @@ class AirflowStack:
                 # New DAG files show up within seconds rather than the default five minutes.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                # The provider's webhook receiver (/akool/webhook), for operators with webhook_url="airflow".
+                "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True",
                 # The example DAGs read these at parse time: inputs from this emulator, wherever it
                 # listens, and their results kept in the home.
                 "AKOOL_DEMO_MEDIA_BASE_URL": f"{self.emulator_url}/media/samples/",
@@ -1047,6 +1053,8 @@ class AirflowStack:
             "description": "The local Akool emulator started by scripts/airflow_stack.py",
             "host": self.emulator_url,
             "password": self.api_key,
+            # The emulator's clientId: the webhook receiver verifies callbacks with login and password.
+            "login": EMULATOR_CLIENT_ID,
             "extra": json.dumps({"auth_type": "api_key", "detect_url": f"{self.emulator_url}/detect"}),
         }
         # A kept home still has the connection of the last start, with its old port and key.

@@ -44,6 +44,10 @@ RUN_THE_PROVIDER = textwrap.dedent(
         for found in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if found.name.startswith("airflow_provider_akool.emulator") or found.name.endswith("__main__"):
                 continue
+            # The webhook receiver's FastAPI app: imported by the API server only, when switched on. Its
+            # plugin module (loaded by every component) is imported here and must not load FastAPI.
+            if found.name == "airflow_provider_akool.plugins.webhook_app":
+                continue
             module = importlib.import_module(found.name)
             if found.ispkg:
                 packages.append(module)

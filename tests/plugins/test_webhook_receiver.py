@@ -98,8 +98,10 @@ def setup(
     monkeypatch.setenv("AIRFLOW_CONN_AKOOL_DEFAULT", json.dumps(conn))
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", receiver_url)
     monkeypatch.delenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", raising=False)
-    # The fallback polls every 60 s; 10 s here keeps a failing test short and still shows no poll came.
-    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 10.0)
+    # The fallback polls every 60 s; 30 s here keeps a failing test shorter and still shows no poll came
+    # (on Airflow 3.1 the in-process API of dag.test() holds SQLite's lock for seconds at times, which
+    # delays the receiver's writes: a real API server has its own database connections).
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 30.0)
     wh_emulator.client.reset()
     yield wh_emulator
     wh_emulator.client.reset()

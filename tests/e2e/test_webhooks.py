@@ -1,0 +1,63 @@
+"""
+Webhook-first completion on the real stack: the API server mounts the provider's receiver
+(``[akool] webhook_receiver``, switched on by ``scripts/airflow_stack.py``), the emulator sends signed
+callbacks to it, and deferrable reage tasks with ``webhook_url="airflow"`` finish with no status request.
+
+A stack of its own (about 25 s to start): it loads only ``tests/e2e/webhook_dags/``, so the example DAGs'
+polls do not mix into the ledger this test counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from airflow_stack import AirflowStack, StackConfig
+
+from tests.e2e.conftest import xcom_value
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "webhook_first"
+WEBHOOK_DAGS = Path(__file__).resolve().parent / "webhook_dags"
+SUCCESS = 3
+
+
+@pytest.fixture(scope="module")
+def webhook_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    config = StackConfig(
+        home=tmp_path_factory.mktemp("airflow-webhook-stack"),
+        dags_folder=WEBHOOK_DAGS,
+        parallelism=4,
+        # Long enough that every task has deferred before its job finishes.
+        queued_seconds=4.0,
+        processing_seconds=2.0,
+    )
+    with AirflowStack(config) as stack:
+        stack.wait_for_dags([DAG_ID])
+        yield stack
+
+
+def test_deferred_reage_tasks_are_finished_by_callbacks_without_status_requests(
+    webhook_stack: AirflowStack,
+) -> None:
+    stack = webhook_stack
+    stack.api("PATCH", f"/dags/{DAG_ID}", json_body={"is_paused": False})
+    run_id = stack.trigger_dag(DAG_ID)
+    assert stack.wait_for_run(DAG_ID, run_id, timeout=180) == "success"
+    ledger = stack.ledger()
+    assert ledger["counts"]["imgreage"] == 3
+    # Not one status request: no check before deferring, and no trigger poll (60 s apart now).
+    assert ledger["counts"]["listbyids"] == 0, [r for r in ledger["requests"] if r["endpoint"] == "listbyids"]
+    finals = {c["_id"]: c for c in ledger["callbacks"] if c["status"] == SUCCESS}
+    assert len(finals) == 3
+    assert all(c["delivered"] and c["attempts"] == 1 for c in finals.values()), finals
+    for ti in stack.task_instances(DAG_ID, run_id):
+        assert ti["state"] == "success", ti
+        akool_id = xcom_value(stack, ti, "akool_id")
+        completed_at = finals[akool_id]["at"]
+        ended = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
+        # From the job's completion (the emulator noticed it and called back) to the task's success.
+        assert 0 <= ended - completed_at < 2.0, (ti["task_id"], ended - completed_at)
