@@ -690,7 +690,8 @@ class AirflowStack:
         # A new key per start: the connection is rewritten at every start anyway.
         # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook
         # callbacks with it and the stack's Akool webhook receiver verifies them.
-        self.api_key = secrets.token_urlsafe(24)
+        # Hex: a key starting with "-" (token_urlsafe) would be taken for an option by the emulator's CLI.
+        self.api_key = secrets.token_hex(16)
 
     def _build_env(self) -> dict[str, str]:
         # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and

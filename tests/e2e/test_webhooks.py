@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from airflow_stack import AirflowStack, StackConfig
@@ -46,7 +47,8 @@ def test_deferred_reage_tasks_are_finished_by_callbacks_without_status_requests(
     stack = webhook_stack
     stack.api("PATCH", f"/dags/{DAG_ID}", json_body={"is_paused": False})
     run_id = stack.trigger_dag(DAG_ID)
-    assert stack.wait_for_run(DAG_ID, run_id, timeout=180) == "success"
+    state = stack.wait_for_run(DAG_ID, run_id, timeout=180)
+    assert state == "success", _failed_logs(stack, run_id)
     ledger = stack.ledger()
     assert ledger["counts"]["imgreage"] == 3
     # Not one status request: no check before deferring, and no trigger poll (60 s apart now).
@@ -73,3 +75,15 @@ def test_deferred_reage_tasks_are_finished_by_callbacks_without_status_requests(
 
 def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _failed_logs(stack: AirflowStack, run_id: str) -> str:
+    """The end of the log of each task instance that did not succeed, for the failure message."""
+    parts = []
+    for ti in stack.task_instances(DAG_ID, run_id):
+        if ti["state"] == "success":
+            continue
+        path = f"/dags/{DAG_ID}/dagRuns/{quote(run_id)}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}"
+        reply = stack.api("GET", path, ok=(200, 404))
+        parts.append(f"{ti['task_id']} {ti['state']}: {str(reply)[-3000:]}")
+    return "\n".join(parts)
