@@ -48,6 +48,34 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [f"{PACKAGE}.links.AkoolResultLink"],
+        "config": {
+            "akool": {
+                "description": "Akool provider settings.",
+                "options": {
+                    "webhook_receiver": {
+                        "description": (
+                            "Mount the Akool webhook receiver on the API server at /akool/webhook, so "
+                            'operators with webhook_url="airflow" are resumed by Akool\'s callbacks. Off: no '
+                            "endpoint at all."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                    "webhook_base_url": {
+                        "description": (
+                            "The public URL Akool reaches Airflow's API server at (behind a reverse proxy); "
+                            "empty: [api] base_url."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "https://airflow.example.com",
+                        "default": "",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.akool.AkoolHook",

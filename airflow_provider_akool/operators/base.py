@@ -28,6 +28,13 @@ from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
 from airflow_provider_akool import inputs, masking, validation
+from airflow_provider_akool.callbacks import (
+    AIRFLOW_RECEIVER,
+    digest_of_record,
+    new_callback_url,
+    public_base_url,
+    relaxed_poll_interval,
+)
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
@@ -95,7 +102,10 @@ class AkoolJobOperator(
     job. Below 3.3 every try submits a new job.
 
     :param akool_conn_id: the ``akool`` connection.
-    :param webhook_url: an http(s) URL Akool calls with the job's progress (``webhookUrl``).
+    :param webhook_url: an http(s) URL Akool calls with the job's progress (``webhookUrl``), or
+        ``"airflow"``: Akool calls the provider's receiver on Airflow's API server (switched on with
+        ``[akool] webhook_receiver``), whose callback resumes the deferred task at once; the trigger then
+        polls only every ``max(poll_interval, 60 s)``, as the fallback. See ``docs/webhooks.md``.
     :param wait_for_completion: wait for the job to finish; False returns right after the submission, with
         the status at that time.
     :param deferrable: wait in the triggerer, freeing the worker slot. Defaults to
@@ -287,17 +297,34 @@ class AkoolJobOperator(
             storage.check_mapped_output(self, context)
             storage.check_output_free(self.output_path, overwrite=self.overwrite)
         started_at = time.time()
-        job = self.submit(self.hook, context)
+        job, webhook_digest = self._submit_with_webhook(context)
         self.log.info("Submitted %s job %s (job_id %s)", self.job_kind, job.id, job.job_id or "none")
         self._push_job(context, job)
         self._job, self._submitted_now = (job, started_at), True
-        return {
+        record: dict[str, Any] = {
             "id": job.id,
             "job_id": job.job_id,
             "url": job.url,
             "submitted_at": started_at,
             "kind": self.job_kind,
         }
+        if webhook_digest:
+            # Only the digest: a later try that resumes this job expects the same callback URL.
+            record["webhook_token_sha256"] = webhook_digest
+        return record
+
+    def _submit_with_webhook(self, context: Context) -> tuple[JobSnapshot, str | None]:
+        """Submit; with ``webhook_url="airflow"`` give Akool this task's callback URL, return its digest."""
+        if self.webhook_url != AIRFLOW_RECEIVER:
+            return self.submit(self.hook, context), None
+        url, digest = new_callback_url(context, self.akool_conn_id)
+        # The subclasses read self.webhook_url: swapped only for the submission, so the rendered field,
+        # logs and XCom keep "airflow" and never the token.
+        self.webhook_url = url
+        try:
+            return self.submit(self.hook, context), digest
+        finally:
+            self.webhook_url = AIRFLOW_RECEIVER
 
     def get_job_status(self, external_id: JsonValue, context: Context) -> str:
         """
@@ -386,12 +413,22 @@ class AkoolJobOperator(
         self._running_job = job
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
         # In the worker, execution_timeout is Airflow's own timer, which calls on_kill (the job is cancelled).
-        event = self._wait_here(job, started_at, deadline, once=self.deferrable)
+        webhook_digest = digest_of_record(external_id) if self.webhook_url == AIRFLOW_RECEIVER else None
+        if webhook_digest and self.deferrable and self._submitted_now:
+            # Just submitted: the callback will say when it is done, and a poll now would only cost a request.
+            event = None
+            self._first_poll_at = time.time() + relaxed_poll_interval(self.poll_interval)
+        else:
+            event = self._wait_here(job, started_at, deadline, once=self.deferrable)
         if event is None:
             self._running_job = None  # from now on the trigger owns the job (and its on_kill)
             self.defer(
                 trigger=self.make_trigger(
-                    job, started_at=started_at, deadline=deadline, **self._trigger_wait_options()
+                    job,
+                    started_at=started_at,
+                    deadline=deadline,
+                    **self._trigger_wait_options(),
+                    **({"webhook_token_sha256": webhook_digest} if webhook_digest else {}),
                 ),
                 method_name="execute_complete",
                 # The deadline is in the trigger: Airflow's own deferral timeout would skip
@@ -479,7 +516,10 @@ class AkoolJobOperator(
         self.wait_for_completion = validation.boolean("wait_for_completion", self.wait_for_completion)
         self.deferrable = validation.boolean("deferrable", self.deferrable)
         self.overwrite = validation.boolean("overwrite", self.overwrite)
-        validation.optional_http_url("webhook_url", self.webhook_url)
+        if self.webhook_url == AIRFLOW_RECEIVER:
+            public_base_url()  # configured, before any request
+        else:
+            validation.optional_http_url("webhook_url", self.webhook_url)
         path = self.output_path
         if (
             path is not None

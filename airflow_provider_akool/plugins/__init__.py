@@ -1,0 +1,1 @@
+"""Airflow plugins the provider ships (registered through the ``airflow.plugins`` entry point)."""

@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_akool.callbacks import read_callback_mark, relaxed_poll_interval
 from airflow_provider_akool.exceptions import AkoolError
+from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.triggers.poller import shared_poller
 from airflow_provider_akool.wait import (
     DEFAULT_MAX_POLL_ERRORS,
     DEFAULT_NOT_FOUND_GRACE,
+    FAILED,
+    SUCCESS,
     JobSnapshot,
     Waiter,
     WaitEvent,
@@ -147,6 +151,10 @@ class AkoolJobTrigger(BaseTrigger):
         restarted triggerer keeps it.
     :param batch_size: ids per request of the shared poller; None takes the kind's.
     :param max_concurrency: requests of the shared poller in flight at once; None takes the kind's.
+    :param webhook_token_sha256: the digest of the token of the callback URL the task gave Akool
+        (``webhook_url="airflow"``), or None. A callback with that token resumes the task through Airflow's
+        own event path (see :mod:`~airflow_provider_akool.callbacks`); the trigger then polls only every
+        ``max(poll_interval, 60 s)``, as the fallback for a callback that never comes.
     """
 
     @property
@@ -176,6 +184,7 @@ class AkoolJobTrigger(BaseTrigger):
         first_poll_at: float | None = None,
         batch_size: int | None = None,
         max_concurrency: int | None = None,
+        webhook_token_sha256: str | None = None,
     ) -> None:
         super().__init__()
         self.ids = list(ids)
@@ -192,6 +201,10 @@ class AkoolJobTrigger(BaseTrigger):
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.batch_size = self.kind.batch_size if batch_size is None else int(batch_size)
         self.max_concurrency = self.kind.max_concurrency if max_concurrency is None else int(max_concurrency)
+        self.webhook_token_sha256 = webhook_token_sha256 or None
+        if self.webhook_token_sha256:
+            # A callback is expected: polling is only the safety net.
+            self.poll_interval = relaxed_poll_interval(self.poll_interval)
 
     @classmethod
     def for_ids(cls, ids: Sequence[str], **kwargs: Any) -> AkoolJobTrigger:
@@ -233,6 +246,8 @@ class AkoolJobTrigger(BaseTrigger):
             kwargs["execution_deadline"] = self.execution_deadline
         if self.first_poll_at is not None:
             kwargs["first_poll_at"] = self.first_poll_at
+        if self.webhook_token_sha256:
+            kwargs["webhook_token_sha256"] = self.webhook_token_sha256
         return kwargs
 
     def poller_kwargs(self) -> dict[str, Any]:
@@ -285,6 +300,12 @@ class AkoolJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the jobs finish, fail, vanish or pass the deadline; yield one event."""
+        if self.webhook_token_sha256:
+            # A callback that came before the task deferred left the job's final state in XCom.
+            early = await self.callback_event()
+            if early is not None:
+                yield TriggerEvent(early.to_payload())
+                return
         await import_first_poll_modules()
         poller = self.shared_poller() if self.coalesce else None
         if poller is not None:
@@ -296,6 +317,33 @@ class AkoolJobTrigger(BaseTrigger):
             finally:
                 await hook.aclose()
         yield TriggerEvent(event.to_payload())
+
+    def event_for_callback(self, snapshot: JobSnapshot) -> WaitEvent | None:
+        """
+        Return the event this trigger would fire had its poll found ``snapshot``, if that ends the wait.
+
+        Only a final state (success or failed) of the one job this trigger waits for ends it: the same
+        ``Waiter`` rules as a poll, so the webhook's event is the trigger's own.
+        """
+        if self.ids != [snapshot.id] or snapshot.status not in (JobStatus.SUCCESS, JobStatus.FAILED):
+            return None
+        waiter = Waiter(
+            ids=self.ids,
+            poll_interval=self.poll_interval,
+            started_at=self.started_at,
+            job_ids=self.job_ids,
+            not_found_grace=self.not_found_grace,
+            log=self.log,
+        )
+        event = waiter.polled({snapshot.id: snapshot}, time.time())
+        return event if event is not None and event.status in (SUCCESS, FAILED) else None
+
+    async def callback_event(self) -> WaitEvent | None:
+        """Return the event of a final state a callback left for this task, or None."""
+        mark = await read_callback_mark(
+            getattr(self, "task_instance", None), {i: self.job_ids.get(i) for i in self.ids}
+        )
+        return self.event_for_callback(mark) if mark is not None else None
 
     def _own_poll(self, hook: AkoolHook) -> _PollOnce:
         async def poll_once(delay: float, grid: float | None, first: bool) -> dict[str, JobSnapshot]:
@@ -426,6 +474,12 @@ class AkoolJobTrigger(BaseTrigger):
                 "Not cancelling Akool job(s) %s: the task is still deferred, so this trigger was moved to "
                 "another triggerer (this one missed its heartbeats), not killed",
                 ", ".join(job_ids),
+            )
+            return
+        if self.webhook_token_sha256 and await self.callback_event() is not None:
+            # Stopped because a callback resumed the task: the job is finished, nothing to cancel.
+            self.log.info(
+                "Not cancelling Akool job(s) %s: a callback reported them finished", ", ".join(job_ids)
             )
             return
         hook = self.make_hook(retry_limit=KILL_RETRY_LIMIT)

@@ -44,6 +44,8 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
         seconds), or None; the earlier deadline ends the wait, and the event's ``deadline`` says which.
     :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
         checked just before, so its next check comes ``poll_interval`` after that one.
+    :param webhook_token_sha256: the token digest of the task's callback URL (``webhook_url="airflow"``):
+        a callback may resume the task, and polling relaxes to ``max(poll_interval, 60 s)``.
     """
 
     kind = BACKGROUND_CHANGE
@@ -62,6 +64,7 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
         adaptive_polling: bool = False,
         execution_deadline: float | None = None,
         first_poll_at: float | None = None,
+        webhook_token_sha256: str | None = None,
     ) -> None:
         # No job_ids: there is nothing to cancel on a kill.
         super().__init__(
@@ -77,6 +80,7 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
             execution_deadline=execution_deadline,
             first_poll_at=first_poll_at,
             max_concurrency=max_concurrency,
+            webhook_token_sha256=webhook_token_sha256,
         )
         self.image_model_id = image_model_id
 

@@ -42,6 +42,8 @@ class AkoolReageTrigger(AkoolJobTrigger):
         seconds), or None; the earlier deadline ends the wait, and the event's ``deadline`` says which.
     :param first_poll_at: when to poll first (epoch seconds), or None for at once: the deferring task
         checked just before, so its next check comes ``poll_interval`` after that one.
+    :param webhook_token_sha256: the token digest of the task's callback URL (``webhook_url="airflow"``):
+        a callback may resume the task, and polling relaxes to ``max(poll_interval, 60 s)``.
     """
 
     kind = REAGE
@@ -61,6 +63,7 @@ class AkoolReageTrigger(AkoolJobTrigger):
         adaptive_polling: bool = False,
         execution_deadline: float | None = None,
         first_poll_at: float | None = None,
+        webhook_token_sha256: str | None = None,
     ) -> None:
         super().__init__(
             ids=result_ids,
@@ -76,6 +79,7 @@ class AkoolReageTrigger(AkoolJobTrigger):
             execution_deadline=execution_deadline,
             first_poll_at=first_poll_at,
             batch_size=batch_size,
+            webhook_token_sha256=webhook_token_sha256,
         )
 
     @classmethod

@@ -75,6 +75,8 @@ STOP_GRACE_SECONDS = 15.0
 _PR_SET_PDEATHSIG = 1
 #: Celery's line once a worker consumes tasks: "worker-1@host ready."
 WORKER_READY = re.compile(r"@\S+ ready\.")
+#: The clientId the emulator signs callbacks with (its default; ``--client-id``).
+EMULATOR_CLIENT_ID = "emulator-client-id"
 _EMULATOR_BANNER = re.compile(r"Akool API emulator on (http://\S+)")
 
 
@@ -714,7 +716,10 @@ class AirflowStack:
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({ADMIN_USER: self.password}))
         # A new key per start: the connection is rewritten at every start anyway.
-        self.api_key = f"akool-stack-{secrets.token_urlsafe(24)}"
+        # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook
+        # callbacks with it and the stack's Akool webhook receiver verifies them.
+        # Hex: a key starting with "-" (token_urlsafe) would be taken for an option by the emulator's CLI.
+        self.api_key = secrets.token_hex(16)
 
     def _build_env(self) -> dict[str, str]:
         # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and
@@ -754,6 +759,8 @@ class AirflowStack:
                 # New DAG files show up within seconds rather than the default five minutes.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                # The provider's webhook receiver (/akool/webhook), for operators with webhook_url="airflow".
+                "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True",
                 # The example DAGs read these at parse time: inputs from this emulator, wherever it
                 # listens, and their results kept in the home.
                 "AKOOL_DEMO_MEDIA_BASE_URL": f"{self.emulator_url}/media/samples/",
@@ -1085,6 +1092,8 @@ class AirflowStack:
             "schema": emulator.scheme,
             "port": emulator.port,
             "password": self.api_key,
+            # The emulator's clientId: the webhook receiver verifies callbacks with login and password.
+            "login": EMULATOR_CLIENT_ID,
             # Every field of the form, the timeout too: Airflow 3.3's edit form shows only the extra
             # fields the stored extra has.
             "extra": json.dumps(

@@ -1,0 +1,197 @@
+"""
+Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool/webhook/...``.
+
+Mounted only when ``[akool] webhook_receiver`` is true: off, the plugin adds no endpoint at all. Plugin
+endpoints are not behind Airflow's auth, so a request proves itself before anything changes: POST, JSON, at
+most :data:`~airflow_provider_akool.webhook.MAX_BODY_BYTES`; Akool's signature (constant time) and a payload
+that decrypts with the credentials of the route's ``akool`` connection; then the route's token against the
+digest in the deferred trigger's kwargs, and the job id against the trigger's. A genuine final callback then
+fires the event the trigger itself would have fired, through ``Trigger.submit_event`` as the triggerer does,
+so ``execute_complete`` runs exactly as if the trigger had fired, once.
+
+Answers: 200 to every genuine callback, also repeated, late, non-final, or for a task that no longer waits
+(Akool resends until it gets 200); 400 to a forged, tampered or malformed one, 413 to one too large, 415 to
+one that is not JSON, 404 to a URL that is not a callback route, 503 when the database cannot be reached (so
+Akool sends it again). No answer says why: the reason goes to the log.
+
+Age and nonce: not checked. Akool resends a callback until it gets 200, so after an outage a genuine one
+may arrive long after its timestamp, and a job's final state never changes: acting on it late is right, and
+acting on it twice does nothing (only a task still deferred on that job's trigger is resumed). A replayed
+non-final callback changes nothing either.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from airflow_provider_akool.callbacks import (
+    CALLBACK_XCOM_KEY,
+    URL_PREFIX,
+    CallbackRoute,
+    callback_mark,
+    token_matches,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.orm import Session
+
+    from airflow_provider_akool.webhook import AkoolWebhookEvent
+
+log = logging.getLogger(__name__)
+
+OK, REFUSED, NOT_FOUND, TOO_LARGE, NOT_JSON, UNAVAILABLE = 200, 400, 404, 413, 415, 503
+
+
+def receiver_enabled() -> bool:
+    """Whether ``[akool] webhook_receiver`` switches the receiver on (off by default)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return conf.getboolean("akool", "webhook_receiver", fallback=False)
+
+
+def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
+    """Return the callback verified with the route's connection, or None (logged) when it is not genuine."""
+    from airflow.models.connection import Connection
+
+    from airflow_provider_akool.exceptions import AkoolWebhookError
+    from airflow_provider_akool.webhook import AkoolWebhookVerifier
+
+    try:
+        conn = Connection.get_connection_from_secrets(route.conn_id)
+    except Exception:
+        log.warning("Refused an Akool callback: no connection %s to verify it with", route.conn_id)
+        return None
+    if not conn.login or not conn.password:
+        log.warning(
+            "Refused an Akool callback: connection %s needs the clientId as login and the clientSecret as "
+            "password to verify callbacks",
+            route.conn_id,
+        )
+        return None
+    try:
+        # No age limit: a final state never changes, and Akool resends until it gets 200 (module docstring).
+        return AkoolWebhookVerifier(conn.login, conn.password, max_age=None).verify(body)
+    except AkoolWebhookError as error:
+        log.warning("Refused an Akool callback for %s: %s", route.task_id, error)
+        return None
+
+
+def handle_callback(route: CallbackRoute, token: str, body: bytes) -> int:
+    """Verify a callback and act on it; return the HTTP status to answer."""
+    event = _verify(route, body)
+    if event is None:
+        return REFUSED
+    if not event.is_terminal:
+        return OK  # processing: nothing to do, and Akool must stop resending it
+    from airflow.utils.session import create_session
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with create_session() as session:
+            _resume(route, token, event, session)
+    except SQLAlchemyError:
+        log.exception("Could not act on the Akool callback of job %s now; Akool will send it again", event.id)
+        return UNAVAILABLE
+    return OK
+
+
+def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session: Session) -> None:
+    """Resume the task deferred on ``event``'s job, or leave the job's final state for its trigger."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils.state import State, TaskInstanceState
+    from sqlalchemy import select
+
+    from airflow_provider_akool.wait import JobSnapshot
+
+    ti = session.scalars(
+        select(TaskInstance)
+        .where(
+            TaskInstance.dag_id == route.dag_id,
+            TaskInstance.run_id == route.run_id,
+            TaskInstance.task_id == route.task_id,
+            TaskInstance.map_index == route.map_index,
+        )
+        # Where the database can: the deferral and the triggerer's own event wait for this transaction.
+        .with_for_update()
+    ).one_or_none()
+    if ti is None or ti.state in State.finished:
+        log.info("Akool job %s is %s; its task no longer waits", event.id, event.status.label)
+        return
+    snapshot = JobSnapshot(id=event.id, status=event.status, url=event.url)
+
+    def leave_mark() -> None:
+        XComModel.set(
+            CALLBACK_XCOM_KEY,
+            callback_mark(snapshot),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            session=session,
+        )
+
+    if ti.state != TaskInstanceState.DEFERRED or ti.trigger_id is None:
+        # Not deferred yet (the job was quicker than the deferral): the trigger finds this when it starts.
+        leave_mark()
+        log.info("Akool job %s is %s; left for the trigger of %s", event.id, event.status.label, ti.task_id)
+        return
+    row = session.get(Trigger, ti.trigger_id)
+    trigger = _akool_trigger(row) if row is not None else None
+    digest = getattr(trigger, "webhook_token_sha256", None)
+    if trigger is None or not digest or not token_matches(token, digest):
+        log.info("Akool job %s: not the callback URL of the waiting try of %s; ignored", event.id, ti.task_id)
+        return
+    fired = trigger.event_for_callback(
+        JobSnapshot(id=event.id, status=event.status, url=event.url, job_id=trigger.job_ids.get(event.id))
+    )
+    if fired is None:
+        log.info("Akool job %s is not the job %s waits for; ignored", event.id, ti.task_id)
+        return
+    # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
+    leave_mark()
+    Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.to_payload()), session=session)
+    log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, ti.task_id)
+
+
+def _akool_trigger(row: Any) -> Any:
+    """Rebuild the trigger of a row if it is one of this provider's, else None."""
+    from airflow_provider_akool.triggers.base import AkoolJobTrigger
+
+    module, _, name = str(row.classpath).rpartition(".")
+    if not module.startswith("airflow_provider_akool.triggers."):
+        return None
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, AkoolJobTrigger)):
+        return None
+    return cls(**row.kwargs)
+
+
+def create_app() -> FastAPI:
+    """Return the receiver's FastAPI app (mounted at ``/akool``)."""
+    # Its own module: FastAPI resolves the handler's annotations from module globals, and only the API
+    # server with the receiver switched on should import FastAPI for it.
+    from airflow_provider_akool.plugins.webhook_app import create_app as create
+
+    return create()
+
+
+def _fastapi_apps() -> list[dict[str, Any]]:
+    if not receiver_enabled():
+        return []
+    return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Akool webhook receiver"}]
+
+
+class AkoolWebhookPlugin(AirflowPlugin):
+    """Mount the Akool webhook receiver on the API server when ``[akool] webhook_receiver`` is true."""
+
+    name = "akool_webhook"
+    fastapi_apps = _fastapi_apps()

@@ -1,0 +1,509 @@
+"""
+Webhook-first completion: Akool's callbacks (the emulator's) resume deferred tasks through the receiver.
+
+The receiver is the plugin's real FastAPI app on a real uvicorn on 127.0.0.1; tasks run through
+``dag.test()`` on Airflow's real database. ``dag.test()`` runs a trigger in line and takes its first event,
+which would leave no task deferred for a callback to find, so its in-line step is replaced by a small
+triggerer (:func:`mini_triggerer`) that does what Airflow's does: the task instance stays ``deferred`` on its
+trigger row while the trigger runs; the trigger's own event goes through ``Trigger.submit_event``; a task
+that leaves ``deferred`` (resumed by the receiver's ``Trigger.submit_event``) stops its trigger and, on
+Airflow 3.3+, calls its ``on_kill`` as the triggerer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points, version
+from typing import Any
+
+import httpx
+import pendulum
+import pytest
+from airflow.sdk import dag
+from packaging.version import Version
+
+from airflow_provider_akool import callbacks
+from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer
+from airflow_provider_akool.operators.reage import AkoolImageReageOperator
+from airflow_provider_akool.plugins import webhook_receiver
+from airflow_provider_akool.webhook import MAX_BODY_BYTES, build_callback
+from tests.operators.test_reage import RecordedRun, run_recorded
+
+CLIENT_ID = "webhook-test-client-0001"
+SECRET = "webhook-test-secret-0024"  # 24 characters: an AES-192 key, as Akool's
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+AIRFLOW_33 = Version(version("apache-airflow")).release >= (3, 3)
+
+
+@pytest.fixture(scope="module")
+def wh_emulator() -> Iterator[EmulatorServer]:
+    """An emulator whose credentials can sign callbacks, with quick jobs."""
+    server = EmulatorServer(
+        EmulatorConfig(
+            api_key=SECRET,
+            client_id=CLIENT_ID,
+            client_secret=SECRET,
+            queued_seconds=0.1,
+            processing_seconds=0.3,
+        )
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver_url() -> Iterator[str]:
+    """The receiver app, mounted at /akool as the API server mounts it, on a real uvicorn on 127.0.0.1."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    root = FastAPI()
+    root.mount(callbacks.URL_PREFIX, webhook_receiver.create_app())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def setup(
+    wh_emulator: EmulatorServer, receiver_url: str, airflow_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorServer]:
+    conn = {
+        "conn_type": "akool",
+        "host": wh_emulator.url,
+        "login": CLIENT_ID,
+        "password": SECRET,
+        "extra": {"auth_type": "api_key"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AKOOL_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", receiver_url)
+    monkeypatch.delenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", raising=False)
+    # The fallback polls every 60 s; 30 s here keeps a failing test shorter and still shows no poll came
+    # (on Airflow 3.1 the in-process API of dag.test() holds SQLite's lock for seconds at times, which
+    # delays the receiver's writes: a real API server has its own database connections).
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 30.0)
+    wh_emulator.client.reset()
+    yield wh_emulator
+    wh_emulator.client.reset()
+
+
+# --- A small triggerer in place of dag.test()'s in-line trigger ---------------------------------------
+
+
+@dataclass
+class Harness:
+    """What the test wants the triggerer to do, and what it saw."""
+
+    hold_before_deferred: float = 0.0
+    while_deferred: Callable[[dict[str, Any]], None] | None = None
+    also_fire_trigger_event: bool = False
+    fired_by: list[str] = field(default_factory=list)
+    killed: list[bool] = field(default_factory=list)
+
+
+class _AsyncComms:
+    """dag.test()'s in-process comms, with the ``asend`` the triggerer's comms have."""
+
+    def __init__(self, comms: Any) -> None:
+        self.comms = comms
+
+    def send(self, msg: Any) -> Any:
+        return self.comms.send(msg)
+
+    async def asend(self, msg: Any) -> Any:
+        from airflow import settings
+
+        try:
+            return self.comms.send(msg)
+        finally:
+            # Airflow 3.1's in-process API leaves this thread's session in a transaction, holding SQLite's
+            # lock against the receiver's writes (a real triggerer asks the API server over HTTP).
+            settings.Session.remove()
+
+
+def _by_key(ti: Any) -> Any:
+    """The task instance row of ``ti`` by its key (the id column's type differs between versions)."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    return select(TaskInstance).where(
+        TaskInstance.dag_id == ti.dag_id,
+        TaskInstance.run_id == ti.run_id,
+        TaskInstance.task_id == ti.task_id,
+        TaskInstance.map_index == ti.map_index,
+    )
+
+
+def _ti_row(ti: Any) -> tuple[str, Any, Any]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(_by_key(ti)).one()
+        return str(row.state), row.trigger_id, row.next_kwargs
+
+
+def _event_payload(next_kwargs: Any) -> Any:
+    try:
+        from airflow.models.trigger import _decode_next_kwargs  # 3.3: serde-encoded
+
+        return _decode_next_kwargs(next_kwargs)["event"]
+    except ImportError:
+        return next_kwargs["event"]
+
+
+def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
+    def run(trigger: Any, task_sdk_ti: Any) -> Any:
+        from airflow.models.trigger import Trigger
+        from airflow.sdk.execution_time.supervisor import (
+            InProcessSupervisorComms,
+            InProcessTestSupervisor,
+            set_supervisor_comms,
+        )
+        from airflow.triggers.base import TriggerEvent
+        from airflow.utils.session import create_session
+
+        # dag.test() put the task back to queued for its in-line run; Airflow keeps it deferred.
+        time.sleep(harness.hold_before_deferred)
+        with create_session() as session:
+            row = session.scalars(_by_key(task_sdk_ti)).one()
+            assert row.trigger_id is not None, "the deferral left no trigger row"
+            row.state = "deferred"
+            trigger_id = row.trigger_id
+        supervisor = InProcessTestSupervisor(
+            id=task_sdk_ti.id,
+            pid=__import__("os").getpid(),
+            process=__import__("psutil").Process(),
+            process_log=__import__("structlog").get_logger(logger_name="task").bind(),
+            client=InProcessTestSupervisor._api_client(),
+        )
+        supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+        comms = _AsyncComms(supervisor.comms)
+        trigger.task_instance = task_sdk_ti
+
+        async def triggerer() -> Any:
+            running = asyncio.ensure_future(anext(trigger.run(), None))
+            informed = False
+            while True:
+                await asyncio.sleep(0.02)
+                if running.done():
+                    event = running.result()
+                    with create_session() as session:
+                        Trigger.submit_event(trigger_id, event, session=session)
+                    harness.fired_by.append("trigger")
+                    return event
+                state, _, next_kwargs = _ti_row(task_sdk_ti)
+                if state == "deferred" and not informed and harness.while_deferred is not None:
+                    informed = True
+                    await asyncio.to_thread(
+                        harness.while_deferred, {"trigger_id": trigger_id, "ti": task_sdk_ti}
+                    )
+                    continue
+                if state != "deferred":
+                    running.cancel()
+                    harness.fired_by.append("webhook")
+                    if AIRFLOW_33:
+                        await trigger.on_kill()  # what Airflow 3.3's triggerer does for a stopped trigger
+                        harness.killed.append(True)
+                    payload = _event_payload(next_kwargs)
+                    if harness.also_fire_trigger_event:
+                        with create_session() as session:
+                            Trigger.submit_event(trigger_id, TriggerEvent(payload), session=session)
+                    return TriggerEvent(payload)
+
+        with set_supervisor_comms(comms):
+            return asyncio.run(triggerer())
+
+    return run
+
+
+def run_webhook_dag(
+    emulator: EmulatorServer,
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    dag_id: str,
+    image: str = "portrait.jpg",
+    **kwargs: Any,
+) -> RecordedRun:
+    import airflow.sdk.definitions.dag as dag_module
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
+
+    @dag(dag_id=dag_id, schedule=None, start_date=START)
+    def one() -> None:
+        options: dict[str, Any] = {"poll_interval": 0.5, "timeout": 60, "retries": 0, **kwargs}
+        AkoolImageReageOperator(
+            task_id="reage",
+            modify_image=f"{emulator.url}/media/samples/{image}",
+            face_reage=5,
+            webhook_url="airflow",
+            deferrable=True,
+            **options,
+        )
+
+    return run_recorded(one(), emulator.client)
+
+
+def released_once_deferred(emulator: EmulatorServer, **options: Any) -> Harness:
+    """A harness whose job makes no progress (the emulator's clock stands) until the task is deferred."""
+    emulator.client.freeze_clock(True)
+    return Harness(while_deferred=lambda info: emulator.client.freeze_clock(False), **options)
+
+
+def after_submission(ledger: dict[str, Any], endpoint: str) -> int:
+    return sum(1 for r in ledger["requests"] if r["endpoint"] == endpoint)
+
+
+def callback_urls(ledger: dict[str, Any]) -> list[str]:
+    return [c["url"] for c in ledger["callbacks"]]
+
+
+def receiver_base() -> str:
+    import os
+
+    return os.environ["AIRFLOW__API__BASE_URL"]
+
+
+def post(url: str, body: Any, **kwargs: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = kwargs.pop("headers", {"content-type": "application/json"})
+    return httpx.post(url, content=content, headers=headers, timeout=10, **kwargs)
+
+
+# --- The tests ---------------------------------------------------------------------------------------
+
+
+def test_a_genuine_callback_resumes_the_deferred_task_without_any_status_request(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = released_once_deferred(setup)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_genuine")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    ledger = run.ledger
+    # No listbyids at all: not before deferring, not from the trigger (it polls every 60 s now).
+    assert after_submission(ledger, "listbyids") == 0
+    assert ledger["counts"]["job_del"] == 0  # on_kill of the stopped trigger cancelled nothing
+    (akool_id,) = ledger["jobs"]
+    value = run.value("reage")
+    assert value["id"] == akool_id
+    assert value["status"] == "success"
+    assert value["url"]
+    # The URL Akool got carries the token; the rendered field, logs and XCom keep "airflow".
+    urls = callback_urls(ledger)
+    assert urls
+    assert all(url.startswith(f"{receiver_base()}/akool/webhook/") for url in urls)
+    token = urls[0].rsplit("/", 1)[1]
+    assert token not in json.dumps(run.rendered("reage"), default=str)
+    assert token not in json.dumps(value)
+
+
+def test_a_callback_for_a_finished_task_and_a_late_resend_are_answered_200_and_change_nothing(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = run_webhook_dag(setup, Harness(), monkeypatch, dag_id="webhook_late")
+    assert run.states[("reage", -1)] == "success"
+    (akool_id,) = run.ledger["jobs"]
+    url = callback_urls(run.ledger)[-1]
+    a_day_ago = int((time.time() - 86400) * 1000)
+    late = build_callback(
+        CLIENT_ID,
+        SECRET,
+        {"_id": akool_id, "status": 4, "type": "faceswap", "url": ""},
+        timestamp_ms=a_day_ago,
+    )
+    for _ in range(2):
+        assert post(url, late).status_code == 200
+    ti = run.tis[("reage", -1)]
+    ti.refresh_from_db()
+    assert str(ti.state) == "success"
+    assert ti.try_number == 1
+    assert run.value("reage")["status"] == "success"
+
+
+def test_a_dropped_callback_falls_back_to_polling(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Akool cannot reach the receiver (nothing listens there): the trigger's relaxed polls finish the task.
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    harness = Harness()
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_dropped")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    assert not any(c["delivered"] for c in run.ledger["callbacks"])
+    assert 1 <= after_submission(run.ledger, "listbyids") <= 3
+
+
+def test_a_callback_before_the_deferral_is_found_by_the_trigger_without_polling(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job finishes (0.4 s) while the task is not deferred yet: the receiver leaves its final state.
+    harness = Harness(hold_before_deferred=2.0)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_early")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    assert after_submission(run.ledger, "listbyids") == 0
+    assert any(c["status"] == 3 and c["delivered"] for c in run.ledger["callbacks"])
+
+
+def test_forged_tampered_oversized_and_misdirected_callbacks_are_refused_and_change_nothing(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: dict[str, int] = {}
+
+    def attack(info: dict[str, Any]) -> None:
+        ledger = setup.client.ledger()
+        ((akool_id, job),) = ledger["jobs"].items()
+        url = job["webhook_url"]
+        base, token = url.rsplit("/", 1)
+        done = {"_id": akool_id, "status": 3, "type": "faceswap", "url": "https://evil.example/x.jpg"}
+        genuine = build_callback(CLIENT_ID, SECRET, done)
+        answers["forged signature"] = post(url, {**genuine, "signature": "0" * 40}).status_code
+        tampered = dict(genuine, dataEncrypt=genuine["dataEncrypt"][:-8] + "AAAAAAA=")
+        answers["tampered payload"] = post(url, tampered).status_code
+        answers["other credentials"] = post(
+            url, build_callback("another-client-id-000001", "another-secret-000000024", done)
+        ).status_code
+        answers["oversized"] = post(url, b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}").status_code
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(MAX_BODY_BYTES // 1024 + 2):
+                yield b" " * 1024
+
+        answers["oversized, no length"] = httpx.post(
+            url, content=chunks(), headers={"content-type": "application/json"}, timeout=10
+        ).status_code
+        answers["not json"] = post(url, genuine, headers={"content-type": "text/plain"}).status_code
+        answers["GET"] = httpx.get(url, timeout=10).status_code
+        answers["bad route"] = post(f"{base.rsplit('/', 1)[0]}/not-a-route/{token}", genuine).status_code
+        answers["wrong token"] = post(f"{base}/{callbacks.new_token()}", genuine).status_code
+        other = build_callback(CLIENT_ID, SECRET, {**done, "_id": "0" * 24})
+        answers["other job"] = post(url, other).status_code
+        answers["processing"] = post(
+            url, build_callback(CLIENT_ID, SECRET, {**done, "status": 2})
+        ).status_code
+        state, trigger_id, _ = _ti_row(info["ti"])
+        answers["still deferred"] = int(state == "deferred" and trigger_id == info["trigger_id"])
+        # And the genuine one: it resumes the task with the job's final state, which it is.
+        answers["genuine"] = post(url, genuine).status_code
+
+    harness = Harness(while_deferred=attack)
+    run = run_webhook_dag(
+        setup, harness, monkeypatch, dag_id="webhook_attacks", image="portrait-emulator-stuck.jpg"
+    )
+    assert answers == {
+        "forged signature": 400,
+        "tampered payload": 400,
+        "other credentials": 400,
+        "oversized": 413,
+        "oversized, no length": 413,
+        "not json": 415,
+        "GET": 405,
+        "bad route": 404,
+        "wrong token": 200,
+        "other job": 200,
+        "processing": 200,
+        "still deferred": 1,
+        "genuine": 200,
+    }
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    assert run.value("reage")["url"] == "https://evil.example/x.jpg"
+    assert after_submission(run.ledger, "listbyids") == 0
+
+
+def test_the_trigger_s_own_event_racing_the_webhook_s_resumes_the_task_once(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = AkoolImageReageOperator.execute_complete
+
+    def counting(self: Any, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(event["status"])
+        return original(self, context, event)
+
+    monkeypatch.setattr(AkoolImageReageOperator, "execute_complete", counting)
+    harness = released_once_deferred(setup, also_fire_trigger_event=True)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_race")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert calls == ["success"]
+    ti = run.tis[("reage", -1)]
+    ti.refresh_from_db()
+    assert ti.try_number == 1
+    assert ti.next_method is None
+
+
+@pytest.mark.skipif(not AIRFLOW_33, reason="trigger on_kill exists from Airflow 3.3")
+def test_a_task_resumed_by_its_callback_never_has_its_finished_job_cancelled(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = released_once_deferred(setup)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_kill")
+    assert harness.killed == [True]
+    assert run.ledger["counts"]["job_del"] == 0
+
+
+# --- The switch, the registration, and the Airflow internals it rests on -----------------------------
+
+
+def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", raising=False)
+    assert webhook_receiver._fastapi_apps() == []
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
+    (app,) = webhook_receiver._fastapi_apps()
+    assert app["url_prefix"] == "/akool"
+    names = {e.name: e.value for e in entry_points(group="airflow.plugins")}
+    assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
+
+
+def test_the_airflow_internals_the_receiver_relies_on_are_still_there() -> None:
+    """If Airflow changes these, this fails in CI before users do (see docs/webhooks.md)."""
+    import inspect
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger, handle_event_submit
+    from airflow.models.xcom import XComModel
+
+    assert "session" in inspect.signature(Trigger.submit_event).parameters
+    assert isinstance(inspect.getattr_static(Trigger, "kwargs"), property)
+    assert {"task_instance", "session"} <= set(inspect.signature(handle_event_submit).parameters)
+    assert {"dag_id", "task_id", "run_id", "map_index", "session"} <= set(
+        inspect.signature(XComModel.set).parameters
+    )
+    for column in ("trigger_id", "next_method", "next_kwargs", "state", "map_index"):
+        assert hasattr(TaskInstance, column)
+
+
+def test_the_operator_refuses_webhook_url_airflow_without_a_public_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_akool.exceptions import AkoolValidationError
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "")
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "")
+    with pytest.raises(AkoolValidationError, match=r"webhook_base_url"):
+        callbacks.public_base_url()
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "ftp://proxy")
+    with pytest.raises(AkoolValidationError, match=r"\[akool\] webhook_base_url"):
+        callbacks.public_base_url()
