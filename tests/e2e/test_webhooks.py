@@ -1,6 +1,6 @@
 """
 Webhook-first completion on the real stack: the API server mounts the provider's receiver
-(``[akool] webhook_receiver``, switched on by ``scripts/airflow_stack.py``), the emulator sends signed
+(``[akool] webhook_receiver``, switched on by ``tests/stack/airflow_stack.py``), the emulator sends signed
 callbacks to it, and deferrable reage tasks with ``webhook_url="airflow"`` finish with no status request.
 
 A stack of its own (about 25 s to start): it loads only ``tests/e2e/webhook_dags/``, so the example DAGs'
@@ -15,9 +15,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from airflow_stack import AirflowStack, StackConfig
 
 from tests.e2e.conftest import xcom_value
+from tests.stack.airflow_stack import AirflowStack, StackConfig
 
 pytestmark = pytest.mark.e2e
 
