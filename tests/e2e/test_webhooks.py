@@ -84,6 +84,8 @@ def _failed_logs(stack: AirflowStack, run_id: str) -> str:
         if ti["state"] == "success":
             continue
         path = f"/dags/{DAG_ID}/dagRuns/{quote(run_id)}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}"
-        reply = stack.api("GET", path, ok=(200, 404))
-        parts.append(f"{ti['task_id']} {ti['state']}: {str(reply)[-3000:]}")
+        reply = stack.api("GET", path, ok=(200, 404)) or {}
+        content = reply.get("content", [])
+        events = [str(e.get("event", e))[:300] if isinstance(e, dict) else str(e)[:300] for e in content]
+        parts.append(f"{ti['task_id']} {ti['state']}: " + " | ".join(events[-12:]))
     return "\n".join(parts)
