@@ -552,8 +552,9 @@ class TestCheckedBeforeSubmitting:
     @pytest.mark.parametrize(
         ("uri", "install"),
         [
-            ("s3://bucket/out/", "apache-airflow-providers-amazon"),
-            ("s3://aws_default@bucket/out/r.png", "apache-airflow-providers-amazon"),
+            # Not s3: the dev environment has the Amazon provider (the amazon extra), which serves it.
+            ("abfs://container/out/", "apache-airflow-providers-microsoft-azure"),
+            ("abfs://azure_default@container/out/r.png", "apache-airflow-providers-microsoft-azure"),
             ("gs://bucket/out/", "apache-airflow-providers-google"),
             ("nosuchscheme://bucket/out/", "nosuchscheme"),
         ],
@@ -561,7 +562,7 @@ class TestCheckedBeforeSubmitting:
     def test_a_scheme_nothing_installed_serves(
         self, uri: str, install: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+        monkeypatch.setenv("AIRFLOW_CONN_AZURE_DEFAULT", '{"conn_type": "wasb"}')
         with pytest.raises(AkoolOutputPathError, match="output_path") as raised:
             check_output_path(uri)
         assert install in str(raised.value)
