@@ -305,7 +305,6 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
             "the crash reage's worker is found", lambda: _task_process_worker(stack, crash_ti)
         )
         killed_at = time.monotonic()
-        killed_wall = time.time()
         stack.kill_component(scenario.crash_worker)
         scenario.note(f"SIGKILLed {scenario.crash_worker} while it ran the crash reage (try 1)")
         stack.start_component(scenario.crash_worker)
@@ -421,12 +420,15 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
             timeout=180,
         )
         scenario.timings["kill to retry"] = time.monotonic() - killed_at
+        retry_seen_wall = time.time()
         if AIRFLOW_VERSION >= (3, 3):
-            # The retry asks about the recorded job (the batch's triggers poll listbyids all along).
+            # The retry asks about the recorded job (the batch's triggers poll listbyids all along). Counted
+            # from when the retry is seen running, not from the kill: the first try's last poll, in flight
+            # when it was killed, would otherwise let the job go before the retry has looked at it.
             wait_for(
                 "the crash retry polls its first try's job",
                 lambda: listbyids_between(
-                    stack.ledger(), {scenario.crash_first_id}, killed_wall, time.time()
+                    stack.ledger(), {scenario.crash_first_id}, retry_seen_wall, time.time()
                 ),
             )
             gate.release_one(scenario.crash_first_id)
