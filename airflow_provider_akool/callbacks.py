@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 #: The value of ``webhook_url`` that asks for Airflow's own receiver.
 AIRFLOW_RECEIVER = "airflow"
 #: Where the plugin mounts its app on the API server, and the route of callbacks in it.
-URL_PREFIX = "/akool"
-CALLBACK_PATH = "/webhook"
+# Its own prefix: the UI plugin mounts /akool/ui, and a mount takes every path under its prefix.
+URL_PREFIX = "/akool/webhook"
+CALLBACK_PATH = ""
 #: While a callback is expected the trigger still polls, but at most this often: a lost callback costs
 #: this much latency at worst, not the task.
 WEBHOOK_POLL_INTERVAL = 60.0

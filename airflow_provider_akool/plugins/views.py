@@ -13,7 +13,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/akool"
+# Not /akool itself: the webhook receiver mounts /akool/webhook, and a mount takes every path under it.
+URL_PREFIX = "/akool/ui"
 
 
 class _AppsOnDemand:

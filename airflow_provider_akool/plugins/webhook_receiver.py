@@ -176,7 +176,7 @@ def _akool_trigger(row: Any) -> Any:
 
 
 def create_app() -> FastAPI:
-    """Return the receiver's FastAPI app (mounted at ``/akool``)."""
+    """Return the receiver's FastAPI app (mounted at ``/akool/webhook``)."""
     # Its own module: FastAPI resolves the handler's annotations from module globals, and only the API
     # server with the receiver switched on should import FastAPI for it.
     from airflow_provider_akool.plugins.webhook_app import create_app as create

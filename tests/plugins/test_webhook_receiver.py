@@ -62,7 +62,7 @@ def wh_emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture(scope="module")
 def receiver_url() -> Iterator[str]:
-    """The receiver app, mounted at /akool as the API server mounts it, on a real uvicorn on 127.0.0.1."""
+    """The receiver app, mounted at its prefix as the API server mounts it, on a real uvicorn on 127.0.0.1."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -472,7 +472,7 @@ def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.Monk
     assert webhook_receiver._fastapi_apps() == []
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
     (app,) = webhook_receiver._fastapi_apps()
-    assert app["url_prefix"] == "/akool"
+    assert app["url_prefix"] == "/akool/webhook"
     names = {e.name: e.value for e in entry_points(group="airflow.plugins")}
     assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
 
