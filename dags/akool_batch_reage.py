@@ -6,7 +6,9 @@ image is submitted.
 
 Runs against the local emulator by default. For the real Akool, define the ``akool_default`` connection with
 your API key and trigger the DAG with ``{"images": ["https://.../a.jpg", ...]}`` (or set
-``AKOOL_DEMO_MEDIA_BASE_URL`` to a public folder holding the sample names below). With
+``AKOOL_DEMO_MEDIA_BASE_URL`` to a public folder holding the sample names below). Images in a private bucket
+are named by URI, ``{"images": ["s3://aws_default@bucket/a.jpg", ...]}`` (the ``amazon`` extra): each reage
+task signs its object for Akool to download, and ``make demo`` runs the batch so on a local S3 server. With
 ``AKOOL_DEMO_OUTPUT_PATH`` set (a folder, or any ``ObjectStoragePath`` URI) every result is also kept there,
 beyond Akool's 7 days.
 """
@@ -44,7 +46,11 @@ PORTRAITS = [f"{MEDIA}portrait-{n}-faces-{faces}.jpg" for n, faces in enumerate(
     catchup=False,
     tags=["akool", "example"],
     params={
-        "images": Param(PORTRAITS, type="array", description="The portraits to reage, one task each."),
+        "images": Param(
+            PORTRAITS,
+            type="array",
+            description="The portraits to reage, one task each: http(s) URLs or s3://conn@bucket/key URIs.",
+        ),
         "face_reage": Param(
             10, type="integer", minimum=-30, maximum=30, description="Years: + ages, - rejuvenates."
         ),
