@@ -2,7 +2,7 @@
 Webhook-first completion: the URL a task gives Akool, its token, and what a callback means to the wait.
 
 With ``webhook_url="airflow"`` a submitting operator gives Akool
-``<public base>/akool/webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
+``<public base>/akool-webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
 index) and the ``akool`` connection, so the receiver (:mod:`airflow_provider_akool.plugins.webhook_receiver`)
 knows whose credentials verify the callback and which task it is for; ``token`` is random per submission and
 only its SHA-256 is kept (in the trigger's kwargs, which Airflow encrypts at rest, and in the job record), so
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 #: The value of ``webhook_url`` that asks for Airflow's own receiver.
 AIRFLOW_RECEIVER = "airflow"
-#: Where the plugin mounts its app on the API server, and the route of callbacks in it.
-URL_PREFIX = "/akool"
-CALLBACK_PATH = "/webhook"
+#: Where the plugin mounts its app on the API server, and the route of callbacks in it. A prefix of its
+#: own: Starlette gives a request to the first mount whose prefix matches, and the Akool views plugin
+#: mounts ``/akool`` (loaded first, it answered every callback at ``/akool/webhook/...`` with 404).
+URL_PREFIX = "/akool-webhook"
+CALLBACK_PATH = ""
 #: While a callback is expected the trigger still polls, but at most this often: a lost callback costs
 #: this much latency at worst, not the task.
 WEBHOOK_POLL_INTERVAL = 60.0

@@ -54,7 +54,7 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "webhook_receiver": {
                         "description": (
-                            "Mount the Akool webhook receiver on the API server at /akool/webhook, so "
+                            "Mount the Akool webhook receiver on the API server at /akool-webhook, so "
                             'operators with webhook_url="airflow" are resumed by Akool\'s callbacks. Off: no '
                             "endpoint at all."
                         ),

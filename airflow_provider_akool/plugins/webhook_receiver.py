@@ -1,5 +1,5 @@
 """
-Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool/webhook/...``.
+Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool-webhook/...``.
 
 Mounted only when ``[akool] webhook_receiver`` is true: off, the plugin adds no endpoint at all. Plugin
 endpoints are not behind Airflow's auth, so a request proves itself before anything changes: POST, JSON, at

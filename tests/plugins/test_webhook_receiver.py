@@ -312,7 +312,7 @@ def test_a_genuine_callback_resumes_the_deferred_task_without_any_status_request
     # The URL Akool got carries the token; the rendered field, logs and XCom keep "airflow".
     urls = callback_urls(ledger)
     assert urls
-    assert all(url.startswith(f"{receiver_base()}/akool/webhook/") for url in urls)
+    assert all(url.startswith(f"{receiver_base()}/akool-webhook/") for url in urls)
     token = urls[0].rsplit("/", 1)[1]
     assert token not in json.dumps(run.rendered("reage"), default=str)
     assert token not in json.dumps(value)
@@ -472,9 +472,37 @@ def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.Monk
     assert webhook_receiver._fastapi_apps() == []
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
     (app,) = webhook_receiver._fastapi_apps()
-    assert app["url_prefix"] == "/akool"
+    assert app["url_prefix"] == "/akool-webhook"
     names = {e.name: e.value for e in entry_points(group="airflow.plugins")}
     assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
+
+
+@pytest.mark.parametrize("views_first", [True, False], ids=["views-first", "receiver-first"])
+def test_callbacks_reach_the_receiver_beside_the_akool_views_whichever_is_mounted_first(
+    monkeypatch: pytest.MonkeyPatch, views_first: bool
+) -> None:
+    """
+    The API server mounts every plugin's app on one root, and Starlette gives a request to the first mount
+    whose prefix matches: with both at ``/akool`` (after the merge of the views) the views, loaded first,
+    answered every callback with 404 and tasks waited for their fallback poll.
+    """
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_akool.plugins.views import AkoolViewsPlugin
+
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
+    apps = [*AkoolViewsPlugin.fastapi_apps, *webhook_receiver._fastapi_apps()]
+    root = FastAPI()
+    for app in apps if views_first else reversed(apps):
+        root.mount(app["url_prefix"], app["app"])  # as airflow.api_fastapi.app.init_plugins does
+    route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default")
+    url = callbacks.callback_url("http://testserver", route, callbacks.new_token())
+    client = TestClient(root)
+    # The receiver's own answer to a callback that is not genuine (400), not a 404 of another app.
+    assert client.post(url, content=b"{\"signature\": \"forged\"}", headers={"content-type": "application/json"}).status_code == 400
+    # And the views still answer at theirs (401: no token), not the receiver.
+    assert client.get("/akool/jobs").status_code == 401
 
 
 def test_the_airflow_internals_the_receiver_relies_on_are_still_there() -> None:
