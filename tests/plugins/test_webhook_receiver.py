@@ -102,6 +102,8 @@ def setup(
     # (on Airflow 3.1 the in-process API of dag.test() holds SQLite's lock for seconds at times, which
     # delays the receiver's writes: a real API server has its own database connections).
     monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 30.0)
+    # No scheduler runs here to be raced (see the settle test): callbacks resume at once.
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "0")
     wh_emulator.client.reset()
     yield wh_emulator
     wh_emulator.client.reset()
@@ -119,6 +121,9 @@ class Harness:
     also_fire_trigger_event: bool = False
     fired_by: list[str] = field(default_factory=list)
     killed: list[bool] = field(default_factory=list)
+    #: When the task was deferred (its trigger row's created_date) and when it left ``deferred`` (epoch s).
+    deferred_at: list[float] = field(default_factory=list)
+    resumed_at: list[float] = field(default_factory=list)
 
 
 class _AsyncComms:
@@ -189,6 +194,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
             assert row.trigger_id is not None, "the deferral left no trigger row"
             row.state = "deferred"
             trigger_id = row.trigger_id
+            harness.deferred_at.append(session.get(Trigger, trigger_id).created_date.timestamp())
         supervisor = InProcessTestSupervisor(
             id=task_sdk_ti.id,
             pid=__import__("os").getpid(),
@@ -219,6 +225,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
                     )
                     continue
                 if state != "deferred":
+                    harness.resumed_at.append(time.time())
                     running.cancel()
                     harness.fired_by.append("webhook")
                     if AIRFLOW_33:
@@ -316,6 +323,47 @@ def test_a_genuine_callback_resumes_the_deferred_task_without_any_status_request
     token = urls[0].rsplit("/", 1)[1]
     assert token not in json.dumps(run.rendered("reage"), default=str)
     assert token not in json.dumps(value)
+
+
+def test_a_callback_right_after_the_deferral_resumes_the_task_only_once_the_deferral_has_settled(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The worker that deferred exits after deferring and its executor reports that try as "success"; the
+    scheduler fails a task it has queued again when that report comes later (e2e: "finished with state
+    success, but the task instance's state attribute is queued", then "Server indicated the task shouldn't
+    be running anymore"). A callback that comes within a second of the deferral must not resume the task
+    before ``[akool] webhook_resume_settle`` seconds have passed since it deferred.
+    """
+    settle = 3.0
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", str(settle))
+    answered: list[float] = []
+
+    def callback_at_once(info: dict[str, Any]) -> None:
+        setup.client.freeze_clock(False)  # the job finishes 0.4 s later; the emulator calls back then
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(
+            c["status"] == 3 and c["delivered"] for c in setup.client.ledger()["callbacks"]
+        ):
+            time.sleep(0.05)
+        answered.append(time.time())
+
+    setup.client.freeze_clock(True)
+    harness = Harness(while_deferred=callback_at_once)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_settle")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    (deferred_at,) = harness.deferred_at
+    (resumed_at,) = harness.resumed_at
+    # Resumed by the callback (no poll), not before the settle, and soon after it.
+    assert settle <= resumed_at - deferred_at < settle + 2.0, (deferred_at, resumed_at)
+    # Akool got its 200 at once (it would time out and resend), long before the resume.
+    assert answered
+    assert answered[0] < resumed_at - 1.0
+    assert after_submission(run.ledger, "listbyids") == 0
+    finals = [c for c in run.ledger["callbacks"] if c["status"] == 3]
+    assert finals
+    assert all(c["attempts"] == 1 for c in finals), finals
 
 
 def test_a_callback_for_a_finished_task_and_a_late_resend_are_answered_200_and_change_nothing(
@@ -454,6 +502,43 @@ def test_the_trigger_s_own_event_racing_the_webhook_s_resumes_the_task_once(
     assert ti.next_method is None
 
 
+def test_a_genuine_callback_the_receiver_cannot_act_on_is_logged_answered_200_and_left_to_the_poll(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 5xx would make Akool resend for as long as it resends, failing the same way each time.
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    answers: list[int] = []
+    tokens: list[str] = []
+
+    def break_the_trigger_row(info: dict[str, Any]) -> None:
+        from airflow.models.trigger import Trigger
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = session.get(Trigger, info["trigger_id"])
+            # Kwargs this version cannot rebuild its trigger from (as after a downgrade).
+            row.kwargs = {**row.kwargs, "option_of_a_later_version": True}
+        setup.client.freeze_clock(False)
+        ledger = setup.client.ledger()
+        ((akool_id, job),) = ledger["jobs"].items()
+        tokens.append(job["webhook_url"].rsplit("/", 1)[1])
+        done = {"_id": akool_id, "status": 3, "type": "faceswap", "url": ""}
+        with caplog.at_level("ERROR", logger=webhook_receiver.__name__):
+            answers.append(post(job["webhook_url"], build_callback(CLIENT_ID, SECRET, done)).status_code)
+
+    setup.client.freeze_clock(True)
+    harness = Harness(while_deferred=break_the_trigger_row)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_unusable")
+    assert answers == [200]
+    errors = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    assert any("option_of_a_later_version" in m and "fallback poll" in m for m in errors), errors
+    assert not any(tokens[0] in m for m in caplog.messages)
+    # Nothing changed by the callback: the trigger's own poll finished the task.
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    assert after_submission(run.ledger, "listbyids") >= 1
+
+
 @pytest.mark.skipif(not AIRFLOW_33, reason="trigger on_kill exists from Airflow 3.3")
 def test_a_task_resumed_by_its_callback_never_has_its_finished_job_cancelled(
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
@@ -500,7 +585,12 @@ def test_callbacks_reach_the_receiver_beside_the_akool_views_whichever_is_mounte
     url = callbacks.callback_url("http://testserver", route, callbacks.new_token())
     client = TestClient(root)
     # The receiver's own answer to a callback that is not genuine (400), not a 404 of another app.
-    assert client.post(url, content=b"{\"signature\": \"forged\"}", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        client.post(
+            url, content=b'{"signature": "forged"}', headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
     # And the views still answer at theirs (401: no token), not the receiver.
     assert client.get("/akool/jobs").status_code == 401
 
