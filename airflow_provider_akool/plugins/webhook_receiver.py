@@ -37,6 +37,7 @@ from airflow_provider_akool.callbacks import (
     URL_PREFIX,
     CallbackRoute,
     callback_mark,
+    resume_settle_seconds,
     token_matches,
 )
 
@@ -49,9 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OK, REFUSED, NOT_FOUND, TOO_LARGE, NOT_JSON, UNAVAILABLE = 200, 400, 404, 413, 415, 503
-#: ``[akool] webhook_resume_settle``'s default: seconds after a deferral before a callback may resume the
-#: task (see :func:`_resume`). It delays only jobs that finish sooner than this after their task deferred.
-DEFAULT_RESUME_SETTLE = 10.0
 
 
 def receiver_enabled() -> bool:
@@ -86,13 +84,6 @@ def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
     except AkoolWebhookError as error:
         log.warning("Refused an Akool callback for %s: %s", route.task_id, error)
         return None
-
-
-def resume_settle_seconds() -> float:
-    """``[akool] webhook_resume_settle``: how long after its deferral a task may first be resumed."""
-    from airflow.providers.common.compat.sdk import conf
-
-    return max(0.0, conf.getfloat("akool", "webhook_resume_settle", fallback=DEFAULT_RESUME_SETTLE))
 
 
 def handle_callback(route: CallbackRoute, token: str, body: bytes) -> int:
@@ -232,6 +223,8 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
             ti.task_id,
             settle - age,
         )
+        # For a trigger that a restarted triggerer starts meanwhile, and for on_kill: the job is finished.
+        leave_mark()
         return settle - age
     # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
     leave_mark()

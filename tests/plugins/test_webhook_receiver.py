@@ -215,6 +215,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
                     event = running.result()
                     with create_session() as session:
                         Trigger.submit_event(trigger_id, event, session=session)
+                    harness.resumed_at.append(time.time())
                     harness.fired_by.append("trigger")
                     return event
                 state, _, next_kwargs = _ti_row(task_sdk_ti)
@@ -407,10 +408,14 @@ def test_a_callback_before_the_deferral_is_found_by_the_trigger_without_polling(
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The job finishes (0.4 s) while the task is not deferred yet: the receiver leaves its final state.
+    # The trigger finds it at once, and fires once the deferral has settled (see the settle test).
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "3")
     harness = Harness(hold_before_deferred=2.0)
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_early")
     assert run.states[("reage", -1)] == "success", run.failures
     assert harness.fired_by == ["trigger"]
+    # The trigger starts 2 s after the deferral (hold_before_deferred), then waits the 3 s settle.
+    assert harness.resumed_at[0] - harness.deferred_at[0] >= 2.0 + 3.0
     assert after_submission(run.ledger, "listbyids") == 0
     assert any(c["status"] == 3 and c["delivered"] for c in run.ledger["callbacks"])
 
