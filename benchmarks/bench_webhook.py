@@ -165,8 +165,8 @@ def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
         ):
             akool_id = f"{index:024x}"
             token = callbacks.new_token()
-            trigger = AkoolReageTrigger(
-                ids=[akool_id],
+            trigger = AkoolReageTrigger.for_ids(
+                [akool_id],
                 job_ids={akool_id: f"job-{index}"},
                 started_at=deferred_at,
                 webhook_token_sha256=callbacks.token_digest(token),
