@@ -2,7 +2,7 @@
 Webhook-first completion: the URL a task gives Akool, its token, and what a callback means to the wait.
 
 With ``webhook_url="airflow"`` a submitting operator gives Akool
-``<public base>/akool/webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
+``<public base>/akool-webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
 index) and the ``akool`` connection, so the receiver (:mod:`airflow_provider_akool.plugins.webhook_receiver`)
 knows whose credentials verify the callback and which task it is for; ``token`` is random per submission and
 only its SHA-256 is kept (in the trigger's kwargs, which Airflow encrypts at rest, and in the job record), so
@@ -33,13 +33,17 @@ if TYPE_CHECKING:
 
 #: The value of ``webhook_url`` that asks for Airflow's own receiver.
 AIRFLOW_RECEIVER = "airflow"
-#: Where the plugin mounts its app on the API server, and the route of callbacks in it.
-# Its own prefix: the UI plugin mounts /akool/ui, and a mount takes every path under its prefix.
-URL_PREFIX = "/akool/webhook"
+#: Where the plugin mounts its app on the API server, and the route of callbacks in it. A prefix of its
+#: own: Starlette gives a request to the first mount whose prefix matches, and the Akool views plugin
+#: mounts ``/akool`` (loaded first, it answered every callback at ``/akool/webhook/...`` with 404).
+URL_PREFIX = "/akool-webhook"
 CALLBACK_PATH = ""
 #: While a callback is expected the trigger still polls, but at most this often: a lost callback costs
 #: this much latency at worst, not the task.
 WEBHOOK_POLL_INTERVAL = 60.0
+#: ``[akool] webhook_resume_settle``'s default: seconds after a deferral before a callback may resume the
+#: task. It delays only jobs that finish sooner than this after their task deferred.
+DEFAULT_RESUME_SETTLE = 10.0
 #: The XCom key of the final state a genuine callback reported: ``{"id", "status", "url"}``.
 CALLBACK_XCOM_KEY = "akool_webhook_callback"
 #: Bytes of randomness in a token (43 characters of URL-safe base64).
@@ -64,6 +68,19 @@ def token_matches(token: str, digest: str) -> bool:
     if not _TOKEN.fullmatch(token):
         return False
     return hmac.compare_digest(token_digest(token).encode("ascii"), digest.encode("ascii", "replace"))
+
+
+def resume_settle_seconds() -> float:
+    """
+    ``[akool] webhook_resume_settle``: how long after its deferral a task may first be resumed (seconds).
+
+    The worker that deferred exits after deferring and its executor reports that try as "success"; the
+    scheduler fails a task it has queued again when that report reaches it afterwards. A resume this long
+    after the deferral comes after it (see docs/webhooks.md).
+    """
+    from airflow.providers.common.compat.sdk import conf
+
+    return max(0.0, conf.getfloat("akool", "webhook_resume_settle", fallback=DEFAULT_RESUME_SETTLE))
 
 
 def relaxed_poll_interval(poll_interval: float) -> float:

@@ -54,7 +54,7 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "webhook_receiver": {
                         "description": (
-                            "Mount the Akool webhook receiver on the API server at /akool/webhook, so "
+                            "Mount the Akool webhook receiver on the API server at /akool-webhook, so "
                             'operators with webhook_url="airflow" are resumed by Akool\'s callbacks. Off: no '
                             "endpoint at all."
                         ),
@@ -72,6 +72,17 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "https://airflow.example.com",
                         "default": "",
+                    },
+                    "webhook_resume_settle": {
+                        "description": (
+                            "Seconds after a task deferred before a callback may resume it: the worker that "
+                            "deferred must have exited and the scheduler seen it, or the scheduler fails the "
+                            "resumed task. A job finishing sooner is resumed this long after the deferral."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": "10",
                     },
                 },
             }

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_imports  # the benchmarks are scripts beside each other, not a package
 import bench_keep_result
 import bench_triggers
+import bench_webhook
 import psutil
 
 # The targets of issue 5.
@@ -77,6 +78,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             checks.append(
                 ("N=5000 completes in one process", ok, f"{row['events']} events, {row['event_statuses']}")
             )
+    for row in results.get("webhook", []):
+        checks.extend(bench_webhook.targets(row))
     for row in results["imports"]:
         ms = row["ms_over_import_airflow_sdk"]
         checks.append(
@@ -120,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "triggers": bench_triggers.run_all(trigger_args),
     }
+    webhook_jobs = 100 if args.quick else 1000
+    print(f"Webhook-first completion: {webhook_jobs} jobs completed by callbacks", flush=True)
+    # 2 in flight: callbacks as they come; 8: a burst, where SQLite's single writer queues them.
+    results["webhook"] = [bench_webhook.run(webhook_jobs, concurrency) for concurrency in (2, 8)]
     print("Import time of each operator and sensor module", flush=True)
     results["imports"] = bench_imports.run(repeats=7)
     print("Keeping a 300 MB result", flush=True)
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     bench_triggers.table(results["triggers"])
+    print()
+    bench_webhook.table(results["webhook"])
     print()
     bench_imports.table(results["imports"])
     print()

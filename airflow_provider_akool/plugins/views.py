@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-# Not /akool itself: the webhook receiver mounts /akool/webhook, and a mount takes every path under it.
-URL_PREFIX = "/akool/ui"
+# The webhook receiver has a prefix of its own (/akool-webhook): a mount takes every path under its prefix.
+URL_PREFIX = "/akool"
 
 
 class _AppsOnDemand:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI, Request, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_akool.callbacks import CALLBACK_PATH, CallbackRoute
 from airflow_provider_akool.plugins.webhook_receiver import (
     NOT_FOUND,
     NOT_JSON,
+    OK,
     REFUSED,
     TOO_LARGE,
-    handle_callback,
+    act_on_callback,
+    verify_callback,
 )
-from airflow_provider_akool.webhook import MAX_BODY_BYTES
+from airflow_provider_akool.webhook import MAX_BODY_BYTES, AkoolWebhookEvent
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -45,7 +50,29 @@ def create_app() -> FastAPI:
         except ValueError:
             return Response(status_code=NOT_FOUND)
         # Verifying and the database block: off the API server's event loop.
-        status = await run_in_threadpool(handle_callback, callback_route, token, body)
-        return Response(status_code=status)
+        event = await run_in_threadpool(verify_callback, callback_route, body)
+        if event is None:
+            return Response(status_code=REFUSED)
+        answer = await run_in_threadpool(act_on_callback, callback_route, token, event)
+        if isinstance(answer, int):
+            return Response(status_code=answer)
+        # The task deferred a moment ago: 200 now (Akool would time out waiting and resend), and resume it
+        # once its deferral has settled, after the answer, holding no thread meanwhile. Should the API
+        # server stop before then, the trigger's fallback poll finishes the task.
+        return Response(
+            status_code=OK, background=BackgroundTask(_act_later, callback_route, token, event, answer)
+        )
 
     return app
+
+    return app
+
+
+async def _act_later(route: CallbackRoute, token: str, event: AkoolWebhookEvent, wait: float) -> None:
+    """Act on a callback after ``wait`` seconds, and again as long as it asks to wait."""
+    while True:
+        await asyncio.sleep(wait)
+        answer = await run_in_threadpool(act_on_callback, route, token, event)
+        if isinstance(answer, int):
+            return  # what happened is logged by act_on_callback
+        wait = answer

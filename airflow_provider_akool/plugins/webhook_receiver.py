@@ -1,5 +1,5 @@
 """
-Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool/webhook/...``.
+Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool-webhook/...``.
 
 Mounted only when ``[akool] webhook_receiver`` is true: off, the plugin adds no endpoint at all. Plugin
 endpoints are not behind Airflow's auth, so a request proves itself before anything changes: POST, JSON, at
@@ -11,8 +11,11 @@ so ``execute_complete`` runs exactly as if the trigger had fired, once.
 
 Answers: 200 to every genuine callback, also repeated, late, non-final, or for a task that no longer waits
 (Akool resends until it gets 200); 400 to a forged, tampered or malformed one, 413 to one too large, 415 to
-one that is not JSON, 404 to a URL that is not a callback route, 503 when the database cannot be reached (so
-Akool sends it again). No answer says why: the reason goes to the log.
+one that is not JSON, 404 to a URL that is not a callback route, 503 when the database cannot be reached or
+is busy (so Akool sends it again). A genuine callback the receiver cannot act on for any other reason (trigger
+kwargs it cannot rebuild, a bug) is logged at error and answered 200: a resend would fail the same way for as
+long as Akool resends, nothing changed, and the trigger's fallback poll still finishes the task. No answer
+says why: the reason goes to the log.
 
 Age and nonce: not checked. Akool resends a callback until it gets 200, so after an outage a genuine one
 may arrive long after its timestamp, and a job's final state never changes: acting on it late is right, and
@@ -23,6 +26,8 @@ non-final callback changes nothing either.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -32,6 +37,7 @@ from airflow_provider_akool.callbacks import (
     URL_PREFIX,
     CallbackRoute,
     callback_mark,
+    resume_settle_seconds,
     token_matches,
 )
 
@@ -81,26 +87,73 @@ def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
 
 
 def handle_callback(route: CallbackRoute, token: str, body: bytes) -> int:
-    """Verify a callback and act on it; return the HTTP status to answer."""
-    event = _verify(route, body)
+    """Verify a callback and act on it, waiting out a fresh deferral; return the HTTP status to answer."""
+    event = verify_callback(route, body)
     if event is None:
         return REFUSED
+    while True:
+        answer = act_on_callback(route, token, event)
+        if isinstance(answer, int):
+            return answer
+        time.sleep(answer)
+
+
+def verify_callback(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
+    """Return the callback if it is genuine, else None (the reason is logged)."""
+    return _verify(route, body)
+
+
+def act_on_callback(route: CallbackRoute, token: str, event: AkoolWebhookEvent) -> int | float:
+    """
+    Act on a genuine callback: return the HTTP status to answer, or the seconds to wait before acting.
+
+    A float means the task deferred less than ``[akool] webhook_resume_settle`` seconds ago: nothing was
+    changed, call again after that long (the app waits on its event loop, holding no thread).
+    """
     if not event.is_terminal:
         return OK  # processing: nothing to do, and Akool must stop resending it
     from airflow.utils.session import create_session
-    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         with create_session() as session:
-            _resume(route, token, event, session)
-    except SQLAlchemyError:
-        log.exception("Could not act on the Akool callback of job %s now; Akool will send it again", event.id)
-        return UNAVAILABLE
+            wait = _resume(route, token, event, session)
+        if wait is not None:
+            return wait
+    except Exception as error:
+        if _transient(error):
+            log.exception(
+                "Could not act on the Akool callback of job %s now; Akool will send it again", event.id
+            )
+            return UNAVAILABLE
+        # Genuine, but this receiver cannot act on it (trigger kwargs it cannot rebuild, a bug): sending
+        # it again would fail again, for as long as Akool resends. Nothing changed (the transaction rolled
+        # back), and the trigger's fallback poll finishes the task. The reason is logged, never the token.
+        log.error(
+            "Could not act on the genuine Akool callback of job %s (%s) for %s: %s: %s. Answered 200 so "
+            "Akool stops resending; the task's trigger finishes it by its fallback poll instead",
+            event.id,
+            event.status.label,
+            route.task_id,
+            type(error).__name__,
+            error,
+        )
     return OK
 
 
-def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session: Session) -> None:
-    """Resume the task deferred on ``event``'s job, or leave the job's final state for its trigger."""
+def _transient(error: Exception) -> bool:
+    """Whether ``error`` is the database being unreachable or busy for now (worth Akool's resend)."""
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout))
+
+
+def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session: Session) -> float | None:
+    """
+    Resume the task deferred on ``event``'s job, or leave the job's final state for its trigger.
+
+    Return the seconds to wait when the deferral is too fresh to resume yet (nothing changed), else None.
+    """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.models.xcom import XComModel
@@ -123,7 +176,7 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
     ).one_or_none()
     if ti is None or ti.state in State.finished:
         log.info("Akool job %s is %s; its task no longer waits", event.id, event.status.label)
-        return
+        return None
     snapshot = JobSnapshot(id=event.id, status=event.status, url=event.url)
 
     def leave_mark() -> None:
@@ -141,23 +194,43 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
         # Not deferred yet (the job was quicker than the deferral): the trigger finds this when it starts.
         leave_mark()
         log.info("Akool job %s is %s; left for the trigger of %s", event.id, event.status.label, ti.task_id)
-        return
+        return None
     row = session.get(Trigger, ti.trigger_id)
     trigger = _akool_trigger(row) if row is not None else None
     digest = getattr(trigger, "webhook_token_sha256", None)
     if trigger is None or not digest or not token_matches(token, digest):
         log.info("Akool job %s: not the callback URL of the waiting try of %s; ignored", event.id, ti.task_id)
-        return
+        return None
     fired = trigger.event_for_callback(
         JobSnapshot(id=event.id, status=event.status, url=event.url, job_id=trigger.job_ids.get(event.id))
     )
     if fired is None:
         log.info("Akool job %s is not the job %s waits for; ignored", event.id, ti.task_id)
-        return
+        return None
+    # Not before the deferral has settled. The worker that deferred exits after deferring, and its executor
+    # reports that try as "success"; the scheduler fails a task instance it has queued again when that
+    # report reaches it afterwards, for the same try ("finished with state success, but the task instance's
+    # state attribute is queued": Airflow 3.3.2 forgives this only while the task is still scheduled).
+    # A trigger's event comes seconds after the deferral; a callback can come within a second of it, while
+    # the worker is still exiting (5 s on a busy machine here), and failed one task in two e2e runs.
+    age = (datetime.now(timezone.utc) - row.created_date).total_seconds() if row is not None else 0.0
+    settle = resume_settle_seconds()
+    if age < settle:
+        log.info(
+            "Akool job %s is %s; resuming %s in %.1f s, once its deferral has settled",
+            event.id,
+            event.status.label,
+            ti.task_id,
+            settle - age,
+        )
+        # For a trigger that a restarted triggerer starts meanwhile, and for on_kill: the job is finished.
+        leave_mark()
+        return settle - age
     # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
     leave_mark()
     Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.to_payload()), session=session)
     log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, ti.task_id)
+    return None
 
 
 def _akool_trigger(row: Any) -> Any:
@@ -176,7 +249,7 @@ def _akool_trigger(row: Any) -> Any:
 
 
 def create_app() -> FastAPI:
-    """Return the receiver's FastAPI app (mounted at ``/akool/webhook``)."""
+    """Return the receiver's FastAPI app (mounted at ``/akool-webhook``)."""
     # Its own module: FastAPI resolves the handler's annotations from module globals, and only the API
     # server with the receiver switched on should import FastAPI for it.
     from airflow_provider_akool.plugins.webhook_app import create_app as create

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_akool.callbacks import read_callback_mark, relaxed_poll_interval
+from airflow_provider_akool.callbacks import read_callback_mark, relaxed_poll_interval, resume_settle_seconds
 from airflow_provider_akool.exceptions import AkoolError
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.triggers.poller import shared_poller
@@ -304,6 +304,10 @@ class AkoolJobTrigger(BaseTrigger):
             # A callback that came before the task deferred left the job's final state in XCom.
             early = await self.callback_event()
             if early is not None:
+                # Not at once: the task deferred a moment ago, and an event before the scheduler has seen
+                # the deferring worker exit gets the resumed task failed (see resume_settle_seconds). This
+                # trigger started after the deferral, so waiting from here is enough.
+                await asyncio.sleep(resume_settle_seconds())
                 yield TriggerEvent(early.to_payload())
                 return
         await import_first_poll_modules()

@@ -310,11 +310,11 @@ def _loaded_images(frame: Any, selector: str) -> list[int]:
 
 def test_the_plugin_routes_refuse_callers_without_a_valid_token(stack: AirflowStack) -> None:
     # Plugin apps are not behind Airflow's auth: the views check the caller themselves.
-    assert requests.get(f"{stack.url}/akool/ui/jobs", timeout=30).status_code == 401
+    assert requests.get(f"{stack.url}/akool/jobs", timeout=30).status_code == 401
     forged = {"Authorization": "Bearer not-a-jwt"}
-    assert requests.get(f"{stack.url}/akool/ui/jobs", headers=forged, timeout=30).status_code == 403
+    assert requests.get(f"{stack.url}/akool/jobs", headers=forged, timeout=30).status_code == 403
     admin = {"Authorization": f"Bearer {stack.token()}"}
-    assert requests.get(f"{stack.url}/akool/ui/jobs", headers=admin, timeout=30).status_code == 200
+    assert requests.get(f"{stack.url}/akool/jobs", headers=admin, timeout=30).status_code == 200
 
 
 def test_the_akool_tab_shows_input_and_result_side_by_side(

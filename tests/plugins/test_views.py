@@ -248,13 +248,13 @@ def test_the_page_lists_jobs_newest_first_paged_with_links_thumbnails_and_time_l
 
 def test_the_plugin_declares_the_tab_and_the_page_for_the_ui() -> None:
     plugin = views.AkoolViewsPlugin
-    assert plugin.fastapi_apps == [{"app": views_app.app, "url_prefix": "/akool/ui", "name": "Akool results"}]
+    assert plugin.fastapi_apps == [{"app": views_app.app, "url_prefix": "/akool", "name": "Akool results"}]
     assert plugin().fastapi_apps == plugin.fastapi_apps
     tab_view, page_view = plugin.external_views
     assert tab_view["destination"] == "task_instance"
-    assert tab_view["href"] == "/akool/ui/task/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"
+    assert tab_view["href"] == "/akool/task/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"
     assert page_view["destination"] == "nav"
-    assert page_view["href"] == "/akool/ui/jobs"
+    assert page_view["href"] == "/akool/jobs"
 
 
 def test_airflow_loads_the_plugin_through_its_entry_point() -> None:

@@ -62,7 +62,7 @@ def wh_emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture(scope="module")
 def receiver_url() -> Iterator[str]:
-    """The receiver app, mounted at its prefix as the API server mounts it, on a real uvicorn on 127.0.0.1."""
+    """The receiver app, mounted at /akool as the API server mounts it, on a real uvicorn on 127.0.0.1."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -102,6 +102,8 @@ def setup(
     # (on Airflow 3.1 the in-process API of dag.test() holds SQLite's lock for seconds at times, which
     # delays the receiver's writes: a real API server has its own database connections).
     monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 30.0)
+    # No scheduler runs here to be raced (see the settle test): callbacks resume at once.
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "0")
     wh_emulator.client.reset()
     yield wh_emulator
     wh_emulator.client.reset()
@@ -119,6 +121,9 @@ class Harness:
     also_fire_trigger_event: bool = False
     fired_by: list[str] = field(default_factory=list)
     killed: list[bool] = field(default_factory=list)
+    #: When the task was deferred (its trigger row's created_date) and when it left ``deferred`` (epoch s).
+    deferred_at: list[float] = field(default_factory=list)
+    resumed_at: list[float] = field(default_factory=list)
 
 
 class _AsyncComms:
@@ -189,6 +194,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
             assert row.trigger_id is not None, "the deferral left no trigger row"
             row.state = "deferred"
             trigger_id = row.trigger_id
+            harness.deferred_at.append(session.get(Trigger, trigger_id).created_date.timestamp())
         supervisor = InProcessTestSupervisor(
             id=task_sdk_ti.id,
             pid=__import__("os").getpid(),
@@ -209,6 +215,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
                     event = running.result()
                     with create_session() as session:
                         Trigger.submit_event(trigger_id, event, session=session)
+                    harness.resumed_at.append(time.time())
                     harness.fired_by.append("trigger")
                     return event
                 state, _, next_kwargs = _ti_row(task_sdk_ti)
@@ -219,6 +226,7 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
                     )
                     continue
                 if state != "deferred":
+                    harness.resumed_at.append(time.time())
                     running.cancel()
                     harness.fired_by.append("webhook")
                     if AIRFLOW_33:
@@ -312,10 +320,54 @@ def test_a_genuine_callback_resumes_the_deferred_task_without_any_status_request
     # The URL Akool got carries the token; the rendered field, logs and XCom keep "airflow".
     urls = callback_urls(ledger)
     assert urls
-    assert all(url.startswith(f"{receiver_base()}/akool/webhook/") for url in urls)
+    assert all(url.startswith(f"{receiver_base()}/akool-webhook/") for url in urls)
     token = urls[0].rsplit("/", 1)[1]
     assert token not in json.dumps(run.rendered("reage"), default=str)
     assert token not in json.dumps(value)
+
+
+def test_a_callback_right_after_the_deferral_resumes_the_task_only_once_the_deferral_has_settled(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The worker that deferred exits after deferring and its executor reports that try as "success"; the
+    scheduler fails a task it has queued again when that report comes later (e2e: "finished with state
+    success, but the task instance's state attribute is queued", then "Server indicated the task shouldn't
+    be running anymore"). A callback that comes within a second of the deferral must not resume the task
+    before ``[akool] webhook_resume_settle`` seconds have passed since it deferred.
+    """
+    settle = 3.0
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", str(settle))
+    answered: list[float] = []
+
+    def callback_at_once(info: dict[str, Any]) -> None:
+        setup.client.freeze_clock(False)  # the job finishes 0.4 s later; the emulator calls back then
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(
+            c["status"] == 3 and c["delivered"] for c in setup.client.ledger()["callbacks"]
+        ):
+            time.sleep(0.05)
+        answered.append(time.time())
+
+    setup.client.freeze_clock(True)
+    harness = Harness(while_deferred=callback_at_once)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_settle")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    (deferred_at,) = harness.deferred_at
+    (resumed_at,) = harness.resumed_at
+    # Resumed by the callback (no poll), not before the settle, and soon after it.
+    assert settle <= resumed_at - deferred_at < settle + 2.0, (deferred_at, resumed_at)
+    assert answered
+    assert after_submission(run.ledger, "listbyids") == 0
+    finals = [c for c in run.ledger["callbacks"] if c["status"] == 3]
+    assert finals
+    if AIRFLOW_33:
+        # Akool got its 200 at once (it would time out and resend), long before the resume. Not on 3.1:
+        # there dag.test()'s in-process API holds SQLite's lock for seconds at times (see ``setup``),
+        # which delays the receiver's first write, not the settle.
+        assert answered[0] < resumed_at - 1.0
+        assert all(c["attempts"] == 1 for c in finals), finals
 
 
 def test_a_callback_for_a_finished_task_and_a_late_resend_are_answered_200_and_change_nothing(
@@ -359,10 +411,14 @@ def test_a_callback_before_the_deferral_is_found_by_the_trigger_without_polling(
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The job finishes (0.4 s) while the task is not deferred yet: the receiver leaves its final state.
+    # The trigger finds it at once, and fires once the deferral has settled (see the settle test).
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "3")
     harness = Harness(hold_before_deferred=2.0)
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_early")
     assert run.states[("reage", -1)] == "success", run.failures
     assert harness.fired_by == ["trigger"]
+    # The trigger starts 2 s after the deferral (hold_before_deferred), then waits the 3 s settle.
+    assert harness.resumed_at[0] - harness.deferred_at[0] >= 2.0 + 3.0
     assert after_submission(run.ledger, "listbyids") == 0
     assert any(c["status"] == 3 and c["delivered"] for c in run.ledger["callbacks"])
 
@@ -454,6 +510,43 @@ def test_the_trigger_s_own_event_racing_the_webhook_s_resumes_the_task_once(
     assert ti.next_method is None
 
 
+def test_a_genuine_callback_the_receiver_cannot_act_on_is_logged_answered_200_and_left_to_the_poll(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 5xx would make Akool resend for as long as it resends, failing the same way each time.
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    answers: list[int] = []
+    tokens: list[str] = []
+
+    def break_the_trigger_row(info: dict[str, Any]) -> None:
+        from airflow.models.trigger import Trigger
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = session.get(Trigger, info["trigger_id"])
+            # Kwargs this version cannot rebuild its trigger from (as after a downgrade).
+            row.kwargs = {**row.kwargs, "option_of_a_later_version": True}
+        setup.client.freeze_clock(False)
+        ledger = setup.client.ledger()
+        ((akool_id, job),) = ledger["jobs"].items()
+        tokens.append(job["webhook_url"].rsplit("/", 1)[1])
+        done = {"_id": akool_id, "status": 3, "type": "faceswap", "url": ""}
+        with caplog.at_level("ERROR", logger=webhook_receiver.__name__):
+            answers.append(post(job["webhook_url"], build_callback(CLIENT_ID, SECRET, done)).status_code)
+
+    setup.client.freeze_clock(True)
+    harness = Harness(while_deferred=break_the_trigger_row)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_unusable")
+    assert answers == [200]
+    errors = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    assert any("option_of_a_later_version" in m and "fallback poll" in m for m in errors), errors
+    assert not any(tokens[0] in m for m in caplog.messages)
+    # Nothing changed by the callback: the trigger's own poll finished the task.
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    assert after_submission(run.ledger, "listbyids") >= 1
+
+
 @pytest.mark.skipif(not AIRFLOW_33, reason="trigger on_kill exists from Airflow 3.3")
 def test_a_task_resumed_by_its_callback_never_has_its_finished_job_cancelled(
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
@@ -472,9 +565,42 @@ def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.Monk
     assert webhook_receiver._fastapi_apps() == []
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
     (app,) = webhook_receiver._fastapi_apps()
-    assert app["url_prefix"] == "/akool/webhook"
+    assert app["url_prefix"] == "/akool-webhook"
     names = {e.name: e.value for e in entry_points(group="airflow.plugins")}
     assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
+
+
+@pytest.mark.parametrize("views_first", [True, False], ids=["views-first", "receiver-first"])
+def test_callbacks_reach_the_receiver_beside_the_akool_views_whichever_is_mounted_first(
+    monkeypatch: pytest.MonkeyPatch, views_first: bool
+) -> None:
+    """
+    The API server mounts every plugin's app on one root, and Starlette gives a request to the first mount
+    whose prefix matches: with both at ``/akool`` (after the merge of the views) the views, loaded first,
+    answered every callback with 404 and tasks waited for their fallback poll.
+    """
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_akool.plugins.views import AkoolViewsPlugin
+
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
+    apps = [*AkoolViewsPlugin.fastapi_apps, *webhook_receiver._fastapi_apps()]
+    root = FastAPI()
+    for app in apps if views_first else reversed(apps):
+        root.mount(app["url_prefix"], app["app"])  # as airflow.api_fastapi.app.init_plugins does
+    route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default")
+    url = callbacks.callback_url("http://testserver", route, callbacks.new_token())
+    client = TestClient(root)
+    # The receiver's own answer to a callback that is not genuine (400), not a 404 of another app.
+    assert (
+        client.post(
+            url, content=b'{"signature": "forged"}', headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+    # And the views still answer at theirs (401: no token), not the receiver.
+    assert client.get("/akool/jobs").status_code == 401
 
 
 def test_the_airflow_internals_the_receiver_relies_on_are_still_there() -> None:

@@ -759,7 +759,7 @@ class AirflowStack:
                 # New DAG files show up within seconds rather than the default five minutes.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-                # The provider's webhook receiver (/akool/webhook), for operators with webhook_url="airflow".
+                # The provider's webhook receiver (/akool-webhook), for operators with webhook_url="airflow".
                 "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True",
                 # The example DAGs read these at parse time: inputs from this emulator, wherever it
                 # listens, and their results kept in the home.

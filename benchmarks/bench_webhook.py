@@ -1,0 +1,288 @@
+"""
+Webhook-first completion: N deferred tasks completed by Akool's callbacks through the real receiver path.
+
+    python benchmarks/bench_webhook.py [--jobs 1000] [--concurrency 8]
+
+In a process of its own (a private AIRFLOW_HOME and SQLite database, migrated): a DAG of N tasks is run
+once with ``dag.test()`` so that Airflow writes real task instance rows; each is then put back into
+``deferred`` on a trigger row of its own (an ``AkoolReageTrigger`` whose kwargs carry the digest of the
+callback token, as an operator with ``webhook_url="airflow"`` defers), deferred a minute ago, past
+``[akool] webhook_resume_settle``. The receiver's real FastAPI app then runs on uvicorn on 127.0.0.1 and
+gets N signed callbacks (Akool's format, built with the connection's clientId and clientSecret) over HTTP,
+``--concurrency`` at a time: each is checked (signature, decryption, token against the trigger's digest, job
+id) and resumes its task through ``Trigger.submit_event``.
+
+Measured: **completion-to-event** per job, from the moment the callback is sent (the job completed: Akool
+calls back when it does) to the task instance being ``scheduled`` with the event in its ``next_kwargs``
+(the 200, which comes after the commit); and **status requests**: the ``akool`` connection points at an
+emulator whose ledger counts every request the receiver path sends to Akool. What it leaves out: Akool's
+own delay before calling back, and the scheduler and worker that run ``execute_complete`` afterwards (the
+e2e test measures those: ``tests/e2e/test_webhooks.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, airflow_env, emulator_process, percentile, print_table
+
+CLIENT_ID = "bench-webhook-client-0001"
+SECRET = "bench-webhook-secret-024"  # 24 characters: an AES-192 key, as Akool's
+DAG_ID = "bench_webhook"
+#: The status request target of issue 14.
+MAX_STATUS_REQUESTS_PER_JOB = 0.05
+MAX_LATENCY_P99_S = 1.0
+
+
+def run(jobs: int, concurrency: int = 8) -> dict[str, Any]:
+    """Run the benchmark in a process of its own; return its figures."""
+    with emulator_process() as emulator:
+        emulator.reset()
+        env = airflow_env()
+        dags = Path(tempfile.mkdtemp(prefix="akool-bench-webhook-dags-"))
+        (dags / f"{DAG_ID}.py").write_text(_dag_file(jobs))
+        env.update(
+            {
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True",
+                "AIRFLOW__API__BASE_URL": "http://127.0.0.1:8080",
+                "AIRFLOW_CONN_AKOOL_DEFAULT": json.dumps(
+                    {"conn_type": "akool", "host": emulator.url, "login": CLIENT_ID, "password": SECRET}
+                ),
+            }
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", "--jobs", str(jobs), "--concurrency", str(concurrency)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"the webhook benchmark failed:\n{out.stderr[-4000:]}")
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        counts = emulator.counts()
+        result["status_requests"] = sum(counts.get(e, 0) for e in ("listbyids", "infobymodelid"))
+        result["akool_requests"] = sum(counts.values())
+        result["status_requests_per_job"] = result["status_requests"] / jobs
+        return result
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    print_table(
+        [
+            "mode",
+            "N",
+            "in flight",
+            "status requests",
+            "per job",
+            "completion-to-event p50",
+            "p99",
+            "max",
+            "callbacks/s",
+        ],
+        [
+            [
+                "webhook",
+                row["n"],
+                row["concurrency"],
+                row["status_requests"],
+                f"{row['status_requests_per_job']:.3f}",
+                f"{row['latency_s']['p50'] * 1000:.0f} ms",
+                f"{row['latency_s']['p99'] * 1000:.0f} ms",
+                f"{row['latency_s']['max'] * 1000:.0f} ms",
+                f"{row['callbacks_per_s']:.0f}",
+            ]
+            for row in rows
+        ],
+    )
+
+
+def targets(row: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    per_job, p99 = row["status_requests_per_job"], row["latency_s"]["p99"]
+    jobs = row["n"]
+    n = f"{jobs}, {row['concurrency']} in flight"
+    return [
+        (
+            f"webhook N={n}: < {MAX_STATUS_REQUESTS_PER_JOB} status requests per job",
+            per_job < MAX_STATUS_REQUESTS_PER_JOB,
+            f"{per_job:.3f}",
+        ),
+        (
+            f"webhook N={n}: completion-to-event p99 < {MAX_LATENCY_P99_S:g} s",
+            p99 < MAX_LATENCY_P99_S,
+            f"{p99:.2f} s",
+        ),
+        (f"webhook N={n}: every task resumed", row["resumed"] == jobs, f"{row['resumed']}/{jobs}"),
+    ]
+
+
+def _dag_file(jobs: int) -> str:
+    return f'''
+from datetime import datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+
+with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    for index in range({jobs}):
+        EmptyOperator(task_id=f"reage_{{index}}")
+'''
+
+
+# --- The measuring process ----------------------------------------------------------------------------
+
+
+def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
+    import runpy
+    from datetime import datetime, timezone
+
+    import httpx
+    import uvicorn
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.utils.db import resetdb
+    from airflow.utils.session import create_session
+    from fastapi import FastAPI
+    from sqlalchemy import select
+
+    from airflow_provider_akool import callbacks
+    from airflow_provider_akool.plugins import webhook_receiver
+    from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+    from airflow_provider_akool.webhook import build_callback
+
+    resetdb()
+    dag = runpy.run_path(str(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{DAG_ID}.py"))["dag"]
+    dag_run = dag.test()  # writes the run and its task instances (EmptyOperators finish at once)
+    run_id = dag_run.run_id
+
+    # Each task deferred on its own trigger a minute ago, with the token digest of its callback URL.
+    urls: dict[str, tuple[str, str]] = {}
+    deferred_at = time.time() - 60
+    with create_session() as session:
+        for index, ti in enumerate(
+            session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id))
+        ):
+            akool_id = f"{index:024x}"
+            token = callbacks.new_token()
+            trigger = AkoolReageTrigger.for_ids(
+                [akool_id],
+                job_ids={akool_id: f"job-{index}"},
+                started_at=deferred_at,
+                webhook_token_sha256=callbacks.token_digest(token),
+            )
+            row = Trigger.from_object(trigger)
+            row.created_date = datetime.fromtimestamp(deferred_at, timezone.utc)
+            session.add(row)
+            session.flush()
+            ti.state = "deferred"
+            ti.trigger_id = row.id
+            ti.next_method = "execute_complete"
+            route = callbacks.CallbackRoute(DAG_ID, run_id, ti.task_id, ti.map_index, "akool_default")
+            urls[ti.task_id] = (akool_id, callbacks.callback_url(_base_url(), route, token))
+
+    port = _free_port()
+    root = FastAPI()
+    for app in webhook_receiver._fastapi_apps():
+        root.mount(app["url_prefix"], app["app"])
+    server = uvicorn.Server(uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+
+    bodies = {
+        task_id: build_callback(
+            CLIENT_ID,
+            SECRET,
+            {"_id": akool_id, "status": 3, "type": "faceswap", "url": f"https://r/{akool_id}.jpg"},
+        )
+        for task_id, (akool_id, _) in urls.items()
+    }
+    latencies: list[float] = []
+    answers: list[int] = []
+    lock = threading.Lock()
+    client = httpx.Client(timeout=30)
+
+    def deliver(task_id: str) -> None:
+        url = urls[task_id][1].replace(_base_url(), f"http://127.0.0.1:{port}")
+        sent = time.perf_counter()
+        reply = client.post(
+            url, content=json.dumps(bodies[task_id]), headers={"content-type": "application/json"}
+        )
+        elapsed = time.perf_counter() - sent
+        with lock:
+            latencies.append(elapsed)
+            answers.append(reply.status_code)
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(deliver, list(urls)))
+    took = time.perf_counter() - began
+    server.should_exit = True
+    thread.join(10)
+
+    with create_session() as session:
+        tis = list(session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id)))
+        resumed = sum(
+            1 for ti in tis if str(ti.state) == "scheduled" and ti.trigger_id is None and ti.next_kwargs
+        )
+    return {
+        "mode": "webhook",
+        "n": jobs,
+        "concurrency": concurrency,
+        "answers": sorted(set(answers)),
+        "resumed": resumed,
+        "latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies),
+        },
+        "callbacks_per_s": jobs / took,
+        "seconds": took,
+    }
+
+
+def _base_url() -> str:
+    return os.environ["AIRFLOW__API__BASE_URL"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(args.jobs, args.concurrency)))
+        return 0
+    row = run(args.jobs, args.concurrency)
+    table([row])
+    for name, ok, figure in targets(row):
+        print(f"{'met   ' if ok else 'MISSED'} {name}: {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
