@@ -122,7 +122,12 @@ def test_akool_connection_is_stored_and_reaches_the_emulator(stack: AirflowStack
         "schema": conn["schema"] or "",
     }
     tested = stack.api("POST", "/connections/test", json_body=as_the_ui_sends)
-    assert tested == {"status": True, "message": f"Connected to Akool at {stack.emulator_url} (api_key)"}
+    # The balance depends on what the suite ran before: every job is charged.
+    assert tested["status"] is True, tested
+    assert re.fullmatch(
+        rf"Connected to Akool at {re.escape(stack.emulator_url)} \(api_key\); credit balance: \d+",
+        tested["message"],
+    ), tested
     health = requests.get(f"{stack.url}/api/v2/monitor/health", timeout=10).json()
     assert {health[key]["status"] for key in ("scheduler", "triggerer", "dag_processor")} == {"healthy"}
 
