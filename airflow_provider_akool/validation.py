@@ -54,20 +54,26 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
     return number
 
 
-def seconds(name: str, value: Any) -> float:
-    """Return a positive duration in seconds; a templated string of a number is accepted, a bool is not."""
-    allowed = "a positive number of seconds"
+def _number(name: str, value: Any, allowed: str) -> int | float:
+    """Return ``value`` as a number (an int for a whole templated string); a bool or anything else fails."""
     if isinstance(value, bool):
         raise _fail(name, allowed, value)
     if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
+        return value
+    if isinstance(value, str) and _INT.match(value):
+        return int(value)
+    if isinstance(value, str):
         try:
-            number = float(value.strip())
+            return float(value.strip())
         except ValueError:
             raise _fail(name, allowed, value) from None
-    else:
-        raise _fail(name, allowed, value)
+    raise _fail(name, allowed, value)
+
+
+def seconds(name: str, value: Any) -> float:
+    """Return a positive duration in seconds; a templated string of a number is accepted, a bool is not."""
+    allowed = "a positive number of seconds"
+    number = float(_number(name, value, allowed))
     if not number > 0 or number == float("inf"):
         raise _fail(name, allowed, value)
     return number
@@ -76,20 +82,7 @@ def seconds(name: str, value: Any) -> float:
 def non_negative_number(name: str, value: Any) -> int | float:
     """Return a finite number >= 0 (an int when whole); a templated string is accepted, a bool is not."""
     allowed = "a number of at least 0 (such as 50 or 12.5)"
-    if isinstance(value, bool):
-        raise _fail(name, allowed, value)
-    number: int | float
-    if isinstance(value, (int, float)):
-        number = value
-    elif isinstance(value, str) and _INT.match(value):
-        number = int(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise _fail(name, allowed, value) from None
-    else:
-        raise _fail(name, allowed, value)
+    number = _number(name, value, allowed)
     # NaN fails both comparisons; infinity is no threshold.
     if not number >= 0 or number == float("inf"):
         raise _fail(name, allowed, value)
