@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -12,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -96,6 +100,118 @@ def emulator_process(*extra_args: str) -> Iterator[Emulator]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def postgres_installed() -> bool:
+    """Whether PostgreSQL's server programs are here (Debian's ``postgresql``: ``make distributed-deps``)."""
+    try:
+        _postgres_bin_dir()
+    except Exception:  # the stack helper's StackError, or it cannot be imported
+        return False
+    return True
+
+
+def _postgres_bin_dir() -> Path:
+    # The stack helper's lookup (the newest of Debian's /usr/lib/postgresql/*/bin): one place knows it.
+    from tests.stack.airflow_stack import postgres_bin_dir
+
+    return postgres_bin_dir()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """
+    A private PostgreSQL server for one benchmark: yields the SQLAlchemy URL of its empty database.
+
+    A plain process (``initdb``, then ``postgres``) with its data and its unix socket in a fresh temporary
+    folder; no TCP at all (``listen_addresses=''``), so nothing listens beyond that folder, which only its
+    owner may enter (``trust`` authentication on the socket is safe for that reason). Run as the ``postgres``
+    user when we are root (the server refuses root). Stopped and removed at the end, also on failure.
+    Settings as the distributed stack's (``tests/stack/airflow_stack.py``): a throw-away database, so no
+    waiting for the disk at each commit.
+    """
+    bin_dir = _postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="akool-bench-postgres-"))
+    data, sockets = root / "data", root / "run"
+    as_user: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    process: subprocess.Popen[bytes] | None = None
+    log_path = root / "postgres.log"
+    try:
+        sockets.mkdir(mode=0o700)
+        if as_user:
+            # The postgres user must enter /tmp (world-searchable) and its own folders; nobody else can.
+            for folder in (root, sockets):
+                os.chown(folder, as_user["user"], as_user["group"])
+        subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "airflow",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            **as_user,
+        )
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    f"unix_socket_directories={sockets}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_user,
+            )
+        import psycopg2
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = psycopg2.connect(host=str(sockets), user="airflow", dbname="postgres")
+                break
+            except psycopg2.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"PostgreSQL did not start:\n{log_path.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE DATABASE airflow")
+        finally:
+            connection.close()
+        yield f"postgresql+psycopg2://airflow@/airflow?host={sockets}"
+    finally:
+        if process is not None:
+            # SIGINT: PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
