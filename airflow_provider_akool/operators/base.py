@@ -30,6 +30,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_akool import inputs, masking, validation
 from airflow_provider_akool.callbacks import (
     AIRFLOW_RECEIVER,
+    CALLBACK_XCOM_KEY,
     digest_of_record,
     new_callback_url,
     public_base_url,
@@ -318,6 +319,10 @@ class AkoolJobOperator(
         if self.webhook_url != AIRFLOW_RECEIVER:
             return self.submit(self.hook, context), None
         url, digest = new_callback_url(context, self.akool_conn_id)
+        # An empty mark first: the trigger reads this key when it starts, and Airflow's client logs an
+        # error-level "XCom not found" for a key that does not exist. Before the submission, so that a
+        # callback arriving before the deferral overwrites it, never the other way round.
+        context["ti"].xcom_push(key=CALLBACK_XCOM_KEY, value=None)
         # The subclasses read self.webhook_url: swapped only for the submission, so the rendered field,
         # logs and XCom keep "airflow" and never the token.
         self.webhook_url = url

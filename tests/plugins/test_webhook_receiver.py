@@ -356,8 +356,10 @@ def test_a_callback_right_after_the_deferral_resumes_the_task_only_once_the_defe
     assert harness.fired_by == ["webhook"]
     (deferred_at,) = harness.deferred_at
     (resumed_at,) = harness.resumed_at
-    # Resumed by the callback (no poll), not before the settle, and soon after it.
-    assert settle <= resumed_at - deferred_at < settle + 2.0, (deferred_at, resumed_at)
+    # Resumed by the callback (no poll), not before the settle, and soon after it (on 3.1 dag.test()'s
+    # in-process API holds SQLite's lock for seconds at times, see ``setup``: a wider margin there).
+    margin = 2.0 if AIRFLOW_33 else 6.0
+    assert settle <= resumed_at - deferred_at < settle + margin, (deferred_at, resumed_at)
     assert answered
     assert after_submission(run.ledger, "listbyids") == 0
     finals = [c for c in run.ledger["callbacks"] if c["status"] == 3]
