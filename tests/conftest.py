@@ -168,3 +168,16 @@ def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", s3_server.connection())
     yield s3_server
     s3_server.enforce_credentials(False)
+
+
+@pytest.fixture(scope="module")
+def module_emulator(emulator: Any, airflow_db: Any) -> Iterator[Any]:
+    """The emulator, reset, with ``akool_default`` pointing at it, for DAG runs shared by a module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(
+            "AIRFLOW_CONN_AKOOL_DEFAULT",
+            json.dumps({"conn_type": "akool", "host": emulator.url, "password": API_KEY}),
+        )
+        emulator.client.reset()
+        yield emulator
+        emulator.client.reset()

@@ -121,19 +121,6 @@ COMBINATIONS = ("template", "colour", "template_and_colour", "neither")
 
 
 @pytest.fixture(scope="module")
-def module_emulator(emulator: Any, airflow_db: Any) -> Iterator[Any]:
-    """The emulator, reset, with ``akool_default`` pointing at it, for a run shared by the module's tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_AKOOL_DEFAULT",
-            json.dumps({"conn_type": "akool", "host": emulator.url, "password": API_KEY}),
-        )
-        emulator.client.reset()
-        yield emulator
-        emulator.client.reset()
-
-
-@pytest.fixture(scope="module")
 def kept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kept")
 

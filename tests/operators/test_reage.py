@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,19 +107,6 @@ def run_recorded(dag_object: Any, emulator_client: Any, **test_kwargs: Any) -> R
         failures=recorder.failures,
         ledger=emulator_client.ledger(),
     )
-
-
-@pytest.fixture(scope="module")
-def module_emulator(emulator: Any, airflow_db: Any) -> Iterator[Any]:
-    """The emulator, reset, with ``akool_default`` pointing at it, for a run shared by a module's tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_AKOOL_DEFAULT",
-            json.dumps({"conn_type": "akool", "host": emulator.url, "password": API_KEY}),
-        )
-        emulator.client.reset()
-        yield emulator
-        emulator.client.reset()
 
 
 def sample(emulator: Any, name: str) -> str:

@@ -9,7 +9,6 @@ The stack and the browser (tests/e2e/test_browser.py) show the same views inside
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,6 @@ from fastapi.testclient import TestClient
 
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
 from airflow_provider_akool.plugins import views, views_app
-from tests.conftest import API_KEY
 from tests.operators.test_reage import RecordedRun, run_recorded, sample
 
 OPEN_DAG = "akool_views_open"
@@ -53,21 +51,8 @@ class HidesOneDag(SimpleAuthManager):
 
 
 @pytest.fixture(scope="module")
-def views_emulator(emulator: Any, airflow_db: Any) -> Iterator[Any]:
-    """The emulator, reset, with ``akool_default`` pointing at it, for the runs the views read."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_AKOOL_DEFAULT",
-            json.dumps({"conn_type": "akool", "host": emulator.url, "password": API_KEY}),
-        )
-        emulator.client.reset()
-        yield emulator
-        emulator.client.reset()
-
-
-@pytest.fixture(scope="module")
-def runs(views_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RecordedRun]:
-    emulator = views_emulator
+def runs(module_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RecordedRun]:
+    emulator = module_emulator
     out = tmp_path_factory.mktemp("kept")
     portrait, clip = sample(emulator, "portrait.jpg"), sample(emulator, "clip.mp4")
 
@@ -170,7 +155,7 @@ def test_a_dag_the_auth_manager_hides_is_403_on_its_tab_and_left_out_of_the_list
 
 
 def test_the_tab_shows_input_and_result_side_by_side_with_ids_storage_and_retention(
-    client: TestClient, runs: dict[str, RecordedRun], auth: Any, views_emulator: Any
+    client: TestClient, runs: dict[str, RecordedRun], auth: Any, module_emulator: Any
 ) -> None:
     run = runs[OPEN_DAG]
     result = run.value("image")
@@ -178,7 +163,7 @@ def test_the_tab_shows_input_and_result_side_by_side_with_ids_storage_and_retent
     assert reply.status_code == 200
     page = reply.text
     images = re.findall(r"<img class='full (input|result)' src='([^']+)'", page)
-    assert images == [("input", sample(views_emulator, "portrait.jpg")), ("result", result["url"])]
+    assert images == [("input", sample(module_emulator, "portrait.jpg")), ("result", result["url"])]
     assert f"<code>{result['id']}</code>" in page
     assert f"<code>{result['job_id']}</code>" in page
     assert f"<code>{result['output_path']}</code>" in page
