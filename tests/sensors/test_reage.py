@@ -14,7 +14,6 @@ from airflow_provider_akool.sensors.reage import AkoolReageSensor
 from tests.operators.test_reage import (
     START,
     RecordedRun,
-    module_emulator,  # noqa: F401 - a fixture
     run_recorded,
     sample,
 )
@@ -25,7 +24,7 @@ MODES = {"poke": {"mode": "poke"}, "reschedule": {"mode": "reschedule"}, "defer"
 
 
 @pytest.fixture(scope="module")
-def jobs(module_emulator: Any) -> dict[str, Any]:  # noqa: F811
+def jobs(module_emulator: Any) -> dict[str, Any]:
     """Reage jobs submitted outside the DAG: the sensor watches jobs it does not own."""
     hook = AkoolHook()
 
@@ -46,7 +45,7 @@ def jobs(module_emulator: Any) -> dict[str, Any]:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def sensed(module_emulator: Any, jobs: dict[str, Any]) -> RecordedRun:  # noqa: F811
+def sensed(module_emulator: Any, jobs: dict[str, Any]) -> RecordedRun:
     ids = {name: job["id"] for name, job in jobs.items()}
 
     @dag(dag_id="reage_sensed", schedule=None, start_date=START, params={"one_id": ids["ok3"]})
@@ -121,7 +120,7 @@ def test_a_timeout_fails_the_sensor_and_leaves_the_job_running(
     assert sensed.ledger["counts"]["job_del"] == 0
 
 
-def test_bad_input_fails_before_any_request(module_emulator: Any, emulator_client: Any) -> None:  # noqa: F811
+def test_bad_input_fails_before_any_request(module_emulator: Any, emulator_client: Any) -> None:
     cases = {
         "empty": ("result_ids", {"result_ids": []}),
         "commas": ("result_ids", {"result_ids": "a,b"}),
