@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import ipaddress
 import json
 import os
 import shutil
@@ -34,7 +33,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "dags"
@@ -75,20 +73,12 @@ def akool_target() -> Iterator[tuple[str, str, str]]:
             yield emulator.url, emulator.config.api_key, f"the local Akool emulator at {emulator.url}"
 
 
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` is on this machine's loopback (where a local S3 server is reachable from)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def s3_skipped(akool_url: str) -> str | None:
     """Why the batch from a local S3 server cannot run here (one line saying how to get it), or None."""
-    if not is_loopback(akool_url):
+    # The emulator's own rule for which URLs it downloads from (a local S3 server is on loopback).
+    from airflow_provider_akool.emulator.inputs import is_loopback_url
+
+    if not is_loopback_url(akool_url):
         return (
             f"The batch from a local S3 server runs only against a local emulator: Akool at {akool_url} "
             "cannot download from this machine's loopback."
