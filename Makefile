@@ -6,12 +6,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The oldest Airflow we support (the floor in pyproject.toml), in a venv of its own from the same lock.
 FLOOR_VENV := .venv-floor
+# Test processes for the suites that start no Airflow stack (pytest-xdist; each module stays on one process,
+# as its module fixtures run DAGs once for all its tests). They mostly wait on sockets and subprocesses, so
+# more processes than cores pay: docs/testing.md has the figures.
+WORKERS ?= 4
+XDIST := -n $(WORKERS) --dist loadfile
+# Runs a part of the suite and records its minutes for the table at the end (docs/testing.md).
+TIMED := $(PYTHON) scripts/timed.py
+REPORTS := .reports
+UNIT := -m "not e2e and not distributed"
 
-.PHONY: help venv floor-venv test test-distributed test-floor lint typecheck deps-check package-check unit demo emulator bench clean
+.PHONY: help venv floor-venv test test-fast test-distributed test-floor test-under-load lint typecheck deps-check \
+	package-check checks unit e2e floor-unit floor-e2e demo emulator bench clean
 
 help:
 	@echo "make demo      run the example DAGs end to end against the local Akool emulator"
-	@echo "make test      lint, type-check and run the whole test suite"
+	@echo "make test      lint, type-check and run the whole test suite, then print each part's minutes"
+	@echo "make test-fast lint and the unit tests (a few minutes): the inner loop"
 	@echo "make emulator  serve the Akool emulator on http://127.0.0.1:8765"
 	@echo "make airflow   run Airflow (UI, scheduler, triggerer) with the example DAGs against the emulator"
 	@echo "make airflow ARGS=--celery   the same on PostgreSQL, Redis, Celery (two workers), two triggerers"
@@ -34,8 +45,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: venv
+# Against the newest Airflow and the floor: the two have different stubs (3.1 types the model's fields as
+# columns and lacks some names).
+typecheck: venv floor-venv
 	$(BIN)/mypy
+	$(FLOOR_VENV)/bin/mypy
 
 # Every import of the shipped package is a declared dependency, and the provider outside emulator/ imports
 # nothing that only the emulator extra installs (see [tool.deptry] in pyproject.toml).
@@ -50,14 +64,30 @@ deps-check: venv
 package-check: venv
 	PYTHON=$(PYTHON) $(BIN)/python scripts/package_check.py
 
-unit: venv
-	$(BIN)/pytest -m "not e2e and not distributed"
+checks: lint typecheck deps-check package-check
 
-# Everything: unit and the e2e suite on the single-machine stack (the browser too), then the distributed suite
-# on its own stack (a second pytest run: one stack at a time on two cores).
-test: lint typecheck deps-check package-check browser-deps distributed-deps
-	$(BIN)/pytest -m "not distributed"
-	$(BIN)/pytest -m distributed
+# Every test that starts no Airflow stack, on $(WORKERS) processes.
+unit: venv
+	$(BIN)/pytest $(XDIST) $(UNIT)
+
+# The inner loop: lint and the unit tests.
+test-fast: lint unit
+
+# The e2e suite on the single-machine stack (the browser tests too): one process, one stack at a time.
+e2e: venv browser-deps
+	@mkdir -p $(REPORTS)
+	$(BIN)/pytest -m "e2e and not distributed" --junitxml=$(REPORTS)/e2e.xml
+
+# Everything, part by part, each timed: the checks, the unit tests, the e2e suite (the browser's share
+# reported apart), then the distributed suite on its own stack. Prints the table of docs/testing.md.
+test: venv floor-venv browser-deps distributed-deps
+	@$(TIMED) --reset
+	@$(TIMED) "lint/type/deps/package" -- $(MAKE) --no-print-directory checks
+	@$(TIMED) unit -- $(MAKE) --no-print-directory unit
+	@$(TIMED) e2e --junit $(REPORTS)/e2e.xml --split tests/e2e/test_browser.py=browser -- \
+		$(MAKE) --no-print-directory e2e
+	@$(TIMED) distributed -- $(MAKE) --no-print-directory test-distributed
+	@$(TIMED) --table
 
 # The distributed suite alone (-m distributed, tests/e2e/distributed/: PostgreSQL, Redis, Celery with two
 # workers, two triggerers; about 7 minutes on two cores). `make test` runs it too.
@@ -66,10 +96,24 @@ test-distributed: venv distributed-deps
 
 # The suite on the oldest Airflow we support, but the distributed suite (the floor venv has no Celery
 # provider or PostgreSQL driver: the newest Airflow proves that stack) and the tests marked
-# airflow_independent (the emulator, property tests, webhook crypto, make demo: see tests/conftest.py),
-# which do not depend on the Airflow version and run in make test.
-test-floor: floor-venv
-	$(FLOOR_VENV)/bin/pytest -m "not distributed and not airflow_independent"
+# airflow_independent: those that reach no part of Airflow that differs between versions (tests/floor.py
+# decides from their imports and fixtures; tests/test_floor.py keeps the rule honest). They run in make test.
+# One timed part; .ci/run passes PARTS_KEEP=1 so that its table has make test's parts too.
+test-floor: floor-venv browser-deps
+	@[ -n "$(PARTS_KEEP)" ] || $(TIMED) --reset
+	@$(TIMED) floor -- $(MAKE) --no-print-directory floor-unit floor-e2e
+	@$(TIMED) --table
+
+floor-unit: floor-venv
+	$(FLOOR_VENV)/bin/pytest $(XDIST) -m "not e2e and not distributed and not airflow_independent"
+
+floor-e2e: floor-venv browser-deps
+	$(FLOOR_VENV)/bin/pytest -m "e2e and not distributed and not airflow_independent"
+
+# The unit suite three times in a row while two other processes keep both cores busy: no test may depend on
+# how fast the machine is (docs/testing.md). Prints each run's outcome and minutes; not part of CI.
+test-under-load: venv
+	$(BIN)/python scripts/under_load.py --runs 3 -- $(BIN)/pytest $(XDIST) $(UNIT) -q -p no:cacheprovider
 
 demo: venv
 	$(BIN)/python scripts/demo.py
@@ -83,7 +127,7 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py --json benchmarks/results.json
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output $(REPORTS)
 
 # Airflow's API server, scheduler, triggerer and DAG processor plus the emulator, all on 127.0.0.1, with the
 # example DAGs and an akool_default connection; prints the URL and the login; Ctrl-C stops everything.

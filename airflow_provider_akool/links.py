@@ -12,7 +12,8 @@ from airflow_provider_akool.exceptions import AkoolValidationError
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey
+    # Airflow 3.1 (the floor) has no TaskInstanceKey there: the get_link override's type is then Any.
+    from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined, unused-ignore]
 
 #: The XCom key under which submitting operators keep the result URL Akool gave.
 RESULT_URL_XCOM_KEY = "akool_result_url"

@@ -19,25 +19,18 @@ import pytest
 
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorConfig, EmulatorServer
 from airflow_provider_akool.hooks import akool as akool_hook_module
-
-# Tests of code that does not depend on which Airflow runs it: the emulator (a FastAPI app of ours), the
-# property-based tests of the validators and the reply parser, the webhook crypto, and `make demo` (the
-# example DAGs themselves run on every Airflow in tests/dags). `make test-floor` leaves them out to keep CI
-# short (`-m "not airflow_independent"`); `make test` runs them on the newest Airflow.
-_AIRFLOW_INDEPENDENT = (
-    "tests/emulator/",
-    "tests/test_properties.py",
-    "tests/test_webhook.py",
-    "tests/test_demo.py",
-)
+from tests import floor
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`_AIRFLOW_INDEPENDENT` ``airflow_independent``."""
-    root = Path(__file__).resolve().parents[1]
+    """
+    Mark ``airflow_independent`` the tests that reach no part of Airflow that differs between versions.
+
+    ``make test-floor`` leaves them out (``-m "not airflow_independent"``); ``make test`` runs them. The rule
+    is computed from each module's imports and fixtures: tests/floor.py.
+    """
     for item in items:
-        relative = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
-        if relative.startswith(_AIRFLOW_INDEPENDENT):
+        if not floor.is_versioned(Path(str(item.fspath)), tuple(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.airflow_independent)
 
 

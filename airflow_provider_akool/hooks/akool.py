@@ -1026,7 +1026,7 @@ def _async_connection_error(endpoint: str, err: httpx.HTTPError) -> AkoolConnect
 async def _amask_secret(secret: str) -> None:
     """Mask a secret from async code: ``amask_secret`` where the SDK has it (3.3+), else the sync form."""
     try:
-        from airflow.sdk.log import amask_secret
+        from airflow.sdk.log import amask_secret  # type: ignore[attr-defined, unused-ignore]
     except ImportError:  # Airflow < 3.3
         mask_secret(secret)
         return

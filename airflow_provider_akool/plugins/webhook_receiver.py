@@ -80,7 +80,8 @@ def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
         return None
     try:
         # No age limit: a final state never changes, and Akool resends until it gets 200 (module docstring).
-        return AkoolWebhookVerifier(conn.login, conn.password, max_age=None).verify(body)
+        # str(): Airflow 3.1 types the model's fields as columns.
+        return AkoolWebhookVerifier(str(conn.login), str(conn.password), max_age=None).verify(body)
     except AkoolWebhookError as error:
         log.warning("Refused an Akool callback for %s: %s", route.task_id, error)
         return None
@@ -183,10 +184,11 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
         XComModel.set(
             CALLBACK_XCOM_KEY,
             callback_mark(snapshot),
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index,
+            # The route's values, which the row was selected by (Airflow 3.1 types the row's as columns).
+            dag_id=route.dag_id,
+            run_id=route.run_id,
+            task_id=route.task_id,
+            map_index=route.map_index,
             session=session,
         )
 

@@ -89,12 +89,31 @@ def ti_path(ti: dict[str, Any]) -> str:
     )
 
 
+#: The DAG folders of the e2e modules, all loaded by the one stack they share (a stack start is ~40 s of
+#: two cores, on each Airflow CI runs): the examples, and the DAGs of test_crash.py and test_webhooks.py.
+DAG_FOLDERS = {
+    "examples": REPO_ROOT / "dags",
+    "crash": Path(__file__).resolve().parent / "crash_dags",
+    "webhook": Path(__file__).resolve().parent / "webhook_dags",
+}
+
+
+def shared_dags_folder(home: Path) -> Path:
+    """A DAGs folder of links to :data:`DAG_FOLDERS` (Airflow follows links when it looks for DAG files)."""
+    folder = home / "dags"
+    folder.mkdir(parents=True)
+    for name, target in DAG_FOLDERS.items():
+        (folder / name).symlink_to(target, target_is_directory=True)
+    return folder
+
+
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """
-    The whole stack, started once for the e2e tests and stopped after the last of them, whatever happened.
+    The whole stack, started once for the e2e modules and stopped after the last of them, whatever happened.
 
-    Package scope, not session: ``make test`` runs the unit tests after these, without an idle stack.
+    Every module of tests/e2e/ (the distributed suite apart) shares it, each counting what it caused in the
+    emulator's ledger from a snapshot taken before (runs of one module are over before the next starts).
     """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -103,9 +122,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    home = tmp_path_factory.mktemp("airflow-stack")
     config = StackConfig(
-        home=tmp_path_factory.mktemp("airflow-stack"),
-        dags_folder=REPO_ROOT / "dags",
+        home=home,
+        dags_folder=shared_dags_folder(tmp_path_factory.mktemp("airflow-stack-dags")),
         # Fallback timings only: the gate holds and releases jobs itself. Queued long enough that no
         # job finishes between a submission and the gate seeing it.
         queued_seconds=3.0,

@@ -5,47 +5,30 @@ retry resumes the same Akool job (Airflow 3.3, ``task_state_store``) instead of 
 Below 3.3 the compat stand-in has no store: the retry submits a second job and the first one runs on,
 which this test asserts there, as the documented behaviour (README's compatibility table).
 
-The stack of this module loads only ``tests/e2e/crash_dags/`` and waits in workers (not deferrable), so it
-is a stack of its own, stopped when the module ends.
+The DAG (``tests/e2e/crash_dags/``, on the e2e modules' shared stack) waits in its worker (not deferrable);
+the test counts only the jobs submitted after it started, and holds its own job running until it lets go.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psutil
 import pytest
 
 from tests.e2e.conftest import AIRFLOW_VERSION, xcom_value
-from tests.stack.airflow_stack import AirflowStack, StackConfig
+from tests.stack.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "reliability_crash_resume"
-CRASH_DAGS = Path(__file__).resolve().parent / "crash_dags"
 PROCESSING, SUCCESS = 2, 3
 HAS_TASK_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
 
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def crash_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    config = StackConfig(
-        home=tmp_path_factory.mktemp("airflow-crash-stack"),
-        dags_folder=CRASH_DAGS,
-        default_deferrable=False,
-        parallelism=2,
-        queued_seconds=1.0,
-        processing_seconds=3.0,
-    )
-    with AirflowStack(config) as stack:
-        stack.wait_for_dags([DAG_ID])
-        yield stack
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
@@ -72,8 +55,18 @@ def task_process(stack: AirflowStack, ti: dict[str, Any]) -> psutil.Process | No
     return None
 
 
-def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(crash_stack: AirflowStack) -> None:
-    stack = crash_stack
+def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(stack: AirflowStack) -> None:
+    stack.wait_for_dags([DAG_ID])
+    before = stack.ledger()
+    known = set(before["jobs"])
+
+    def new_jobs() -> list[str]:
+        return [job_id for job_id in stack.ledger()["jobs"] if job_id not in known]
+
+    def delta(endpoint: str) -> int:
+        count: int = stack.ledger()["counts"][endpoint] - before["counts"][endpoint]
+        return count
+
     run_id = stack.trigger_dag(DAG_ID)
 
     def reage_ti() -> dict[str, Any]:
@@ -81,9 +74,9 @@ def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(crash_
         return ti
 
     # The first try submits; its job is held running so that the kill lands in the middle of the wait.
-    first_id: str = wait_for("the first try submits", lambda: next(iter(stack.ledger()["jobs"]), None))
+    first_id: str = wait_for("the first try submits", lambda: next(iter(new_jobs()), None))
     stack.set_job_status(first_id, PROCESSING)
-    wait_for("the first try polls", lambda: stack.ledger()["counts"]["listbyids"] >= 1)
+    wait_for("the first try polls", lambda: delta("listbyids") >= 1)
     ti = reage_ti()
     assert (ti["state"], ti["try_number"]) == ("running", 1)
     victim = wait_for("the task process is found", lambda: task_process(stack, ti))
@@ -91,32 +84,32 @@ def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(crash_
     # As the OOM killer would: no on_kill, no cleanup, nothing cancelled.
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
-    polls_at_kill = stack.ledger()["counts"]["listbyids"]
+    polls_at_kill = delta("listbyids")
 
     wait_for("the retry runs", lambda: (t := reage_ti())["try_number"] == 2 and t["state"] == "running")
     if HAS_TASK_STATE_STORE:
         # The retry asks about the recorded job, then waits for it: let it finish now.
-        wait_for(
-            "the retry polls the held job", lambda: stack.ledger()["counts"]["listbyids"] > polls_at_kill + 1
-        )
+        wait_for("the retry polls the held job", lambda: delta("listbyids") > polls_at_kill + 1)
         stack.set_job_status(first_id, SUCCESS)
     assert stack.wait_for_run(DAG_ID, run_id, timeout=180) == "success"
 
     ti = reage_ti()
     ledger = stack.ledger()
+    jobs = new_jobs()
     result = xcom_value(stack, ti, "return_value")
     retry_log = stack.task_log(ti, 2)
     assert ti["try_number"] == 2
     assert result["status"] == "success"
     if HAS_TASK_STATE_STORE:
-        assert ledger["counts"]["imgreage"] == 1
-        assert list(ledger["jobs"]) == [first_id]
+        assert delta("imgreage") == 1
+        assert jobs == [first_id]
         assert result["id"] == first_id
         assert f"Resuming reage job {first_id} (job_id " in retry_log
         assert "instead of submitting a new one" in retry_log
     else:
         # Airflow < 3.3: a second job, and the first one left running (held here; billed on Akool).
-        assert ledger["counts"]["imgreage"] == 2
+        assert delta("imgreage") == 2
+        assert len(jobs) == 2
         assert result["id"] != first_id
         assert ledger["jobs"][first_id]["status"] == PROCESSING
     # The logs of both tries hold no credential.

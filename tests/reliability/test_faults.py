@@ -66,7 +66,10 @@ def wait_for(
 
 
 def expire_tokens_mid_wait(client: EmulatorClient, stop: threading.Event) -> None:
-    """Hold the job running, expire every token once the task polls, let the job end after a renewal."""
+    """Hold the job running, expire every token once the task polls, let the job end after a renewal.
+
+    The case freezes the emulator's clock, so the job is still queued when the hold comes.
+    """
     if not wait_for(client, lambda ledger: ledger["counts"]["listbyids"] >= 1, stop):
         return
     (akool_id,) = client.ledger()["jobs"]
@@ -156,8 +159,14 @@ CASES: dict[str, Case] = {
     ),
     "not_json_while_waiting": Case(faults=(fault("not_json", "listbyids", count=2),)),
     "missing_fields_while_waiting": Case(faults=(fault("missing_fields", "listbyids", count=2),)),
+    # The clock is frozen so that the job cannot finish on its own before the helper holds it: on a busy
+    # machine the first poll can come after the job's emulated 0.4 s, and the helper's hold then took back
+    # a success the task had already seen (its download found the job processing: 404, and a retry).
     "token_expiry_while_waiting": Case(
-        faults=(), connection={"login": CLIENT_ID, "password": API_KEY}, during=expire_tokens_mid_wait
+        faults=(),
+        connection={"login": CLIENT_ID, "password": API_KEY},
+        during=expire_tokens_mid_wait,
+        freeze_clock=True,
     ),
     # A wait stopped by an error that will not pass by waiting but may by a retry (the key refused, 1101:
     # a retry reads the connection again): the try fails and leaves the job running; the retry resumes
