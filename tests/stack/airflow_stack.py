@@ -206,6 +206,14 @@ def _choose_port(wanted: int, fall_back: bool, what: str) -> int:
     return port
 
 
+def _new_emulator_api_key() -> str:
+    """A new API key for the emulator."""
+    # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook callbacks
+    # with it and the stack's Akool webhook receiver verifies them. Hex: a key starting with "-"
+    # (token_urlsafe) would be taken for an option by the emulator's CLI.
+    return secrets.token_hex(16)
+
+
 def _load_prctl() -> Any:
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
@@ -322,6 +330,11 @@ class AirflowStack:
         return f"http://{LOOPBACK}:{self.api_port}"
 
     @property
+    def secrets_file(self) -> Path:
+        """``stack-secrets.json`` in the home (mode 600): the login, Airflow's secrets, the emulator's key."""
+        return self.home / "stack-secrets.json"
+
+    @property
     def username(self) -> str:
         """The admin login."""
         return ADMIN_USER
@@ -359,7 +372,7 @@ class AirflowStack:
     def start(self) -> AirflowStack:
         """Start everything and return once every component is healthy and the connection exists."""
         try:
-            self._prepare_home()
+            self.prepare_home()
             self.api_port = _choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
             emulator_port = _choose_port(
                 self.config.emulator_port, self.config.fall_back_to_free_ports, "emulator"
@@ -684,10 +697,15 @@ class AirflowStack:
 
     # --- Start-up -------------------------------------------------------------------------------
 
-    def _prepare_home(self) -> None:
+    def prepare_home(self) -> None:
+        """
+        Create the home and its secrets (:attr:`secrets_file`), or read those of the last start.
+
+        :meth:`start` calls it first; it starts nothing.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         self.output_dir.mkdir(exist_ok=True)
-        secrets_file = self.home / "stack-secrets.json"
+        secrets_file = self.secrets_file
         if secrets_file.exists():
             self._secrets = json.loads(secrets_file.read_text())
         else:
@@ -701,25 +719,27 @@ class AirflowStack:
                 "api_secret_key": secrets.token_urlsafe(32),
                 "fernet_key": Fernet.generate_key().decode(),
             }
-        # Added to an older home's secrets too (made by a stack without --celery).
-        missing = {
-            name: secrets.token_urlsafe(24)
-            for name in ("postgres_password", "redis_password")
-            if name not in self._secrets
+        # Added to an older home's secrets too (made by a stack without --celery, or before the emulator's
+        # key was kept).
+        new = {
+            "postgres_password": secrets.token_urlsafe(24),
+            "redis_password": secrets.token_urlsafe(24),
+            "emulator_api_key": _new_emulator_api_key(),
         }
+        missing = {name: value for name, value in new.items() if name not in self._secrets}
         if missing or not secrets_file.exists():
             self._secrets.update(missing)
             secrets_file.touch(mode=0o600)
             secrets_file.write_text(json.dumps(self._secrets, indent=2))
+        # Also a file an older stack left with the umask's mode: it holds the Fernet key.
+        secrets_file.chmod(0o600)
         self.password = self._secrets["admin_password"]
         passwords = self.home / "simple_auth_manager_passwords.json"
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({ADMIN_USER: self.password}))
-        # A new key per start: the connection is rewritten at every start anyway.
-        # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook
-        # callbacks with it and the stack's Akool webhook receiver verifies them.
-        # Hex: a key starting with "-" (token_urlsafe) would be taken for an option by the emulator's CLI.
-        self.api_key = secrets.token_hex(16)
+        # Kept with the home like the login: a connection a user adds by hand in the UI (with the key from
+        # the banner) still works after a restart; --fresh makes a new one.
+        self.api_key = self._secrets["emulator_api_key"]
 
     def _build_env(self) -> dict[str, str]:
         # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and
@@ -1167,14 +1187,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_banner(stack: AirflowStack) -> None:
-    dags = sorted(dag["dag_id"] for dag in stack.api("GET", "/dags", params={"limit": 1000})["dags"])
+def banner(stack: AirflowStack, dags: Sequence[str]) -> str:
+    """What ``make airflow`` prints once the stack is up: where everything is and how to log in."""
     lines = [
         "",
         f"Airflow UI and REST API:  {stack.url}",
         f"  login:                  {stack.username} / {stack.password}",
         f"Akool emulator:           {stack.emulator_url}  (connection '{CONNECTION_ID}', ledger at "
         f"{stack.emulator_url}/_emulator/ledger)",
+        # The emulator's own key, not a real one: a connection added by hand in the UI needs it. Kept in the
+        # home, so such a connection outlives a restart; --fresh makes a new one.
+        f"  API key:                {stack.api_key}  (the emulator's; kept in {stack.secrets_file})",
         f"AIRFLOW_HOME:             {stack.home}",
         *(
             [
@@ -1183,7 +1206,7 @@ def _print_banner(stack: AirflowStack) -> None:
                 "Triggerers:               "
                 + ", ".join(f"{name} (job {job})" for name, job in stack.triggerer_jobs.items()),
                 f"PostgreSQL:               {LOOPBACK}:{stack.postgres_port} (user {POSTGRES_USER}, "
-                f"password in {stack.home / 'stack-secrets.json'})",
+                f"password in {stack.secrets_file})",
                 f"Redis (Celery broker):    {LOOPBACK}:{stack.redis_port}",
             ]
             if stack.config.celery
@@ -1193,7 +1216,13 @@ def _print_banner(stack: AirflowStack) -> None:
         "Press Ctrl-C to stop everything.",
         "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def _print_banner(stack: AirflowStack) -> None:
+    dags = sorted(dag["dag_id"] for dag in stack.api("GET", "/dags", params={"limit": 1000})["dags"])
+    # print, not log: the login and the key are for the person at the terminal, not for a log file.
+    print(banner(stack, dags), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
