@@ -185,8 +185,13 @@ def free_port() -> int:
         return port
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` on loopback now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the API server (uvicorn) and the emulator bind: a connection of a stack stopped a moment ago,
+        # left in TIME-WAIT, does not keep them from the port, so it must not make the stack move away
+        # from it; a socket that listens on the port still counts (Linux refuses that bind).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:
@@ -194,10 +199,18 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _choose_port(wanted: int, fall_back: bool, what: str) -> int:
+def choose_port(wanted: int, fall_back: bool, what: str) -> int:
+    """
+    Return ``wanted`` if it is free, else a free port when ``fall_back`` (with a warning).
+
+    :param wanted: The port asked for; 0 picks a free one.
+    :param fall_back: Take a free port when ``wanted`` is busy.
+    :param what: What the port is for, in the messages.
+    :raises StackError: when ``wanted`` is busy and not ``fall_back``.
+    """
     if wanted == 0:
         return free_port()
-    if _port_free(wanted):
+    if port_free(wanted):
         return wanted
     if not fall_back:
         raise StackError(f"port {wanted} for the {what} is in use on {LOOPBACK}")
@@ -373,8 +386,8 @@ class AirflowStack:
         """Start everything and return once every component is healthy and the connection exists."""
         try:
             self.prepare_home()
-            self.api_port = _choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
-            emulator_port = _choose_port(
+            self.api_port = choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
+            emulator_port = choose_port(
                 self.config.emulator_port, self.config.fall_back_to_free_ports, "emulator"
             )
             started = time.monotonic()

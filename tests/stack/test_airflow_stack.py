@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from pathlib import Path
 
-from tests.stack.airflow_stack import AirflowStack, StackConfig, banner
+import psutil
+import pytest
+
+from tests.stack.airflow_stack import (
+    LOOPBACK,
+    AirflowStack,
+    StackConfig,
+    StackError,
+    banner,
+    choose_port,
+    port_free,
+)
 
 
 def _prepared(home: Path) -> AirflowStack:
@@ -62,3 +75,54 @@ def test_the_banner_shows_the_emulator_key_and_the_login(tmp_path: Path) -> None
     assert stack.api_key in text
     assert f"{stack.username} / {stack.password}" in text
     assert str(stack.secrets_file) in text
+
+
+# --- Ports ---------------------------------------------------------------------------------------------
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose last connection the server closed first: the server's side is in TIME-WAIT."""
+    with socket.socket() as server:
+        # As uvicorn listens (the API server and the emulator of the stack stopped before). Linux lets a
+        # new bind share a port with a TIME-WAIT socket only if both sockets set SO_REUSEADDR.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((LOOPBACK, 0))
+        server.listen(1)
+        port: int = server.getsockname()[1]
+        with socket.create_connection((LOOPBACK, port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()
+            assert client.recv(1) == b""
+    deadline = time.monotonic() + 5
+    while not any(
+        conn.status == psutil.CONN_TIME_WAIT and conn.laddr and conn.laddr.port == port
+        for conn in psutil.net_connections(kind="tcp4")
+    ):
+        assert time.monotonic() < deadline, f"no TIME-WAIT socket on port {port}"
+        time.sleep(0.01)
+    return port
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_stack_counts_as_free() -> None:
+    port = _time_wait_port()
+    # What the check did before: a bind without SO_REUSEADDR fails while the TIME-WAIT lasts (60 s).
+    with socket.socket() as plain, pytest.raises(OSError, match="in use"):
+        plain.bind((LOOPBACK, port))
+
+    assert port_free(port)
+    assert choose_port(port, fall_back=False, what="API") == port
+
+
+@pytest.mark.parametrize("reuse_address", [False, True], ids=["plain listener", "SO_REUSEADDR listener"])
+def test_a_port_a_server_listens_on_counts_as_busy(reuse_address: bool) -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
+        server.bind((LOOPBACK, 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        assert not port_free(port)
+        with pytest.raises(StackError, match=f"port {port} for the API is in use"):
+            choose_port(port, fall_back=False, what="API")
+        other = choose_port(port, fall_back=True, what="API")
+        assert other not in (port, 0)
