@@ -893,8 +893,11 @@ class AirflowStack:
             time.sleep(0.05)
 
     def _migrate_db(self) -> None:
+        # Before any other Airflow process, and through tests.stack.migrate: plain `airflow db migrate`
+        # first inserts its audit-log row into a table that a new database does not have yet (an ERROR in
+        # PostgreSQL's log at every first start of the --celery stack).
         self._run_logged(
-            "db-migrate", [sys.executable, "-m", "airflow", "db", "migrate"], what="airflow db migrate"
+            "db-migrate", [sys.executable, "-m", "tests.stack.migrate"], what="airflow db migrate"
         )
 
     def _start_component(self, name: str) -> _Managed:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -126,3 +128,20 @@ def test_a_port_a_server_listens_on_counts_as_busy(reuse_address: bool) -> None:
             choose_port(port, fall_back=False, what="API")
         other = choose_port(port, fall_back=True, what="API")
         assert other not in (port, 0)
+
+
+# --- The metadata database -------------------------------------------------------------------------------
+
+
+def test_the_first_migration_writes_its_audit_row_once_the_log_table_exists(tmp_path: Path) -> None:
+    # Plain `airflow db migrate` inserts its audit row before migrating: on a new database the `log` table
+    # is not there yet, the insert fails (PostgreSQL logs an ERROR) and the row is lost.
+    stack = _prepared(tmp_path / "home")
+    stack._env = stack._build_env()
+    stack._migrate_db()
+
+    with contextlib.closing(sqlite3.connect(stack.home / "airflow.db")) as database:
+        events = [row[0] for row in database.execute("SELECT event FROM log")]
+        (revision,) = database.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert events == ["cli_migratedb"]
+    assert revision
