@@ -77,6 +77,8 @@ def _component(proc: psutil.Process) -> str:
         ("tests.stack", "make airflow (python -m tests.stack)"),
         ("LocalExecutor", "LocalExecutor workers (parallelism 8)"),
         ("celery worker", "Celery workers"),
+        # A worker's pool processes name themselves "[celeryd: worker-1@host:ForkPoolWorker-1]".
+        ("celeryd:", "Celery workers"),
         ("api_server", "api-server"),
         ("api-server", "api-server"),
         ("scheduler", "scheduler"),
