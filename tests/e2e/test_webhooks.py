@@ -3,8 +3,8 @@ Webhook-first completion on the real stack: the API server mounts the provider's
 (``[akool] webhook_receiver``, switched on by ``tests/stack/airflow_stack.py``), the emulator sends signed
 callbacks to it, and deferrable reage tasks with ``webhook_url="airflow"`` finish with no status request.
 
-A stack of its own (about 25 s to start): it loads only ``tests/e2e/webhook_dags/``, so the example DAGs'
-polls do not mix into the ledger this test counts.
+A stack of its own (one more start: docs/airflow-stack.md has how long that takes): it loads only
+``tests/e2e/webhook_dags/``, so the example DAGs' polls do not mix into the ledger this test counts.
 """
 
 from __future__ import annotations
