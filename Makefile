@@ -137,8 +137,9 @@ airflow: venv
 	$(BIN)/python -m tests.stack $(ARGS)
 
 # How long `make airflow` takes to start (fresh home, then again with the same home) and how much memory the
-# stack takes, idle and while every example DAG runs: prints the figures of docs/airflow-stack.md. About 3
-# minutes; run it alone (here: flock /tmp/akool-heavy.lock make airflow-figures). See scripts/stack_figures.py.
+# stack takes, idle and while every example DAG runs: prints the figures of docs/airflow-stack.md, the one
+# place that states them. About 3 minutes; ARGS=--celery measures `make airflow ARGS=--celery` too (3 more).
+# Run it alone (here: flock /tmp/akool-heavy.lock make airflow-figures). See scripts/stack_figures.py.
 airflow-figures: venv
 	$(BIN)/python scripts/stack_figures.py $(ARGS)
 

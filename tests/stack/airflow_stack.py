@@ -78,6 +78,8 @@ WORKER_READY = re.compile(r"@\S+ ready\.")
 #: The clientId the emulator signs callbacks with (its default; ``--client-id``).
 EMULATOR_CLIENT_ID = "emulator-client-id"
 _EMULATOR_BANNER = re.compile(r"Akool API emulator on (http://\S+)")
+#: The section of docs/airflow-stack.md with the measured start-up times (make airflow-figures).
+FIGURES_SECTION = "Start-up time and memory: `make airflow-figures`"
 
 
 class StackError(RuntimeError):
@@ -185,8 +187,13 @@ def free_port() -> int:
         return port
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` on loopback now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the API server (uvicorn) and the emulator bind: a connection of a stack stopped a moment ago,
+        # left in TIME-WAIT, does not keep them from the port, so it must not make the stack move away
+        # from it; a socket that listens on the port still counts (Linux refuses that bind).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:
@@ -194,16 +201,32 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _choose_port(wanted: int, fall_back: bool, what: str) -> int:
+def choose_port(wanted: int, fall_back: bool, what: str) -> int:
+    """
+    Return ``wanted`` if it is free, else a free port when ``fall_back`` (with a warning).
+
+    :param wanted: The port asked for; 0 picks a free one.
+    :param fall_back: Take a free port when ``wanted`` is busy.
+    :param what: What the port is for, in the messages.
+    :raises StackError: when ``wanted`` is busy and not ``fall_back``.
+    """
     if wanted == 0:
         return free_port()
-    if _port_free(wanted):
+    if port_free(wanted):
         return wanted
     if not fall_back:
         raise StackError(f"port {wanted} for the {what} is in use on {LOOPBACK}")
     port = free_port()
     log.warning("Port %s for the %s is in use; using %s instead", wanted, what, port)
     return port
+
+
+def _new_emulator_api_key() -> str:
+    """A new API key for the emulator."""
+    # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook callbacks
+    # with it and the stack's Akool webhook receiver verifies them. Hex: a key starting with "-"
+    # (token_urlsafe) would be taken for an option by the emulator's CLI.
+    return secrets.token_hex(16)
 
 
 def _load_prctl() -> Any:
@@ -322,6 +345,11 @@ class AirflowStack:
         return f"http://{LOOPBACK}:{self.api_port}"
 
     @property
+    def secrets_file(self) -> Path:
+        """``stack-secrets.json`` in the home (mode 600): the login, Airflow's secrets, the emulator's key."""
+        return self.home / "stack-secrets.json"
+
+    @property
     def username(self) -> str:
         """The admin login."""
         return ADMIN_USER
@@ -359,9 +387,9 @@ class AirflowStack:
     def start(self) -> AirflowStack:
         """Start everything and return once every component is healthy and the connection exists."""
         try:
-            self._prepare_home()
-            self.api_port = _choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
-            emulator_port = _choose_port(
+            self.prepare_home()
+            self.api_port = choose_port(self.config.api_port, self.config.fall_back_to_free_ports, "API")
+            emulator_port = choose_port(
                 self.config.emulator_port, self.config.fall_back_to_free_ports, "emulator"
             )
             started = time.monotonic()
@@ -684,10 +712,15 @@ class AirflowStack:
 
     # --- Start-up -------------------------------------------------------------------------------
 
-    def _prepare_home(self) -> None:
+    def prepare_home(self) -> None:
+        """
+        Create the home and its secrets (:attr:`secrets_file`), or read those of the last start.
+
+        :meth:`start` calls it first; it starts nothing.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         self.output_dir.mkdir(exist_ok=True)
-        secrets_file = self.home / "stack-secrets.json"
+        secrets_file = self.secrets_file
         if secrets_file.exists():
             self._secrets = json.loads(secrets_file.read_text())
         else:
@@ -701,25 +734,27 @@ class AirflowStack:
                 "api_secret_key": secrets.token_urlsafe(32),
                 "fernet_key": Fernet.generate_key().decode(),
             }
-        # Added to an older home's secrets too (made by a stack without --celery).
-        missing = {
-            name: secrets.token_urlsafe(24)
-            for name in ("postgres_password", "redis_password")
-            if name not in self._secrets
+        # Added to an older home's secrets too (made by a stack without --celery, or before the emulator's
+        # key was kept).
+        new = {
+            "postgres_password": secrets.token_urlsafe(24),
+            "redis_password": secrets.token_urlsafe(24),
+            "emulator_api_key": _new_emulator_api_key(),
         }
+        missing = {name: value for name, value in new.items() if name not in self._secrets}
         if missing or not secrets_file.exists():
             self._secrets.update(missing)
             secrets_file.touch(mode=0o600)
             secrets_file.write_text(json.dumps(self._secrets, indent=2))
+        # Also a file an older stack left with the umask's mode: it holds the Fernet key.
+        secrets_file.chmod(0o600)
         self.password = self._secrets["admin_password"]
         passwords = self.home / "simple_auth_manager_passwords.json"
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({ADMIN_USER: self.password}))
-        # A new key per start: the connection is rewritten at every start anyway.
-        # 32 characters: also a valid clientSecret (an AES-256 key), so the emulator signs its webhook
-        # callbacks with it and the stack's Akool webhook receiver verifies them.
-        # Hex: a key starting with "-" (token_urlsafe) would be taken for an option by the emulator's CLI.
-        self.api_key = secrets.token_hex(16)
+        # Kept with the home like the login: a connection a user adds by hand in the UI (with the key from
+        # the banner) still works after a restart; --fresh makes a new one.
+        self.api_key = self._secrets["emulator_api_key"]
 
     def _build_env(self) -> dict[str, str]:
         # Nothing Airflow-related leaks in from the caller (the unit tests' conftest sets AIRFLOW_HOME and
@@ -860,8 +895,11 @@ class AirflowStack:
             time.sleep(0.05)
 
     def _migrate_db(self) -> None:
+        # Before any other Airflow process, and through tests.stack.migrate: plain `airflow db migrate`
+        # first inserts its audit-log row into a table that a new database does not have yet (an ERROR in
+        # PostgreSQL's log at every first start of the --celery stack).
         self._run_logged(
-            "db-migrate", [sys.executable, "-m", "airflow", "db", "migrate"], what="airflow db migrate"
+            "db-migrate", [sys.executable, "-m", "tests.stack.migrate"], what="airflow db migrate"
         )
 
     def _start_component(self, name: str) -> _Managed:
@@ -1167,14 +1205,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_banner(stack: AirflowStack) -> None:
-    dags = sorted(dag["dag_id"] for dag in stack.api("GET", "/dags", params={"limit": 1000})["dags"])
+def banner(stack: AirflowStack, dags: Sequence[str]) -> str:
+    """What ``make airflow`` prints once the stack is up: where everything is and how to log in."""
     lines = [
         "",
         f"Airflow UI and REST API:  {stack.url}",
         f"  login:                  {stack.username} / {stack.password}",
         f"Akool emulator:           {stack.emulator_url}  (connection '{CONNECTION_ID}', ledger at "
         f"{stack.emulator_url}/_emulator/ledger)",
+        # The emulator's own key, not a real one: a connection added by hand in the UI needs it. Kept in the
+        # home, so such a connection outlives a restart; --fresh makes a new one.
+        f"  API key:                {stack.api_key}  (the emulator's; kept in {stack.secrets_file})",
         f"AIRFLOW_HOME:             {stack.home}",
         *(
             [
@@ -1183,7 +1224,7 @@ def _print_banner(stack: AirflowStack) -> None:
                 "Triggerers:               "
                 + ", ".join(f"{name} (job {job})" for name, job in stack.triggerer_jobs.items()),
                 f"PostgreSQL:               {LOOPBACK}:{stack.postgres_port} (user {POSTGRES_USER}, "
-                f"password in {stack.home / 'stack-secrets.json'})",
+                f"password in {stack.secrets_file})",
                 f"Redis (Celery broker):    {LOOPBACK}:{stack.redis_port}",
             ]
             if stack.config.celery
@@ -1193,7 +1234,13 @@ def _print_banner(stack: AirflowStack) -> None:
         "Press Ctrl-C to stop everything.",
         "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def _print_banner(stack: AirflowStack) -> None:
+    dags = sorted(dag["dag_id"] for dag in stack.api("GET", "/dags", params={"limit": 1000})["dags"])
+    # print, not log: the login and the key are for the person at the terminal, not for a log file.
+    print(banner(stack, dags), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1242,7 +1289,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (kill, a CI runner) takes the same way out as Ctrl-C, also in the middle of start().
     signal.signal(signal.SIGTERM, interrupt)
     stack = AirflowStack(config)
-    log.info("Starting the Airflow stack in %s (about 40 s on two cores)", config.home)
+    # How long it takes is measured, and stated in one place only.
+    log.info(
+        "Starting the Airflow stack in %s (how long that takes: docs/airflow-stack.md, '%s')",
+        config.home,
+        FIGURES_SECTION,
+    )
     try:
         stack.start()
         _print_banner(stack)

@@ -72,6 +72,9 @@ STALE_TRIGGER_REFERENCES = (
     "SELECT count(*) FROM task_instance WHERE state <> 'deferred' AND trigger_id IS NOT NULL"
 )
 
+#: PostgreSQL's log as it was once the stack had started, before the scenario restarts PostgreSQL.
+POSTGRES_START_LOG = pytest.StashKey[str]()
+
 T = TypeVar("T")
 
 
@@ -132,6 +135,9 @@ def dstack(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
     try:
         with AirflowStack(config) as stack:
             stack.wait_for_dags([BATCH_DAG, SINGLE_DAG, CRASH_DAG])
+            request.config.stash[POSTGRES_START_LOG] = (stack.output_dir / "postgres.log").read_text(
+                errors="replace"
+            )
             yield stack
             passed = request.session.testsfailed == failed_before
     finally:
@@ -503,6 +509,12 @@ def _healthy(stack: AirflowStack) -> bool:
             for key in ("metadatabase", "scheduler", "triggerer", "dag_processor")
         )
     return False
+
+
+@pytest.fixture(scope="package")
+def postgres_start_log(dstack: AirflowStack, request: pytest.FixtureRequest) -> str:
+    """What PostgreSQL logged from its first start until the stack was up and every DAG loaded."""
+    return request.config.stash[POSTGRES_START_LOG]
 
 
 @pytest.fixture(scope="package")

@@ -64,6 +64,14 @@ def test_the_stack_is_distributed_and_listens_on_loopback_only(dstack: AirflowSt
     assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
 
 
+def test_postgres_logs_no_error_while_the_stack_starts(postgres_start_log: str) -> None:
+    # No component may query a table before `airflow db migrate` made it: the migration's own audit-log row
+    # did (ERROR: relation "log" does not exist), until the stack wrote it after migrating (issue 19).
+    assert "database system is ready to accept connections" in postgres_start_log
+    errors = [line for line in postgres_start_log.splitlines() if re.search(r"\b(ERROR|PANIC):", line)]
+    assert not errors, "\n".join(errors)
+
+
 # --- 1. A mapped batch of deferrable reages -----------------------------------------------------------
 
 
