@@ -39,11 +39,15 @@ class Receiver:
 
     :param script: the HTTP statuses of the first answers.
     :param delay: seconds to wait before answering.
+    :param hold: when given, each answer waits until it is set (after ``delay``).
     """
 
-    def __init__(self, script: list[int] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, script: list[int] | None = None, delay: float = 0.0, hold: threading.Event | None = None
+    ) -> None:
         self.script = list(script or [])
         self.delay = delay
+        self.hold = hold
         self.bodies: list[bytes] = []
         self.lock = threading.Lock()
         receiver = self
@@ -55,6 +59,8 @@ class Receiver:
                     receiver.bodies.append(body)
                     status = receiver.script.pop(0) if receiver.script else 200
                 time.sleep(receiver.delay)
+                if receiver.hold is not None:
+                    receiver.hold.wait(WAIT_SECONDS)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -87,8 +93,10 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
     """``receiver(script=[500], delay=0)`` starts a receiver; every one started is stopped after the test."""
     started: list[Receiver] = []
 
-    def start(script: list[int] | None = None, delay: float = 0.0) -> Receiver:
-        started.append(Receiver(script, delay))
+    def start(
+        script: list[int] | None = None, delay: float = 0.0, hold: threading.Event | None = None
+    ) -> Receiver:
+        started.append(Receiver(script, delay, hold))
         return started[-1]
 
     yield start
@@ -304,19 +312,24 @@ def test_a_url_off_the_loopback_host_is_never_called(server: EmulatorServer) -> 
 def test_a_slow_receiver_does_not_hold_up_the_api(
     server: EmulatorServer, receiver: Callable[..., Receiver]
 ) -> None:
-    slow = receiver(delay=1.5)
+    # The receiver holds its answer until the API has answered: an API held up by the delivery would not
+    # answer at all (the request times out), however fast or slow the machine.
+    answered = threading.Event()
+    slow = receiver(hold=answered)
     job = submit(server, slow.url)
     server.client.set_job_status(job["_id"], 3)
     wait_until(slow.received, "the callback to arrive")
-    started = time.monotonic()
-    reply = requests.get(
-        f"{server.url}/api/open/v3/faceswap/result/listbyids",
-        params={"_ids": job["_id"]},
-        headers=KEY,
-        timeout=5,
-    ).json()
-    assert reply["code"] == 1000
-    assert time.monotonic() - started < 0.5
+    try:
+        reply = requests.get(
+            f"{server.url}/api/open/v3/faceswap/result/listbyids",
+            params={"_ids": job["_id"]},
+            headers=KEY,
+            timeout=5,
+        ).json()
+        assert reply["code"] == 1000
+        assert not [e for e in callbacks(server) if e["delivered"]], "answered after the delivery"
+    finally:
+        answered.set()
     wait_until(lambda: [e for e in callbacks(server) if e["delivered"]], "the slow delivery to finish")
 
 
@@ -366,8 +379,8 @@ def test_stopping_with_deliveries_in_flight_leaves_no_thread(receiver: Callable[
             submit(emulator, broken.url)
             wait_until(broken.received, "a delivery in flight")
         assert not emulator.running
-    time.sleep(0.5)  # the receiver's handler threads finish their answers
-    assert threading.active_count() == threads_with_receiver
+    # The receiver's handler threads finish their answers (to an emulator that is gone).
+    wait_until(lambda: threading.active_count() == threads_with_receiver, "the handler threads to end")
     broken.close()
     assert threading.active_count() == threads
 

@@ -132,8 +132,10 @@ class TestExecute:
         assert emulator_client.counts()["infobymodelid"] == 1
 
     def test_an_unfinished_job_defers_with_the_timeout_as_an_absolute_deadline(
-        self, emulator: EmulatorServer
+        self, emulator: EmulatorServer, emulator_client: EmulatorClient
     ) -> None:
+        # Unfinished whatever the load: the job would be done 0.4 s after the submit on a running clock.
+        emulator_client.freeze_clock()
         image_model_id = submit(emulator)
         sensor = AkoolImageResultSensor(
             task_id="wait", image_model_id=image_model_id, deferrable=True, poke_interval=15, timeout=600
