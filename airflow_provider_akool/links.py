@@ -12,6 +12,7 @@ from airflow_provider_akool.exceptions import AkoolValidationError
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
+
     # Airflow 3.1 (the floor) has no TaskInstanceKey there: the get_link override's type is then Any.
     from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined, unused-ignore]
 
