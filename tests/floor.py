@@ -5,10 +5,11 @@ Which tests the floor run needs: those that touch a part of Airflow that differs
 differently there is worth its minutes. A test is *versioned* when its module, or anything of this repository
 it imports (at any depth, lazy imports inside functions included, ``TYPE_CHECKING`` blocks not), imports from
 Airflow anything but :data:`STABLE_AIRFLOW_IMPORTS`; when it runs Python code in another interpreter that
-does (a string literal that parses as Python with imports counts as the module's own imports) or runs the
-``airflow`` command; when it uses a fixture that runs Airflow (:data:`AIRFLOW_FIXTURES`); or when it is an
-end-to-end test (``tests/e2e/``: a stack is Airflow). Everything else is marked ``airflow_independent`` by
-``tests/conftest.py`` and runs on the newest Airflow only.
+does (a string literal that parses as Python with imports counts as the module's own imports, and so does a
+module run with ``python -m``) or runs the ``airflow`` command; when it uses a fixture that runs Airflow
+(:data:`AIRFLOW_FIXTURES`); or when it is an end-to-end test (``tests/e2e/``: a stack is Airflow).
+Everything else is marked ``airflow_independent`` by ``tests/conftest.py`` and runs on the newest Airflow
+only.
 
 The rule is computed from the source, not kept as a list, so a module cannot drop out of the floor by
 accident: it drops out only when nothing it runs reaches a versioned surface. ``tests/test_floor.py`` holds
@@ -85,12 +86,22 @@ def _embedded_code(node: ast.AST) -> ast.AST | None:
     return tree if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)) else None
 
 
-def _runs_the_airflow_command(node: ast.AST) -> bool:
-    """Whether ``node`` is a call on ``["airflow", ...]`` or ``[python, "-m", "airflow", ...]``."""
-    if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], (ast.List, ast.Tuple))):
-        return False
-    words = [e.value if isinstance(e, ast.Constant) else None for e in node.args[0].elts]
-    return words[:1] == ["airflow"] or any(words[i : i + 2] == ["-m", "airflow"] for i in range(len(words)))
+def _modules_run(node: ast.AST) -> Iterator[str]:
+    """
+    The modules a call runs in another interpreter: ``[python, "-m", "X", ...]`` (or ``["airflow", ...]``,
+    the airflow command) given to it as an argument list.
+    """
+    if not isinstance(node, ast.Call):
+        return
+    for argument in node.args:
+        if not isinstance(argument, (ast.List, ast.Tuple)):
+            continue
+        words = [e.value if isinstance(e, ast.Constant) else None for e in argument.elts]
+        if words[:1] == ["airflow"]:
+            yield "airflow"
+        for i, word in enumerate(words[:-1]):
+            if word == "-m" and isinstance(words[i + 1], str):
+                yield words[i + 1]
 
 
 def _imports(tree: ast.AST, package: str) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -98,8 +109,8 @@ def _imports(tree: ast.AST, package: str) -> Iterator[tuple[str, tuple[str, ...]
     stack: list[ast.AST] = [tree]
     while stack:
         node = stack.pop()
-        if _runs_the_airflow_command(node):
-            yield "airflow", ("<the airflow command>",)
+        for module in _modules_run(node):
+            yield module, ("<run with -m>",) if module == "airflow" else ()
         embedded = _embedded_code(node)
         if embedded is not None:
             stack.append(embedded)

@@ -50,6 +50,8 @@ def write(root: Path, relative: str, source: str) -> Path:
         # So does the airflow command.
         'import subprocess, sys\nsubprocess.run([sys.executable, "-m", "airflow", "db", "migrate"])\n',
         'import subprocess\nsubprocess.run(["airflow", "dags", "list"])\n',
+        # A module of ours run in another interpreter, the argument list given second.
+        'import sys\nstart("x", [sys.executable, "-m", "airflow_provider_akool.deep", "--flag"])\n',
         # Through our own modules, at any depth.
         "from airflow_provider_akool import deep\n",
         "from airflow_provider_akool.shallow import helper\n",
