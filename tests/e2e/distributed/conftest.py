@@ -79,11 +79,16 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5) -> T:
-    """Poll ``probe`` until it returns something other than None or False."""
+    """
+    Poll ``probe`` until it returns a true value, and return it; None, False, 0 and empty mean not yet.
+
+    A count of 0 is nothing found: taking any value but None and False as found let the crash scenario
+    release its job the moment the retry was seen running, before the retry had asked about it (issue 19).
+    """
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
-        if found is not None and found is not False:
+        if found:
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
@@ -310,6 +315,9 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.crash_worker = wait_for(
             "the crash reage's worker is found", lambda: _task_process_worker(stack, crash_ti)
         )
+        # Every other reage has submitted (all are deferred): from here on, only a retry that pays for a
+        # second crash job would submit.
+        submissions_at_kill = int(stack.ledger()["counts"]["imgreage"])
         killed_at = time.monotonic()
         stack.kill_component(scenario.crash_worker)
         scenario.note(f"SIGKILLed {scenario.crash_worker} while it ran the crash reage (try 1)")
@@ -428,17 +436,24 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.timings["kill to retry"] = time.monotonic() - killed_at
         retry_seen_wall = time.time()
         if AIRFLOW_VERSION >= (3, 3):
-            # The retry asks about the recorded job (the batch's triggers poll listbyids all along). Counted
-            # from when the retry is seen running, not from the kill: the first try's last poll, in flight
-            # when it was killed, would otherwise let the job go before the retry has looked at it.
+            # Let the job go only once the retry has decided about it. The retry asks about the recorded job
+            # once (get_job_status), logs that it resumes it, then polls it again as its wait begins: a
+            # second poll means the decision was taken while the job was still held. Released earlier (the
+            # retry is often seen running seconds before its task process asks), the retry finds the job
+            # succeeded and returns it without resuming, and the resume line the test reads never comes.
+            # Polls counted from when the retry is seen running (only the retry polls this job by then:
+            # the first try died with its worker); a new submission ends the wait too, for the tests to judge.
             wait_for(
-                "the crash retry polls its first try's job",
-                lambda: listbyids_between(
-                    stack.ledger(), {scenario.crash_first_id}, retry_seen_wall, time.time()
+                "the crash retry asked about its first try's job and polled it again, or submitted a new job",
+                lambda: _crash_retry_went_on(
+                    stack, scenario.crash_first_id, retry_seen_wall, submissions_at_kill
                 ),
             )
             gate.release_one(scenario.crash_first_id)
-            scenario.note("the crash retry polled its first try's job; released it")
+            scenario.note(
+                "the crash retry asked about its first try's job and polled it again; released it "
+                f"{time.time() - retry_seen_wall:.1f} s after the retry was seen running"
+            )
         if AIRFLOW_VERSION < (3, 3):
             # Only 3.1 fails a task whose trigger fires before its worker's exit is processed (see
             # RunWatcher.deferrals_reported); on Celery that report can be missing altogether.
@@ -450,6 +465,16 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.note(f"every run ended after {scenario.timings['scenario']:.0f} s")
     scenario.ledger_after = stack.ledger()
     return scenario
+
+
+def _crash_retry_went_on(stack: AirflowStack, first_id: str, since: float, submissions: int) -> bool:
+    """
+    Whether the crash retry is past its decision: it polled ``first_id`` twice since ``since`` (epoch), so at
+    the least its ask and its wait's first poll, or it submitted a job (``imgreage`` beyond ``submissions``).
+    """
+    ledger = stack.ledger()
+    polls = listbyids_between(ledger, {first_id}, since, time.time())
+    return polls >= 2 or int(ledger["counts"]["imgreage"]) > submissions
 
 
 def _wait_until_all_on(watcher: RunWatcher, batch: Run, job: int, when: str) -> None:

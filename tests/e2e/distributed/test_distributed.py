@@ -28,6 +28,7 @@ from tests.e2e.distributed.conftest import (
     Scenario,
     logged_at,
     single_triggerer_rounds,
+    wait_for,
 )
 from tests.stack.airflow_stack import LOOPBACK, AirflowStack
 
@@ -44,6 +45,17 @@ EXPECTED_CANCELS = 1 if AIRFLOW_VERSION >= (3, 3) else 0
 
 def _delta(scenario: Scenario, endpoint: str) -> int:
     return int(scenario.ledger_after["counts"][endpoint] - scenario.ledger_before["counts"][endpoint])
+
+
+def test_the_scenario_s_waits_take_a_count_of_zero_as_not_yet() -> None:
+    """
+    No stack: the helper the scenario waits with. It once took any value but None and False as found, so
+    its wait for the crash retry's poll (a count) returned 0 at once and let the job go too early (issue 19).
+    """
+    answers = iter([None, False, 0, 2])
+    assert wait_for("a count above zero", lambda: next(answers), timeout=30, every=0.01) == 2
+    with pytest.raises(AssertionError, match="timed out"):
+        wait_for("a count above zero", lambda: 0, timeout=0.05, every=0.01)
 
 
 def test_the_stack_is_distributed_and_listens_on_loopback_only(dstack: AirflowStack) -> None:
@@ -226,7 +238,7 @@ def test_a_killed_celery_worker_s_retry_resumes_the_same_job(scenario: Scenario)
             r"(queued|processing), instead of submitting a new one",
             retry_log,
         )
-        assert resumed, retry_log[-2000:]
+        assert resumed, f"the retry did not log that it resumed the first try's job:\n{retry_log[-2000:]}"
         # No second submission: every image reage of the scenario is the batch's, the single's or this one.
         assert _delta(scenario, "imgreage") == BATCH + 2
     else:
