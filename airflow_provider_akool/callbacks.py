@@ -122,8 +122,9 @@ class CallbackRoute:
         try:
             raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
             fields = json.loads(raw.decode("utf-8"))
-        except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-            raise ValueError("not a callback route") from error
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: a short segment can decode to JSON nested deeper than the parser recurses.
+            raise ValueError("not a callback route") from None
         if not (isinstance(fields, list) and len(fields) == 5):
             raise ValueError("not a callback route")
         dag_id, run_id, task_id, map_index, conn_id = fields

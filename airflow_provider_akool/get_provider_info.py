@@ -84,6 +84,16 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "10",
                         "default": "10",
                     },
+                    "webhook_body_timeout": {
+                        "description": (
+                            "Seconds a request to the webhook receiver may take to send its body before it "
+                            "is answered 408 (Akool sends its few hundred bytes at once). At most 60."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "5",
+                        "default": "5",
+                    },
                 },
             }
         },

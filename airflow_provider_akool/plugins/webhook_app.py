@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from airflow_provider_akool.callbacks import CALLBACK_PATH, CallbackRoute
 from airflow_provider_akool.plugins.webhook_receiver import (
@@ -14,11 +16,15 @@ from airflow_provider_akool.plugins.webhook_receiver import (
     NOT_JSON,
     OK,
     REFUSED,
+    TIMED_OUT,
     TOO_LARGE,
     act_on_callback,
+    body_timeout_seconds,
     verify_callback,
 )
 from airflow_provider_akool.webhook import MAX_BODY_BYTES, AkoolWebhookEvent
+
+log = logging.getLogger("airflow_provider_akool.plugins.webhook_receiver")
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -31,8 +37,23 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+async def _read_body_in_time(request: Request) -> bytes | int:
+    """Return the body, or the status to answer: too large, too slow, or a client gone mid-body."""
+    try:
+        # A client that announces a length and sends less would otherwise hold its connection (and this
+        # coroutine) for as long as it likes.
+        body = await asyncio.wait_for(_read_body(request, MAX_BODY_BYTES), body_timeout_seconds())
+    except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
+        log.info("Refused a request to the Akool webhook receiver: its body did not arrive in time")
+        return TIMED_OUT
+    except ClientDisconnect:
+        # Nobody is left to answer; uvicorn drops whatever is sent now.
+        return REFUSED
+    return TOO_LARGE if body is None else body
+
+
 def create_app() -> FastAPI:
-    """Return the receiver's FastAPI app (mounted at ``/akool``)."""
+    """Return the receiver's FastAPI app (mounted at ``/akool-webhook``)."""
     app = FastAPI(title="Akool webhook receiver", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post(CALLBACK_PATH + "/{route}/{token}")
@@ -42,9 +63,9 @@ def create_app() -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return Response(status_code=TOO_LARGE if length.isdigit() else REFUSED)
-        body = await _read_body(request, MAX_BODY_BYTES)
-        if body is None:
-            return Response(status_code=TOO_LARGE)
+        body = await _read_body_in_time(request)
+        if isinstance(body, int):
+            return Response(status_code=body)
         try:
             callback_route = CallbackRoute.decode(route)
         except ValueError:
@@ -62,8 +83,6 @@ def create_app() -> FastAPI:
         return Response(
             status_code=OK, background=BackgroundTask(_act_later, callback_route, token, event, answer)
         )
-
-    return app
 
     return app
 

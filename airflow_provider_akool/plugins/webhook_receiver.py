@@ -11,11 +11,12 @@ so ``execute_complete`` runs exactly as if the trigger had fired, once.
 
 Answers: 200 to every genuine callback, also repeated, late, non-final, or for a task that no longer waits
 (Akool resends until it gets 200); 400 to a forged, tampered or malformed one, 413 to one too large, 415 to
-one that is not JSON, 404 to a URL that is not a callback route, 503 when the database cannot be reached or
-is busy (so Akool sends it again). A genuine callback the receiver cannot act on for any other reason (trigger
-kwargs it cannot rebuild, a bug) is logged at error and answered 200: a resend would fail the same way for as
-long as Akool resends, nothing changed, and the trigger's fallback poll still finishes the task. No answer
-says why: the reason goes to the log.
+one that is not JSON, 408 to one whose body does not arrive within ``[akool] webhook_body_timeout`` seconds
+(nothing to a client that went away mid-body), 404 to a URL that is not a callback route, 503 when the
+database cannot be reached or is busy (so Akool sends it again). A genuine callback the receiver cannot act
+on for any other reason (trigger kwargs it cannot rebuild, a bug) is logged at error and answered 200: a
+resend would fail the same way for as long as Akool resends, nothing changed, and the trigger's fallback
+poll still finishes the task. No answer says why: the reason goes to the log.
 
 Age and nonce: not checked. Akool resends a callback until it gets 200, so after an outage a genuine one
 may arrive long after its timestamp, and a job's final state never changes: acting on it late is right, and
@@ -49,7 +50,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OK, REFUSED, NOT_FOUND, TOO_LARGE, NOT_JSON, UNAVAILABLE = 200, 400, 404, 413, 415, 503
+OK, REFUSED, NOT_FOUND, TIMED_OUT, TOO_LARGE, NOT_JSON, UNAVAILABLE = 200, 400, 404, 408, 413, 415, 503
+#: ``[akool] webhook_body_timeout``'s default: seconds a request may take to send its body. Akool's
+#: callbacks are a few hundred bytes, sent at once.
+DEFAULT_BODY_TIMEOUT = 5.0
 
 
 def receiver_enabled() -> bool:
@@ -57,6 +61,15 @@ def receiver_enabled() -> bool:
     from airflow.providers.common.compat.sdk import conf
 
     return conf.getboolean("akool", "webhook_receiver", fallback=False)
+
+
+def body_timeout_seconds() -> float:
+    """``[akool] webhook_body_timeout``: how long a request may take to send its body before a 408."""
+    from airflow.providers.common.compat.sdk import conf
+
+    seconds = conf.getfloat("akool", "webhook_body_timeout", fallback=DEFAULT_BODY_TIMEOUT)
+    # Not 0 or less: that would refuse every callback (a typo), nor unbounded.
+    return seconds if 0 < seconds <= 60 else DEFAULT_BODY_TIMEOUT
 
 
 def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:

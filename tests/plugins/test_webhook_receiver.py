@@ -13,7 +13,9 @@ Airflow 3.3+, calls its ``on_kill`` as the triggerer does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import socket
 import threading
 import time
@@ -71,7 +73,11 @@ def receiver_url() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning"))
+    # log_config=None, as Airflow 3.3's API server runs uvicorn: its loggers propagate, so caplog sees what
+    # uvicorn logs (an unhandled exception's traceback among it).
+    server = uvicorn.Server(
+        uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
     thread = threading.Thread(target=server.run)
     thread.start()
     deadline = time.monotonic() + 10
@@ -557,6 +563,85 @@ def test_a_task_resumed_by_its_callback_never_has_its_finished_job_cancelled(
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_kill")
     assert harness.killed == [True]
     assert run.ledger["counts"]["job_del"] == 0
+
+
+# --- The edges: what a request that is not a callback costs ------------------------------------------
+
+
+def raw_exchange(base_url: str, head: str, body: bytes, *, close: bool = False, wait: float = 10.0) -> bytes:
+    """Send a request head and (part of) a body on a raw socket; return what the server answered."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(head.encode("ascii") + body)
+        if close:
+            return b""
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+        return answer
+
+
+def callback_head(path: str, length: int) -> str:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+
+
+def unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What was logged with a traceback, or at error level, by the server or the receiver."""
+    return [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def a_route_path(route: str | None = None) -> str:
+    if route is None:
+        route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default").encode()
+    return f"{callbacks.URL_PREFIX}/{route}/{callbacks.new_token()}"
+
+
+def test_a_route_that_decodes_to_deeply_nested_json_is_404_without_a_traceback(
+    receiver_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Within the route's length limit, but deeper than the JSON parser recurses: RecursionError (a 500).
+    nested = base64.urlsafe_b64encode(b"[" * 1500).decode("ascii").rstrip("=")
+    assert len(nested) <= callbacks.MAX_ROUTE_CHARS
+    genuine_shape = build_callback(CLIENT_ID, SECRET, {"_id": "0" * 24, "status": 3, "url": ""})
+    with caplog.at_level(logging.INFO):
+        answer = post(f"{receiver_url}{a_route_path(nested)}", genuine_shape)
+    assert answer.status_code == 404
+    assert unhandled(caplog) == []
+
+
+def test_a_client_that_goes_away_mid_body_leaves_no_traceback(
+    receiver_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        raw_exchange(receiver_url, callback_head(a_route_path(), 100), b'{"signature"', close=True)
+        time.sleep(1.0)  # the server notices the disconnect and ends the request
+    assert unhandled(caplog) == []
+
+
+def test_a_body_that_stops_coming_is_answered_408_within_the_configured_seconds(
+    receiver_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BODY_TIMEOUT", "1")
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        answer = raw_exchange(receiver_url, callback_head(a_route_path(), 100), b"{", wait=10.0)
+    took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert 1.0 <= took < 3.0, took
+    assert unhandled(caplog) == []
+
+
+def test_the_body_timeout_is_a_few_seconds_by_default() -> None:
+    assert 1.0 <= webhook_receiver.body_timeout_seconds() <= 10.0
 
 
 # --- The switch, the registration, and the Airflow internals it rests on -----------------------------
