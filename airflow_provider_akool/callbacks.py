@@ -3,14 +3,18 @@ Webhook-first completion: the URL a task gives Akool, its token, and what a call
 
 With ``webhook_url="airflow"`` a submitting operator gives Akool
 ``<public base>/akool-webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
-index) and the ``akool`` connection, so the receiver (:mod:`airflow_provider_akool.plugins.webhook_receiver`)
-knows whose credentials verify the callback and which task it is for; ``token`` is random per submission and
-only its SHA-256 is kept (in the trigger's kwargs, which Airflow encrypts at rest, and in the job record), so
-a URL that was never handed out cannot act on a task. The token itself is masked and never logged.
+index), so the receiver (:mod:`airflow_provider_akool.plugins.webhook_receiver`) knows which task a callback
+is for; ``token`` is random per submission. Only its SHA-256 is kept, beside the ``akool`` connection the
+task submitted with (:class:`CallbackExpectation`): in the task's callback mark in XCom, left before the
+submission (:func:`pending_mark`), in the trigger's kwargs (which Airflow encrypts at rest) and in the job
+record. The receiver verifies a callback with that connection's credentials, never with one a URL names (the
+route also carries a connection id, for URLs already handed out; it is not consulted), and acts on it, before
+or after the deferral, only when its token matches the digest. The token itself is masked and never logged.
 
-The receiver leaves the job's final state in the task's XCom (:data:`CALLBACK_XCOM_KEY`): a callback that
-came before the task deferred is found there by the trigger when it starts, and a trigger stopped because a
-callback already resumed its task sees there that the job is finished and must not be cancelled.
+The receiver leaves the job's final state in the task's XCom (:data:`CALLBACK_XCOM_KEY`), with the digest it
+checked the token against: a callback that came before the task deferred is found there by the trigger when it
+starts, and a trigger stopped because a callback already resumed its task sees there that the job is finished
+and must not be cancelled.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ CALLBACK_XCOM_KEY = "akool_webhook_callback"
 #: Bytes of randomness in a token (43 characters of URL-safe base64).
 TOKEN_BYTES = 32
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 #: The longest route accepted: four names Airflow bounds to 250 characters each, a connection id, JSON.
 MAX_ROUTE_CHARS = 2048
 
@@ -97,7 +102,9 @@ class CallbackRoute:
     :param run_id: the DAG run.
     :param task_id: the task.
     :param map_index: the map index (-1 when not mapped).
-    :param conn_id: the ``akool`` connection the task submitted with.
+    :param conn_id: the ``akool`` connection the task submitted with, as the task named it. Not consulted by
+        the receiver: a URL's route is the sender's to choose, so the connection comes from the task's own
+        :class:`CallbackExpectation`.
     """
 
     dag_id: str
@@ -163,16 +170,81 @@ def callback_url(base_url: str, route: CallbackRoute, token: str) -> str:
     return f"{base_url.rstrip('/')}{URL_PREFIX}{CALLBACK_PATH}/{route.encode()}/{token}"
 
 
-def callback_mark(snapshot: JobSnapshot) -> dict[str, Any]:
-    """Return the XCom value that records a job's final state as a callback reported it."""
-    return {"id": snapshot.id, "status": snapshot.label, "url": snapshot.url}
+@dataclass(frozen=True)
+class CallbackExpectation:
+    """
+    What a task expects of the callbacks of its job: its URL's token (by digest) and who verifies them.
+
+    :param token_sha256: the digest of the token of the callback URL the task gave Akool.
+    :param conn_id: the ``akool`` connection the task submitted with: its credentials verify the callbacks,
+        whatever connection a URL's route names.
+    """
+
+    token_sha256: str
+    conn_id: str
+
+    def accepts(self, token: str, conn_id: str) -> bool:
+        """Whether a callback verified with ``conn_id`` and carrying ``token`` is one this task gave out."""
+        return conn_id == self.conn_id and token_matches(token, self.token_sha256)
+
+    @classmethod
+    def of_mark(cls, value: Any) -> CallbackExpectation | None:
+        """Return the expectation a callback mark records (pending or final), or None."""
+        value = _mark_value(value)
+        if not isinstance(value, dict):
+            return None
+        digest, conn_id = value.get("token_sha256"), value.get("conn_id")
+        if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+            return None
+        if not (isinstance(conn_id, str) and conn_id):
+            return None
+        return cls(digest, conn_id)
 
 
-def snapshot_of_mark(value: Any, job_ids: dict[str, str | None]) -> JobSnapshot | None:
-    """Return the final state a callback mark records for one of ``job_ids``' ids, or None."""
+def pending_mark(token_sha256: str, conn_id: str) -> dict[str, Any]:
+    """
+    Return the mark a task leaves before its job can call back: what the receiver checks a callback by.
+
+    Only the digest of the token is kept, so the mark (readable by whoever may read the task's XComs) cannot
+    make a callback URL.
+    """
+    return {"token_sha256": token_sha256, "conn_id": conn_id}
+
+
+def callback_mark(snapshot: JobSnapshot, expectation: CallbackExpectation) -> dict[str, Any]:
+    """Return the XCom value that records a job's final state, as a callback with the task's token said it."""
+    return {
+        "id": snapshot.id,
+        "status": snapshot.label,
+        "url": snapshot.url,
+        **pending_mark(expectation.token_sha256, expectation.conn_id),
+    }
+
+
+def _mark_value(value: Any) -> Any:
+    """The mark as an object: stored as JSON, it reads back as text or as the object by the version."""
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def snapshot_of_mark(value: Any, job_ids: dict[str, str | None], token_sha256: str) -> JobSnapshot | None:
+    """
+    Return the final state a callback mark records for one of ``job_ids``' ids, or None.
+
+    Only a mark left for the callback URL whose token digest is ``token_sha256`` counts: the receiver writes
+    the digest it checked the callback's token against.
+    """
     from airflow_provider_akool.wait import JobSnapshot
 
+    value = _mark_value(value)
     if not isinstance(value, dict):
+        return None
+    digest = value.get("token_sha256")
+    if not (isinstance(digest, str) and hmac.compare_digest(digest.encode(), token_sha256.encode())):
         return None
     akool_id, label, url = value.get("id"), value.get("status"), value.get("url")
     if not isinstance(akool_id, str) or akool_id not in job_ids:
@@ -189,11 +261,14 @@ def snapshot_of_mark(value: Any, job_ids: dict[str, str | None]) -> JobSnapshot 
     )
 
 
-async def read_callback_mark(ti: Any, job_ids: dict[str, str | None]) -> JobSnapshot | None:
+async def read_callback_mark(
+    ti: Any, job_ids: dict[str, str | None], token_sha256: str
+) -> JobSnapshot | None:
     """
     Return the final state a callback left in ``ti``'s XCom for one of ``job_ids``, read from a trigger.
 
-    None when there is none, or when it cannot be read (no task instance, no supervisor: the wait polls).
+    None when there is none, when it was not left for the URL of ``token_sha256``, or when it cannot be read
+    (no task instance, no supervisor: the wait polls).
     """
     if ti is None:
         return None
@@ -214,14 +289,7 @@ async def read_callback_mark(ti: Any, job_ids: dict[str, str | None]) -> JobSnap
         return None
     if not isinstance(reply, XComResult):
         return None
-    value = reply.value
-    if isinstance(value, str):
-        # Stored as JSON by the receiver; read back as text or as the object depending on the version.
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return snapshot_of_mark(value, job_ids)
+    return snapshot_of_mark(reply.value, job_ids, token_sha256)
 
 
 def new_callback_url(context: Any, conn_id: str) -> tuple[str, str]:
@@ -242,4 +310,4 @@ def new_callback_url(context: Any, conn_id: str) -> tuple[str, str]:
 def digest_of_record(record: Any) -> str | None:
     """Return the token digest a job record (``task_state_store``) keeps, or None."""
     digest = record.get("webhook_token_sha256") if isinstance(record, dict) else None
-    return digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None
+    return digest if isinstance(digest, str) and _DIGEST.fullmatch(digest) else None

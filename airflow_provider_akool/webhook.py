@@ -39,6 +39,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -59,6 +60,7 @@ __all__ = [
     "AkoolWebhookEvent",
     "AkoolWebhookVerifier",
     "build_callback",
+    "callback_shape_problem",
     "compute_signature",
     "credentials_problem",
 ]
@@ -71,6 +73,7 @@ AES_KEY_LENGTHS = (16, 24, 32)
 IV_LENGTH = 16
 _BLOCK_BYTES = 16
 _MAX_TIMESTAMP_MS = 2**53 - 1
+_SIGNATURE_SHAPE = re.compile(r"[0-9a-fA-F]{40}")
 _ENDPOINT = "webhook"
 
 
@@ -164,7 +167,8 @@ def _encrypt(client_id: str, client_secret: str | bytes, plaintext: bytes) -> st
     return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
 
 
-def _decrypt(client_id: str, client_secret: str | bytes, data_encrypt: str) -> bytes:
+def _ciphertext(data_encrypt: str) -> bytes:
+    """Return the bytes ``dataEncrypt`` stands for, if they can be AES-CBC output at all."""
     try:
         ciphertext = base64.b64decode(data_encrypt, validate=True)
     except (binascii.Error, ValueError):
@@ -173,6 +177,11 @@ def _decrypt(client_id: str, client_secret: str | bytes, data_encrypt: str) -> b
         raise _malformed(
             f"dataEncrypt is {len(ciphertext)} bytes, not a whole number of {_BLOCK_BYTES}-byte AES blocks"
         )
+    return ciphertext
+
+
+def _decrypt(client_id: str, client_secret: str | bytes, data_encrypt: str) -> bytes:
+    ciphertext = _ciphertext(data_encrypt)
     decryptor = _cipher(client_id, client_secret).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     unpadder = padding.PKCS7(algorithms.AES.block_size).unpadder()
@@ -352,6 +361,45 @@ def _nonce_field(body: Mapping[str, Any]) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _SignedFields:
+    """The four fields of a callback body, read but not verified."""
+
+    signature: str
+    data_encrypt: str
+    timestamp_text: str
+    timestamp_ms: int
+    nonce: str
+
+
+def _signed_fields(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> _SignedFields:
+    fields = _load_body(body)
+    signature = _text_field(fields, "signature")
+    data_encrypt = _text_field(fields, "dataEncrypt")
+    timestamp_text, timestamp_ms = _timestamp_field(fields)
+    return _SignedFields(signature, data_encrypt, timestamp_text, timestamp_ms, _nonce_field(fields))
+
+
+def callback_shape_problem(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> str | None:
+    """
+    Return why ``body`` cannot be one of Akool's callbacks, judged by its shape alone, or None.
+
+    What a receiver checks before it looks up any credentials: a JSON object of at most 64 KiB with the four
+    fields, a signature of 40 hexadecimal digits (a SHA-1), and a ``dataEncrypt`` that is base64 of whole
+    AES blocks. Needs no key and proves nothing: :meth:`AkoolWebhookVerifier.verify` does.
+    """
+    from airflow_provider_akool.exceptions import AkoolWebhookError
+
+    try:
+        fields = _signed_fields(body)
+        _ciphertext(fields.data_encrypt)
+    except AkoolWebhookError as error:
+        return str(error)
+    if not _SIGNATURE_SHAPE.fullmatch(fields.signature.strip()):
+        return "the signature is not 40 hexadecimal digits (a SHA-1)"
+    return None
+
+
 def _parse_plaintext(plaintext: bytes, timestamp_ms: int, nonce: str) -> AkoolWebhookEvent:
     try:
         data = json.loads(plaintext.decode("utf-8"))
@@ -445,25 +493,20 @@ class AkoolWebhookVerifier:
         :raises AkoolWebhookSignatureError: the signature does not match.
         :raises AkoolWebhookStaleError: the timestamp is outside the freshness window.
         """
-        fields = _load_body(body)
-        signature = _text_field(fields, "signature")
-        data_encrypt = _text_field(fields, "dataEncrypt")
-        timestamp_text, timestamp_ms = _timestamp_field(fields)
-        nonce = _nonce_field(fields)
-
-        expected = compute_signature(self.client_id, timestamp_text, nonce, data_encrypt)
+        fields = _signed_fields(body)
+        expected = compute_signature(self.client_id, fields.timestamp_text, fields.nonce, fields.data_encrypt)
         # Bytes on both sides: compare_digest refuses str with non-ASCII characters, and a forged
         # signature may hold any. Hex case carries no meaning, so upper case is accepted.
         if not hmac.compare_digest(
-            expected.encode("ascii"), signature.strip().lower().encode("utf-8", "surrogatepass")
+            expected.encode("ascii"), fields.signature.strip().lower().encode("utf-8", "surrogatepass")
         ):
             raise _bad_signature()
 
         # Checked after the signature, so a timestamp that was altered reports as tampering, not as age.
         if self.max_age is not None:
-            age = self.clock() - timestamp_ms / 1000.0
+            age = self.clock() - fields.timestamp_ms / 1000.0
             if not abs(age) <= self.max_age:
                 raise _stale(age, self.max_age)
 
-        plaintext = _decrypt(self.client_id, self._client_secret, data_encrypt)
-        return _parse_plaintext(plaintext, timestamp_ms, nonce)
+        plaintext = _decrypt(self.client_id, self._client_secret, fields.data_encrypt)
+        return _parse_plaintext(plaintext, fields.timestamp_ms, fields.nonce)

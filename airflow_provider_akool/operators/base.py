@@ -33,6 +33,7 @@ from airflow_provider_akool.callbacks import (
     CALLBACK_XCOM_KEY,
     digest_of_record,
     new_callback_url,
+    pending_mark,
     public_base_url,
     relaxed_poll_interval,
 )
@@ -319,10 +320,11 @@ class AkoolJobOperator(
         if self.webhook_url != AIRFLOW_RECEIVER:
             return self.submit(self.hook, context), None
         url, digest = new_callback_url(context, self.akool_conn_id)
-        # An empty mark first: the trigger reads this key when it starts, and Airflow's client logs an
-        # error-level "XCom not found" for a key that does not exist. Before the submission, so that a
-        # callback arriving before the deferral overwrites it, never the other way round.
-        context["ti"].xcom_push(key=CALLBACK_XCOM_KEY, value=None)
+        # The pending mark first: the receiver checks a callback that comes before the deferral by it (the
+        # token's digest and this task's connection), and the trigger reads this key when it starts (Airflow's
+        # client logs an error-level "XCom not found" for a key that does not exist). Before the submission,
+        # so that a callback arriving before the deferral overwrites it, never the other way round.
+        self._leave_pending_mark(context, digest)
         # The subclasses read self.webhook_url: swapped only for the submission, so the rendered field,
         # logs and XCom keep "airflow" and never the token.
         self.webhook_url = url
@@ -330,6 +332,10 @@ class AkoolJobOperator(
             return self.submit(self.hook, context), digest
         finally:
             self.webhook_url = AIRFLOW_RECEIVER
+
+    def _leave_pending_mark(self, context: Context, webhook_digest: str) -> None:
+        """Leave the mark the receiver checks the callbacks of this task's job by (see ``callbacks``)."""
+        context["ti"].xcom_push(key=CALLBACK_XCOM_KEY, value=pending_mark(webhook_digest, self.akool_conn_id))
 
     def get_job_status(self, external_id: JsonValue, context: Context) -> str:
         """
@@ -419,6 +425,10 @@ class AkoolJobOperator(
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
         # In the worker, execution_timeout is Airflow's own timer, which calls on_kill (the job is cancelled).
         webhook_digest = digest_of_record(external_id) if self.webhook_url == AIRFLOW_RECEIVER else None
+        if webhook_digest and not self._submitted_now:
+            # A resumed job: Airflow cleared the XComs of the earlier try, its mark among them, and the job's
+            # callbacks still carry the token of its first submission.
+            self._leave_pending_mark(context, webhook_digest)
         if webhook_digest and self.deferrable and self._submitted_now:
             # Just submitted: the callback will say when it is done, and a poll now would only cost a request.
             event = None

@@ -18,11 +18,12 @@ from airflow_provider_akool.plugins.webhook_receiver import (
     REFUSED,
     TIMED_OUT,
     TOO_LARGE,
+    VerifiedCallback,
     act_on_callback,
     body_timeout_seconds,
     verify_callback,
 )
-from airflow_provider_akool.webhook import MAX_BODY_BYTES, AkoolWebhookEvent
+from airflow_provider_akool.webhook import MAX_BODY_BYTES
 
 log = logging.getLogger("airflow_provider_akool.plugins.webhook_receiver")
 
@@ -71,27 +72,27 @@ def create_app() -> FastAPI:
         except ValueError:
             return Response(status_code=NOT_FOUND)
         # Verifying and the database block: off the API server's event loop.
-        event = await run_in_threadpool(verify_callback, callback_route, body)
-        if event is None:
-            return Response(status_code=REFUSED)
-        answer = await run_in_threadpool(act_on_callback, callback_route, token, event)
+        verified = await run_in_threadpool(verify_callback, callback_route, body)
+        if isinstance(verified, int):
+            return Response(status_code=verified)
+        answer = await run_in_threadpool(act_on_callback, callback_route, token, verified)
         if isinstance(answer, int):
             return Response(status_code=answer)
         # The task deferred a moment ago: 200 now (Akool would time out waiting and resend), and resume it
         # once its deferral has settled, after the answer, holding no thread meanwhile. Should the API
         # server stop before then, the trigger's fallback poll finishes the task.
         return Response(
-            status_code=OK, background=BackgroundTask(_act_later, callback_route, token, event, answer)
+            status_code=OK, background=BackgroundTask(_act_later, callback_route, token, verified, answer)
         )
 
     return app
 
 
-async def _act_later(route: CallbackRoute, token: str, event: AkoolWebhookEvent, wait: float) -> None:
+async def _act_later(route: CallbackRoute, token: str, verified: VerifiedCallback, wait: float) -> None:
     """Act on a callback after ``wait`` seconds, and again as long as it asks to wait."""
     while True:
         await asyncio.sleep(wait)
-        answer = await run_in_threadpool(act_on_callback, route, token, event)
+        answer = await run_in_threadpool(act_on_callback, route, token, verified)
         if isinstance(answer, int):
             return  # what happened is logged by act_on_callback
         wait = answer

@@ -2,12 +2,17 @@
 Akool's callbacks resume deferred tasks: a FastAPI app on Airflow's API server, at ``/akool-webhook/...``.
 
 Mounted only when ``[akool] webhook_receiver`` is true: off, the plugin adds no endpoint at all. Plugin
-endpoints are not behind Airflow's auth, so a request proves itself before anything changes: POST, JSON, at
-most :data:`~airflow_provider_akool.webhook.MAX_BODY_BYTES`; Akool's signature (constant time) and a payload
-that decrypts with the credentials of the route's ``akool`` connection; then the route's token against the
-digest in the deferred trigger's kwargs, and the job id against the trigger's. A genuine final callback then
-fires the event the trigger itself would have fired, through ``Trigger.submit_event`` as the triggerer does,
-so ``execute_complete`` runs exactly as if the trigger had fired, once.
+endpoints are not behind Airflow's auth, so a request proves itself before anything changes, in this order:
+POST, JSON, at most :data:`~airflow_provider_akool.webhook.MAX_BODY_BYTES` read within
+``[akool] webhook_body_timeout`` seconds; a route that names a task instance; a body of Akool's shape (the
+four fields, a 40-hex signature, whole AES blocks) before any lookup; then what that task instance expects of
+its callbacks (its token's digest and the ``akool`` connection it submitted with, from its deferred trigger's
+kwargs or from the mark it left in XCom before submitting): Akool's signature (constant time) and a payload
+that decrypts with *that* connection's credentials, never a connection a URL names; then the token against the
+digest, and the job id against the trigger's. The token decides on every path: before the deferral (the final
+state is left in XCom for the trigger) as after it. A genuine final callback for a deferred task then fires
+the event the trigger itself would have fired, through ``Trigger.submit_event`` as the triggerer does, so
+``execute_complete`` runs exactly as if the trigger had fired, once.
 
 Answers: 200 to every genuine callback, also repeated, late, non-final, or for a task that no longer waits
 (Akool resends until it gets 200); 400 to a forged, tampered or malformed one, 413 to one too large, 415 to
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +42,10 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow_provider_akool.callbacks import (
     CALLBACK_XCOM_KEY,
     URL_PREFIX,
+    CallbackExpectation,
     CallbackRoute,
     callback_mark,
     resume_settle_seconds,
-    token_matches,
 )
 
 if TYPE_CHECKING:
@@ -72,65 +78,125 @@ def body_timeout_seconds() -> float:
     return seconds if 0 < seconds <= 60 else DEFAULT_BODY_TIMEOUT
 
 
-def _verify(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
-    """Return the callback verified with the route's connection, or None (logged) when it is not genuine."""
-    from airflow.models.connection import Connection
+@dataclass(frozen=True)
+class VerifiedCallback:
+    """
+    A genuine callback, and the connection that verified it: the task's own.
+
+    :param event: the verified, decrypted callback.
+    :param conn_id: the ``akool`` connection the task submitted with, whose credentials verified it.
+    """
+
+    event: AkoolWebhookEvent
+    conn_id: str
+
+
+def verify_callback(route: CallbackRoute, body: bytes) -> VerifiedCallback | int:
+    """
+    Return the callback verified with the task's own connection, or the status to answer (reason logged).
+
+    In this order: the body's shape (no key, no database); what the task expects of its callbacks (its
+    token's digest and its connection, from its deferred trigger or its callback mark); that connection,
+    an ``akool`` one; the signature and the decryption with its credentials. A connection id in the route
+    is never looked up: the sender chose it.
+    """
+    from airflow.utils.session import create_session
 
     from airflow_provider_akool.exceptions import AkoolWebhookError
-    from airflow_provider_akool.webhook import AkoolWebhookVerifier
+    from airflow_provider_akool.webhook import AkoolWebhookVerifier, callback_shape_problem
 
+    problem = callback_shape_problem(body)
+    if problem is not None:
+        log.warning("Refused a request to the Akool webhook receiver: %s", problem)
+        return REFUSED
     try:
-        conn = Connection.get_connection_from_secrets(route.conn_id)
-    except Exception:
-        log.warning("Refused an Akool callback: no connection %s to verify it with", route.conn_id)
-        return None
-    if not conn.login or not conn.password:
+        with create_session() as session:
+            expectation = _expectation(route, session)
+    except Exception as error:
+        if not _transient(error):
+            raise
         log.warning(
-            "Refused an Akool callback: connection %s needs the clientId as login and the clientSecret as "
-            "password to verify callbacks",
-            route.conn_id,
+            "Could not check an Akool callback now (%s); Akool will send it again", type(error).__name__
         )
-        return None
+        return UNAVAILABLE
+    if expectation is None:
+        log.warning(
+            "Refused an Akool callback for %s: the task instance expects none (no callback URL of its own)",
+            route.task_id,
+        )
+        return REFUSED
+    credentials = _credentials(route, expectation.conn_id)
+    if credentials is None:
+        return REFUSED
     try:
         # No age limit: a final state never changes, and Akool resends until it gets 200 (module docstring).
-        # str(): Airflow 3.1 types the model's fields as columns.
-        return AkoolWebhookVerifier(str(conn.login), str(conn.password), max_age=None).verify(body)
+        event = AkoolWebhookVerifier(*credentials, max_age=None).verify(body)
     except AkoolWebhookError as error:
         log.warning("Refused an Akool callback for %s: %s", route.task_id, error)
+        return REFUSED
+    return VerifiedCallback(event, expectation.conn_id)
+
+
+def _credentials(route: CallbackRoute, conn_id: str) -> tuple[str, str] | None:
+    """Return the clientId and clientSecret of the task's ``akool`` connection, or None (logged)."""
+    from airflow.models.connection import Connection
+
+    from airflow_provider_akool.webhook import credentials_problem
+
+    try:
+        conn = Connection.get_connection_from_secrets(conn_id)
+    except Exception:
+        log.warning(
+            "Refused an Akool callback for %s: its connection %s cannot be read", route.task_id, conn_id
+        )
         return None
+    if conn.conn_type != "akool":
+        log.warning(
+            "Refused an Akool callback for %s: its connection %s is not an akool connection",
+            route.task_id,
+            conn_id,
+        )
+        return None
+    # str(): Airflow 3.1 types the model's fields as columns. Nothing of the secret is logged, not its length.
+    login, password = (str(value) if value else "" for value in (conn.login, conn.password))
+    if not login or not password or credentials_problem(login, password) is not None:
+        log.warning(
+            "Refused an Akool callback for %s: connection %s needs the clientId as login and the "
+            "clientSecret (16, 24 or 32 characters) as password to verify callbacks",
+            route.task_id,
+            conn_id,
+        )
+        return None
+    return login, password
 
 
 def handle_callback(route: CallbackRoute, token: str, body: bytes) -> int:
     """Verify a callback and act on it, waiting out a fresh deferral; return the HTTP status to answer."""
-    event = verify_callback(route, body)
-    if event is None:
-        return REFUSED
+    verified = verify_callback(route, body)
+    if isinstance(verified, int):
+        return verified
     while True:
-        answer = act_on_callback(route, token, event)
+        answer = act_on_callback(route, token, verified)
         if isinstance(answer, int):
             return answer
         time.sleep(answer)
 
 
-def verify_callback(route: CallbackRoute, body: bytes) -> AkoolWebhookEvent | None:
-    """Return the callback if it is genuine, else None (the reason is logged)."""
-    return _verify(route, body)
-
-
-def act_on_callback(route: CallbackRoute, token: str, event: AkoolWebhookEvent) -> int | float:
+def act_on_callback(route: CallbackRoute, token: str, verified: VerifiedCallback) -> int | float:
     """
     Act on a genuine callback: return the HTTP status to answer, or the seconds to wait before acting.
 
     A float means the task deferred less than ``[akool] webhook_resume_settle`` seconds ago: nothing was
     changed, call again after that long (the app waits on its event loop, holding no thread).
     """
+    event = verified.event
     if not event.is_terminal:
         return OK  # processing: nothing to do, and Akool must stop resending it
     from airflow.utils.session import create_session
 
     try:
         with create_session() as session:
-            wait = _resume(route, token, event, session)
+            wait = _resume(route, token, verified, session)
         if wait is not None:
             return wait
     except Exception as error:
@@ -162,41 +228,94 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout))
 
 
-def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session: Session) -> float | None:
-    """
-    Resume the task deferred on ``event``'s job, or leave the job's final state for its trigger.
+def _task_instance(route: CallbackRoute, session: Session, *, lock: bool = False) -> Any:
+    """The task instance row a route names, or None; ``lock``: for update, where the database can."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
 
+    query = select(TaskInstance).where(
+        TaskInstance.dag_id == route.dag_id,
+        TaskInstance.run_id == route.run_id,
+        TaskInstance.task_id == route.task_id,
+        TaskInstance.map_index == route.map_index,
+    )
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+
+def _mark(route: CallbackRoute, session: Session) -> Any:
+    """The task's callback mark (pending or final), as stored, or None."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    return session.scalar(
+        select(XComModel.value).where(
+            XComModel.key == CALLBACK_XCOM_KEY,
+            XComModel.dag_id == route.dag_id,
+            XComModel.run_id == route.run_id,
+            XComModel.task_id == route.task_id,
+            XComModel.map_index == route.map_index,
+        )
+    )
+
+
+def _deferred(ti: Any) -> bool:
+    from airflow.utils.state import TaskInstanceState
+
+    return bool(ti.state == TaskInstanceState.DEFERRED and ti.trigger_id is not None)
+
+
+def _trigger_expectation(trigger: Any) -> CallbackExpectation | None:
+    """What a trigger of this provider expects of callbacks, or None if it expects none."""
+    digest = getattr(trigger, "webhook_token_sha256", None)
+    return CallbackExpectation(digest, trigger.akool_conn_id) if digest else None
+
+
+def _expectation(route: CallbackRoute, session: Session) -> CallbackExpectation | None:
+    """What the task a route names expects of its callbacks: from its deferred trigger, else its mark."""
+    from airflow.models.trigger import Trigger
+
+    ti = _task_instance(route, session)
+    if ti is None:
+        return None
+    if _deferred(ti):
+        row = session.get(Trigger, ti.trigger_id)
+        try:
+            trigger = _akool_trigger(row) if row is not None else None
+        except Exception:  # kwargs this version cannot rebuild: act_on_callback reports it; the mark agrees
+            trigger = None
+        expectation = _trigger_expectation(trigger) if trigger is not None else None
+        if expectation is not None:
+            return expectation
+    # Not deferred yet (or deferred by an earlier version): the mark the task left before submitting.
+    return CallbackExpectation.of_mark(_mark(route, session))
+
+
+def _resume(route: CallbackRoute, token: str, verified: VerifiedCallback, session: Session) -> float | None:
+    """
+    Resume the task deferred on the callback's job, or leave the job's final state for its trigger.
+
+    Only with the task's own token and connection, checked again here, under the task instance's lock.
     Return the seconds to wait when the deferral is too fresh to resume yet (nothing changed), else None.
     """
-    from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.models.xcom import XComModel
     from airflow.triggers.base import TriggerEvent
-    from airflow.utils.state import State, TaskInstanceState
-    from sqlalchemy import select
+    from airflow.utils.state import State
 
     from airflow_provider_akool.wait import JobSnapshot
 
-    ti = session.scalars(
-        select(TaskInstance)
-        .where(
-            TaskInstance.dag_id == route.dag_id,
-            TaskInstance.run_id == route.run_id,
-            TaskInstance.task_id == route.task_id,
-            TaskInstance.map_index == route.map_index,
-        )
-        # Where the database can: the deferral and the triggerer's own event wait for this transaction.
-        .with_for_update()
-    ).one_or_none()
+    event = verified.event
+    # Where the database can: the deferral and the triggerer's own event wait for this transaction.
+    ti = _task_instance(route, session, lock=True)
     if ti is None or ti.state in State.finished:
         log.info("Akool job %s is %s; its task no longer waits", event.id, event.status.label)
         return None
     snapshot = JobSnapshot(id=event.id, status=event.status, url=event.url)
 
-    def leave_mark() -> None:
+    def leave_mark(expectation: CallbackExpectation) -> None:
         XComModel.set(
             CALLBACK_XCOM_KEY,
-            callback_mark(snapshot),
+            callback_mark(snapshot, expectation),
             # The route's values, which the row was selected by (Airflow 3.1 types the row's as columns).
             dag_id=route.dag_id,
             run_id=route.run_id,
@@ -205,22 +324,40 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
             session=session,
         )
 
-    if ti.state != TaskInstanceState.DEFERRED or ti.trigger_id is None:
+    def ignored() -> None:
+        log.info(
+            "Akool job %s: not the callback URL of the waiting try of %s (token or connection); ignored",
+            event.id,
+            route.task_id,
+        )
+
+    if not _deferred(ti):
         # Not deferred yet (the job was quicker than the deferral): the trigger finds this when it starts.
-        leave_mark()
-        log.info("Akool job %s is %s; left for the trigger of %s", event.id, event.status.label, ti.task_id)
+        pending = CallbackExpectation.of_mark(_mark(route, session))
+        if pending is None or not pending.accepts(token, verified.conn_id):
+            ignored()
+            return None
+        leave_mark(pending)
+        log.info(
+            "Akool job %s is %s; left for the trigger of %s", event.id, event.status.label, route.task_id
+        )
         return None
     row = session.get(Trigger, ti.trigger_id)
     trigger = _akool_trigger(row) if row is not None else None
-    digest = getattr(trigger, "webhook_token_sha256", None)
-    if trigger is None or not digest or not token_matches(token, digest):
-        log.info("Akool job %s: not the callback URL of the waiting try of %s; ignored", event.id, ti.task_id)
+    expectation = _trigger_expectation(trigger) if trigger is not None else None
+    if (
+        row is None
+        or trigger is None
+        or expectation is None
+        or not expectation.accepts(token, verified.conn_id)
+    ):
+        ignored()
         return None
     fired = trigger.event_for_callback(
         JobSnapshot(id=event.id, status=event.status, url=event.url, job_id=trigger.job_ids.get(event.id))
     )
     if fired is None:
-        log.info("Akool job %s is not the job %s waits for; ignored", event.id, ti.task_id)
+        log.info("Akool job %s is not the job %s waits for; ignored", event.id, route.task_id)
         return None
     # Not before the deferral has settled. The worker that deferred exits after deferring, and its executor
     # reports that try as "success"; the scheduler fails a task instance it has queued again when that
@@ -228,23 +365,23 @@ def _resume(route: CallbackRoute, token: str, event: AkoolWebhookEvent, session:
     # state attribute is queued": Airflow 3.3.2 forgives this only while the task is still scheduled).
     # A trigger's event comes seconds after the deferral; a callback can come within a second of it, while
     # the worker is still exiting (5 s on a busy machine here), and failed one task in two e2e runs.
-    age = (datetime.now(timezone.utc) - row.created_date).total_seconds() if row is not None else 0.0
+    age = (datetime.now(timezone.utc) - row.created_date).total_seconds()
     settle = resume_settle_seconds()
     if age < settle:
         log.info(
             "Akool job %s is %s; resuming %s in %.1f s, once its deferral has settled",
             event.id,
             event.status.label,
-            ti.task_id,
+            route.task_id,
             settle - age,
         )
         # For a trigger that a restarted triggerer starts meanwhile, and for on_kill: the job is finished.
-        leave_mark()
+        leave_mark(expectation)
         return settle - age
     # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
-    leave_mark()
+    leave_mark(expectation)
     Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.to_payload()), session=session)
-    log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, ti.task_id)
+    log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, route.task_id)
     return None
 
 

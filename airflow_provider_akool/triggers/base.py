@@ -343,9 +343,13 @@ class AkoolJobTrigger(BaseTrigger):
         return event if event is not None and event.status in (SUCCESS, FAILED) else None
 
     async def callback_event(self) -> WaitEvent | None:
-        """Return the event of a final state a callback left for this task, or None."""
+        """Return the event of a final state a callback with this task's token left for it, or None."""
+        if not self.webhook_token_sha256:
+            return None
         mark = await read_callback_mark(
-            getattr(self, "task_instance", None), {i: self.job_ids.get(i) for i in self.ids}
+            getattr(self, "task_instance", None),
+            {i: self.job_ids.get(i) for i in self.ids},
+            self.webhook_token_sha256,
         )
         return self.event_for_callback(mark) if mark is not None else None
 

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points, version
 from typing import Any
 
@@ -123,6 +123,8 @@ class Harness:
     """What the test wants the triggerer to do, and what it saw."""
 
     hold_before_deferred: float = 0.0
+    #: Called after the task asked to defer and before it is ``deferred`` (Airflow's own moment of that).
+    before_deferred: Callable[[dict[str, Any]], None] | None = None
     while_deferred: Callable[[dict[str, Any]], None] | None = None
     also_fire_trigger_event: bool = False
     fired_by: list[str] = field(default_factory=list)
@@ -195,6 +197,8 @@ def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
 
         # dag.test() put the task back to queued for its in-line run; Airflow keeps it deferred.
         time.sleep(harness.hold_before_deferred)
+        if harness.before_deferred is not None:
+            harness.before_deferred({"ti": task_sdk_ti})
         with create_session() as session:
             row = session.scalars(_by_key(task_sdk_ti)).one()
             assert row.trigger_id is not None, "the deferral left no trigger row"
@@ -495,6 +499,187 @@ def test_forged_tampered_oversized_and_misdirected_callbacks_are_refused_and_cha
     assert harness.fired_by == ["webhook"]
     assert run.value("reage")["url"] == "https://evil.example/x.jpg"
     assert after_submission(run.ledger, "listbyids") == 0
+
+
+OTHER_CLIENT_ID = "another-team-client-0001"
+OTHER_SECRET = "another-team-secret-0024"
+
+
+def callback_mark_of(ti: Any) -> Any:
+    """The task's callback mark in XCom, as an object."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.key == callbacks.CALLBACK_XCOM_KEY,
+                XComModel.dag_id == ti.dag_id,
+                XComModel.run_id == ti.run_id,
+                XComModel.task_id == ti.task_id,
+                XComModel.map_index == ti.map_index,
+            )
+        )
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def test_only_the_task_s_own_token_and_connection_act_on_a_callback_before_and_after_the_deferral(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Another Akool connection of the same Airflow (another team's account) signs a callback for this task,
+    naming its own connection in the route, or the task's; or a genuine callback comes with a token that is
+    not the task's. Before the deferral (the mark path) as after it, none may finish the task.
+    """
+    other = {"conn_type": "akool", "host": setup.url, "login": OTHER_CLIENT_ID, "password": OTHER_SECRET}
+    monkeypatch.setenv("AIRFLOW_CONN_AKOOL_OTHER_TEAM", json.dumps(other))
+    looked_up = record_connection_lookups(monkeypatch)
+    answers: dict[str, Any] = {}
+    metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+    def attack(phase: str) -> Callable[[dict[str, Any]], None]:
+        def run(info: dict[str, Any]) -> None:
+            ((akool_id, job),) = setup.client.ledger()["jobs"].items()
+            url = job["webhook_url"]
+            base, token = url.rsplit("/", 1)
+            prefix, route = base.rsplit("/", 1)
+            their_route = replace(callbacks.CallbackRoute.decode(route), conn_id="akool_other_team").encode()
+            evil = {"_id": akool_id, "status": 3, "type": "faceswap", "url": metadata}
+            theirs = build_callback(OTHER_CLIENT_ID, OTHER_SECRET, evil)
+            answers[f"{phase}: their connection in the route"] = post(
+                f"{prefix}/{their_route}/{token}", theirs
+            ).status_code
+            answers[f"{phase}: their credentials, the task's route"] = post(url, theirs).status_code
+            answers[f"{phase}: genuine, another token"] = post(
+                f"{base}/{callbacks.new_token()}", build_callback(CLIENT_ID, SECRET, evil)
+            ).status_code
+            mark = callback_mark_of(info["ti"])
+            answers[f"{phase}: mark"] = sorted(mark) if isinstance(mark, dict) else mark
+
+        return run
+
+    def then_the_genuine_one(info: dict[str, Any]) -> None:
+        attack("deferred")(info)
+        ((akool_id, job),) = setup.client.ledger()["jobs"].items()
+        done = {"_id": akool_id, "status": 3, "type": "faceswap", "url": "https://cdn.example/result.jpg"}
+        answers["genuine"] = post(job["webhook_url"], build_callback(CLIENT_ID, SECRET, done)).status_code
+
+    harness = Harness(before_deferred=attack("before"), while_deferred=then_the_genuine_one)
+    run = run_webhook_dag(
+        setup, harness, monkeypatch, dag_id="webhook_other_team", image="portrait-emulator-stuck.jpg"
+    )
+    pending = ["conn_id", "token_sha256"]
+    assert answers == {
+        "before: their connection in the route": 400,
+        "before: their credentials, the task's route": 400,
+        "before: genuine, another token": 200,
+        "before: mark": pending,
+        "deferred: their connection in the route": 400,
+        "deferred: their credentials, the task's route": 400,
+        "deferred: genuine, another token": 200,
+        "deferred: mark": pending,
+        "genuine": 200,
+    }
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    assert run.value("reage")["url"] == "https://cdn.example/result.jpg"
+    # The receiver looked up the task's own connection only (the task itself looks it up too), never theirs.
+    assert "akool_other_team" not in looked_up
+    assert "akool_default" in looked_up
+    # The mark keeps the digest of the token it was checked against, never the token.
+    token = next(job["webhook_url"] for job in run.ledger["jobs"].values()).rsplit("/", 1)[1]
+    mark = callback_mark_of(run.tis[("reage", -1)])
+    assert mark["token_sha256"] == callbacks.token_digest(token)
+    assert token not in json.dumps(mark)
+
+
+def record_connection_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the id of every connection looked up through Airflow's secrets backends from now on."""
+    from airflow.models.connection import Connection
+
+    looked_up: list[str] = []
+    original = Connection.get_connection_from_secrets.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: Any, conn_id: str, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(conn_id)
+        return original(cls, conn_id, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "get_connection_from_secrets", classmethod(recording))
+    return looked_up
+
+
+def test_a_body_is_checked_before_any_connection_is_looked_up(
+    setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A route of the sender's making names a connection that exists, but is not this (unknown) task's.
+    route = callbacks.CallbackRoute("no_such_dag", "no_such_run", "no_such_task", -1, "akool_default")
+    url = callbacks.callback_url(receiver_base(), route, callbacks.new_token())
+    genuine = build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})
+    looked_up = record_connection_lookups(monkeypatch)
+    bodies = {
+        "no fields": {"signature": "forged"},
+        "a signature that is no SHA-1": {**genuine, "signature": "forged"},
+        "dataEncrypt not base64": {**genuine, "dataEncrypt": "not base64!"},
+        "dataEncrypt not whole blocks": {**genuine, "dataEncrypt": "AAAA"},
+        "well formed, for a task that expects no callback": genuine,
+    }
+    with caplog.at_level(logging.INFO, logger=webhook_receiver.__name__):
+        answers = {name: post(url, body).status_code for name, body in bodies.items()}
+    assert answers == dict.fromkeys(bodies, 400)
+    assert looked_up == []
+    refusals = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    assert any("40 hexadecimal digits" in m for m in refusals), refusals
+    assert any("expects none" in m for m in refusals), refusals
+
+
+@pytest.mark.parametrize(
+    ("connection", "why"),
+    [
+        ({"conn_type": "http", "login": CLIENT_ID, "password": SECRET}, "not an akool connection"),
+        ({"conn_type": "akool", "login": CLIENT_ID, "password": SECRET[:-1]}, "needs the clientId"),
+        ({"conn_type": "akool", "password": SECRET}, "needs the clientId"),
+    ],
+    ids=["not akool", "a secret of 23 characters", "no clientId"],
+)
+def test_a_task_s_connection_that_cannot_verify_is_refused_and_nothing_of_its_secret_logged(
+    airflow_db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    connection: dict[str, Any],
+    why: str,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TASK_OWN", json.dumps(connection))
+    expectation = callbacks.CallbackExpectation(callbacks.token_digest(callbacks.new_token()), "task_own")
+    monkeypatch.setattr(webhook_receiver, "_expectation", lambda route, session: expectation)
+    route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default")
+    body = json.dumps(build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})).encode()
+    with caplog.at_level(logging.DEBUG):
+        assert webhook_receiver.verify_callback(route, body) == webhook_receiver.REFUSED
+    messages = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    assert any(why in m and "task_own" in m for m in messages), messages
+    logged = " ".join(caplog.messages)
+    # Neither the secret nor its length (the verifier's own message names it: "this one has 23").
+    assert connection["password"] not in logged
+    assert "this one has" not in logged
+    assert f"has {len(connection['password'])}" not in logged
+
+
+def test_a_trigger_ignores_a_mark_left_for_another_token() -> None:
+    digest = callbacks.token_digest(callbacks.new_token())
+    other = callbacks.CallbackExpectation(callbacks.token_digest(callbacks.new_token()), "akool_default")
+    mine = callbacks.CallbackExpectation(digest, "akool_default")
+    from airflow_provider_akool.models import JobStatus
+    from airflow_provider_akool.wait import JobSnapshot
+
+    done = JobSnapshot(id="a" * 24, status=JobStatus.SUCCESS, url="https://cdn.example/r.jpg")
+    job_ids = {"a" * 24: None}
+    assert callbacks.snapshot_of_mark(callbacks.callback_mark(done, other), job_ids, digest) is None
+    unsigned = {"id": "a" * 24, "status": "success", "url": ""}  # a mark of an earlier version
+    assert callbacks.snapshot_of_mark(unsigned, job_ids, digest) is None
+    found = callbacks.snapshot_of_mark(json.dumps(callbacks.callback_mark(done, mine)), job_ids, digest)
+    assert found is not None
+    assert found.url == "https://cdn.example/r.jpg"
 
 
 def test_the_trigger_s_own_event_racing_the_webhook_s_resumes_the_task_once(

@@ -404,3 +404,38 @@ def test_a_later_try_of_a_background_change_resumes_its_recorded_job(
     else:
         assert result["id"] != earlier.id
         assert emulator_client.counts()["bg_replace"] == 2
+
+
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="a job is resumed from task_state_store (Airflow 3.3+)")
+def test_a_later_try_that_resumes_a_webhook_job_leaves_the_mark_its_callbacks_are_checked_by(
+    akool_connection: Any, emulator: Any, emulator_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Airflow clears a task's XComs when a try starts, the pending callback mark among them; the resumed job's
+    callbacks still carry its first submission's token, and the receiver checks them by that mark.
+    """
+    from airflow_provider_akool.callbacks import CALLBACK_XCOM_KEY, new_token, token_digest
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:9")
+    earlier = AkoolHook().submit_image_reage(
+        sample(emulator, "portrait.jpg"),
+        3,
+        [{"path": sample(emulator, "portrait.jpg"), "opts": "1,2:3,4:5,6:7,8"}],
+    )
+    digest = token_digest(new_token())
+    record = {**record_of(earlier.id, earlier.job_id), "webhook_token_sha256": digest}
+    ti = RetryTaskInstance()
+    operator = AkoolImageReageOperator(
+        task_id="retry",
+        modify_image=sample(emulator, "portrait.jpg"),
+        face_reage=3,
+        poll_interval=POLL,
+        webhook_url="airflow",
+    )
+
+    store = FakeTaskStateStore({JOB_RECORD_KEY: record})
+    result = operator.execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+
+    assert result["id"] == earlier.id
+    assert emulator_client.counts()["imgreage"] == 1
+    assert ti.pushed[CALLBACK_XCOM_KEY] == {"token_sha256": digest, "conn_id": "akool_default"}
