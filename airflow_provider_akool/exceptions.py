@@ -364,6 +364,15 @@ class AkoolResultUnavailableError(AkoolError):
         super().__init__(message, endpoint=endpoint)
 
 
+class AkoolResultHostError(AkoolError, AirflowFailException):
+    """
+    A result URL (or a redirect of its download) names a loopback, private or link-local address, and the
+    connection's own host is not one: the worker refuses to download it, before any request.
+
+    A retry would be refused the same way. See :mod:`airflow_provider_akool.result_hosts`.
+    """
+
+
 class AkoolValidationError(AkoolError, AirflowFailException, ValueError):
     """
     An operator, sensor or hook argument is not of the allowed form; raised before any request.

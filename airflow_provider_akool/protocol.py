@@ -702,6 +702,14 @@ def explain_failure(request: AkoolRequest[Any], error: AkoolError) -> AkoolError
 RESULT_RETENTION_DAYS = 7
 
 
+def redirect_target(url: str, status: int, headers: Mapping[str, str]) -> str | None:
+    """Return where a download's reply redirects to (absolute), or None when it is not a redirect."""
+    location = headers.get("location")
+    if status not in (301, 302, 303, 307, 308) or not location:
+        return None
+    return urljoin(url, location)
+
+
 def download_error(status: int, headers: Mapping[str, str]) -> AkoolError | None:
     """Return the error a result download's HTTP status means, or None when the file is there."""
     if 200 <= status < 300:

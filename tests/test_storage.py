@@ -22,6 +22,7 @@ from airflow_provider_akool.exceptions import (
     AkoolOutputError,
     AkoolOutputExistsError,
     AkoolOutputPathError,
+    AkoolResultHostError,
     AkoolResultUnavailableError,
     AkoolValidationError,
 )
@@ -325,6 +326,137 @@ class TestFailures:
                 AkoolHook(), f"{emulator.url}/media/results/{AKOOL_ID}.png", tmp_path, akool_id=AKOOL_ID
             )
         assert files_under(tmp_path) == []
+
+
+#: A connection whose host is a public address (never contacted: the refusals come first).
+PUBLIC_AKOOL = "https://8.8.8.8"
+METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+@pytest.fixture
+def no_request(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every HTTP request the sync path sends from now on (none, in these tests)."""
+    import requests
+
+    sent: list[str] = []
+    original = requests.Session.request
+
+    def recording(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(url)
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    return sent
+
+
+@contextmanager
+def redirecting_server(location: str) -> Iterator[tuple[str, list[str]]]:
+    """A file server on 127.0.0.1 that redirects every request to ``location``; yields its URL and hits."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class TestWhereAResultMayComeFrom:
+    """
+    A result URL comes from Akool or from a webhook callback: the worker downloads none from its own network
+    (issue 20: a callback pointed a task at the cloud metadata service), unless Akool's host is there too.
+    """
+
+    @pytest.mark.parametrize(
+        ("url", "kind"),
+        [
+            (METADATA, "link-local"),
+            ("http://10.20.30.40/results/a.png", "private"),
+            ("https://192.168.1.7:8443/a.png", "private"),
+            ("http://[::ffff:169.254.169.254]/latest/meta-data/", "link-local"),
+            ("http://localhost:9/a.png", "loopback"),
+        ],
+        ids=["metadata", "private", "private-https", "mapped-ipv6", "loopback-by-name"],
+    )
+    def test_a_result_on_a_non_public_address_is_refused_before_any_request(
+        self,
+        akool_connection: ConnectionFactory,
+        no_request: list[str],
+        tmp_path: Path,
+        url: str,
+        kind: str,
+    ) -> None:
+        akool_connection(host=PUBLIC_AKOOL)
+        with pytest.raises(AkoolResultHostError) as raised:
+            keep_result(AkoolHook(), url, f"{tmp_path}/", akool_id=AKOOL_ID)
+        message = str(raised.value)
+        assert f"a {kind} address" in message
+        assert "refused to download the result from" in message
+        assert "169.254.169.254" in message  # says why such addresses are refused
+        assert not raised.value.task_retry_can_fix
+        assert no_request == []
+        assert files_under(tmp_path) == []
+
+    def test_a_redirect_to_the_metadata_address_is_refused_before_it_is_followed(
+        self,
+        akool_connection: ConnectionFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        no_request: list[str],
+        tmp_path: Path,
+    ) -> None:
+        from airflow_provider_akool import result_hosts
+
+        akool_connection(host=PUBLIC_AKOOL)
+        with redirecting_server(METADATA) as (cdn, hits):
+            # The redirecting server stands for a public CDN: its loopback address is taken as a public one.
+            resolve = result_hosts.resolve
+
+            def as_public(url: str) -> tuple[str, list[str]]:
+                return ("127.0.0.1", ["8.8.4.4"]) if url.startswith(cdn) else resolve(url)
+
+            monkeypatch.setattr(result_hosts, "resolve", as_public)
+            redirected = r"from 169\.254\.169\.254 \(where 127\.0\.0\.1 redirected the download\)"
+            with pytest.raises(AkoolResultHostError, match=redirected):
+                keep_result(AkoolHook(), f"{cdn}/results/a.png", f"{tmp_path}/", akool_id=AKOOL_ID)
+        assert hits == ["/results/a.png"]
+        assert no_request == [f"{cdn}/results/a.png"]
+        assert files_under(tmp_path) == []
+
+    async def test_the_async_download_refuses_the_same(
+        self, akool_connection: ConnectionFactory, tmp_path: Path
+    ) -> None:
+        akool_connection(host=PUBLIC_AKOOL)
+        hook = AkoolHook()
+        try:
+            with pytest.raises(AkoolResultHostError, match="link-local"):
+                async with hook.astream_result(METADATA):
+                    pass
+        finally:
+            await hook.aclose()
+
+    def test_results_on_loopback_are_kept_when_the_connection_is_on_loopback_too(
+        self, akool_connection: ConnectionFactory, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        # The emulator's case: its host is 127.0.0.1 and so are its results, here named "localhost".
+        url = f"{emulator.url}/media/blob/1000".replace("127.0.0.1", "localhost")
+        kept = keep_result(AkoolHook(), url, tmp_path, akool_id=AKOOL_ID)
+        assert Path(kept).read_bytes() == blob(1000)
 
 
 def keep_at_once(emulator: EmulatorServer, name: Path, sizes: tuple[int, int]) -> dict[int, Any]:

@@ -21,12 +21,13 @@ import tenacity
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_akool import protocol, validation
+from airflow_provider_akool import protocol, result_hosts, validation
 from airflow_provider_akool.exceptions import (
     AkoolConnectionError,
     AkoolError,
     AkoolInvalidTokenError,
     AkoolRateLimitError,
+    AkoolResponseError,
     AkoolValidationError,
 )
 from airflow_provider_akool.version import __version__
@@ -815,20 +816,45 @@ class AkoolHook(BaseHook):
         Open a result file and yield an iterator over its bytes, ``chunk_size`` at a time.
 
         The file lives on Akool's CDN: no credentials are sent there. An expired file (Akool keeps results
-        for 7 days) raises ``AkoolResultUnavailableError``.
+        for 7 days) raises ``AkoolResultUnavailableError``. A URL, or a redirect, to a loopback, private or
+        link-local address raises ``AkoolResultHostError`` before any request to it, unless the
+        connection's own host is one (:mod:`~airflow_provider_akool.result_hosts`).
 
         :param headers: if given, filled with the reply's headers (keys lower-cased) once the file is open,
             so a caller can check ``content-length`` and ``content-type``.
         """
         url = validation.http_url("url", url)
         request = _download_request(url)
-        timeout = self.settings.timeout
+        settings = self.settings
+        timeout = settings.timeout
+        own_private = result_hosts.own_host_is_private(
+            settings.base_url, result_hosts.resolve(settings.base_url)[1]
+        )
 
         def open_stream() -> requests.Response:
-            try:
-                response = self.session.get(url, stream=True, timeout=(min(10.0, timeout), timeout))
-            except requests.RequestException as err:
-                raise _connection_error("download", err) from None
+            target, previous = url, None
+            for _ in range(result_hosts.MAX_REDIRECTS + 1):
+                result_hosts.check(
+                    target,
+                    result_hosts.resolve(target)[1],
+                    own_host_private=own_private,
+                    redirected_from=previous,
+                )
+                try:
+                    response = self.session.get(
+                        target, stream=True, timeout=(min(10.0, timeout), timeout), allow_redirects=False
+                    )
+                except requests.RequestException as err:
+                    raise _connection_error("download", err) from None
+                following = protocol.redirect_target(
+                    target, response.status_code, {k.lower(): v for k, v in response.headers.items()}
+                )
+                if following is None:
+                    break
+                response.close()
+                target, previous = following, target
+            else:
+                raise _too_many_redirects()
             error = protocol.download_error(
                 response.status_code, {k.lower(): v for k, v in response.headers.items()}
             )
@@ -862,19 +888,41 @@ class AkoolHook(BaseHook):
         """Open a result file and yield an async iterator over its bytes (async form of ``stream_result``)."""
         url = validation.http_url("url", url)
         request = _download_request(url)
-        timeout = (await self.aget_settings()).timeout
+        settings = await self.aget_settings()
+        timeout = settings.timeout
+        own_private = result_hosts.own_host_is_private(
+            settings.base_url, (await result_hosts.aresolve(settings.base_url))[1]
+        )
         client = await self._aclient()
 
         async def open_stream() -> httpx.Response:
-            try:
-                response = await client.send(
-                    client.build_request(
-                        "GET", url, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout))
-                    ),
-                    stream=True,
+            target, previous = url, None
+            for _ in range(result_hosts.MAX_REDIRECTS + 1):
+                result_hosts.check(
+                    target,
+                    (await result_hosts.aresolve(target))[1],
+                    own_host_private=own_private,
+                    redirected_from=previous,
                 )
-            except httpx.HTTPError as err:
-                raise _async_connection_error("download", err) from None
+                try:
+                    response = await client.send(
+                        client.build_request(
+                            "GET", target, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout))
+                        ),
+                        stream=True,
+                        follow_redirects=False,
+                    )
+                except httpx.HTTPError as err:
+                    raise _async_connection_error("download", err) from None
+                following = protocol.redirect_target(
+                    target, response.status_code, {k.lower(): v for k, v in response.headers.items()}
+                )
+                if following is None:
+                    break
+                await response.aclose()
+                target, previous = following, target
+            else:
+                raise _too_many_redirects()
             error = protocol.download_error(
                 response.status_code, {k.lower(): v for k, v in response.headers.items()}
             )
@@ -969,6 +1017,13 @@ async def _aread_bounded(endpoint: str, response: httpx.Response, headers: Mappi
         if len(body) > limit:
             raise protocol.reply_too_large(endpoint)
     return bytes(body)
+
+
+def _too_many_redirects() -> AkoolResponseError:
+    return AkoolResponseError(
+        f"the result download was redirected more than {result_hosts.MAX_REDIRECTS} times",
+        endpoint="download",
+    )
 
 
 def _download_request(url: str) -> protocol.AkoolRequest[None]:
