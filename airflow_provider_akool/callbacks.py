@@ -142,6 +142,17 @@ class CallbackRoute:
         return cls(dag_id, run_id, task_id, map_index, conn_id)
 
 
+#: What an access log shows for a callback URL's token (a word, which uvicorn's log does not percent-encode).
+REDACTED = "REDACTED"
+
+
+def redacted_path(path: str) -> str:
+    """Return ``path`` with a callback URL's token (and what follows) as ``REDACTED``; others as given."""
+    head, prefix, rest = path.partition(f"{URL_PREFIX}{CALLBACK_PATH}/")
+    route, slash, _ = rest.partition("/")
+    return f"{head}{prefix}{route}/{REDACTED}" if prefix and route and slash else path
+
+
 def public_base_url() -> str:
     """
     Return the public base URL of Airflow's API server, where Akool sends callbacks.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from airflow_provider_akool.callbacks import CALLBACK_PATH, CallbackRoute
+from airflow_provider_akool.callbacks import CALLBACK_PATH, CallbackRoute, redacted_path
 from airflow_provider_akool.plugins.webhook_receiver import (
     NOT_FOUND,
     NOT_JSON,
@@ -24,6 +25,9 @@ from airflow_provider_akool.plugins.webhook_receiver import (
     verify_callback,
 )
 from airflow_provider_akool.webhook import MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("airflow_provider_akool.plugins.webhook_receiver")
 
@@ -53,9 +57,46 @@ async def _read_body_in_time(request: Request) -> bytes | int:
     return TOO_LARGE if body is None else body
 
 
+class TokenOutOfAccessLogs:
+    """
+    Put ``REDACTED`` for the token in the path a request reports, before the servers log it.
+
+    Airflow 3.3's ``HttpAccessLogMiddleware`` logs ``scope["path"]`` once the request has ended, and uvicorn's
+    own access log (what Airflow 3.1's API server writes) logs it when the answer starts: both read the scope
+    this app is given, so the path is rewritten there at the start of the answer (routing is done by then)
+    and again when the request ends without one (a client that went away).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_redacted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _redact(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_redacted)
+        finally:
+            _redact(scope)
+
+
+def _redact(scope: Scope) -> None:
+    scope["path"] = redacted_path(scope["path"])
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        scope["raw_path"] = redacted_path(raw.decode("latin-1")).encode("latin-1")
+
+
 def create_app() -> FastAPI:
     """Return the receiver's FastAPI app (mounted at ``/akool-webhook``)."""
     app = FastAPI(title="Akool webhook receiver", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TokenOutOfAccessLogs)
 
     @app.post(CALLBACK_PATH + "/{route}/{token}")
     async def receive(route: str, token: str, request: Request) -> Response:

@@ -779,6 +779,20 @@ def callback_head(path: str, length: int) -> str:
     )
 
 
+@pytest.fixture
+def server_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> pytest.LogCaptureFixture:
+    """caplog, seeing uvicorn's error and access logs even after Airflow's logging stops their propagation."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "handlers", [*logger.handlers, caplog.handler])
+        monkeypatch.setattr(logger, "propagate", False)  # seen once, through the handler above
+        monkeypatch.setattr(logger, "level", logging.INFO)
+    return caplog
+
+
 def unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:
     """What was logged with a traceback, or at error level, by the server or the receiver."""
     return [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
@@ -791,8 +805,9 @@ def a_route_path(route: str | None = None) -> str:
 
 
 def test_a_route_that_decodes_to_deeply_nested_json_is_404_without_a_traceback(
-    receiver_url: str, caplog: pytest.LogCaptureFixture
+    receiver_url: str, server_logs: pytest.LogCaptureFixture
 ) -> None:
+    caplog = server_logs
     # Within the route's length limit, but deeper than the JSON parser recurses: RecursionError (a 500).
     nested = base64.urlsafe_b64encode(b"[" * 1500).decode("ascii").rstrip("=")
     assert len(nested) <= callbacks.MAX_ROUTE_CHARS
@@ -804,8 +819,9 @@ def test_a_route_that_decodes_to_deeply_nested_json_is_404_without_a_traceback(
 
 
 def test_a_client_that_goes_away_mid_body_leaves_no_traceback(
-    receiver_url: str, caplog: pytest.LogCaptureFixture
+    receiver_url: str, server_logs: pytest.LogCaptureFixture
 ) -> None:
+    caplog = server_logs
     with caplog.at_level(logging.INFO):
         raw_exchange(receiver_url, callback_head(a_route_path(), 100), b'{"signature"', close=True)
         time.sleep(1.0)  # the server notices the disconnect and ends the request
@@ -813,8 +829,9 @@ def test_a_client_that_goes_away_mid_body_leaves_no_traceback(
 
 
 def test_a_body_that_stops_coming_is_answered_408_within_the_configured_seconds(
-    receiver_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    receiver_url: str, monkeypatch: pytest.MonkeyPatch, server_logs: pytest.LogCaptureFixture
 ) -> None:
+    caplog = server_logs
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BODY_TIMEOUT", "1")
     started = time.monotonic()
     with caplog.at_level(logging.INFO):
@@ -827,6 +844,104 @@ def test_a_body_that_stops_coming_is_answered_408_within_the_configured_seconds(
 
 def test_the_body_timeout_is_a_few_seconds_by_default() -> None:
     assert 1.0 <= webhook_receiver.body_timeout_seconds() <= 10.0
+
+
+# --- The token stays out of the access log ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_server_like() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """
+    The receiver mounted as Airflow's API server mounts it, inside the middlewares it puts around every
+    plugin app, on uvicorn with its own access log on (as Airflow 3.1's ``api-server`` runs it); yields the
+    URL and the records of Airflow 3.3's access log middleware (a structlog logger of its own).
+    """
+    import uvicorn
+    from airflow.api_fastapi.auth.middlewares.refresh_token import JWTRefreshMiddleware
+    from fastapi import FastAPI
+    from starlette.middleware.gzip import GZipMiddleware
+
+    root = FastAPI()
+    root.mount(callbacks.URL_PREFIX, webhook_receiver.create_app())
+    # The order of airflow.api_fastapi.app.create_app: plugins, then init_middlewares, then access logging.
+    root.add_middleware(JWTRefreshMiddleware)
+    root.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+    access: list[dict[str, Any]] = []
+    patch = pytest.MonkeyPatch()
+    try:
+        from airflow.api_fastapi.common import http_access_log  # Airflow 3.3
+    except ImportError:
+        pass
+    else:
+
+        class Recorder:
+            def info(self, event: str, **fields: Any) -> None:
+                access.append({"event": event, **fields})
+
+        patch.setattr(http_access_log, "logger", Recorder())
+        root.add_middleware(http_access_log.HttpAccessLogMiddleware)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(root, host="127.0.0.1", port=port, access_log=True, log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", access
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        patch.undo()
+
+
+def test_the_callback_token_is_in_no_access_log_line(
+    api_server_like: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    server_logs: pytest.LogCaptureFixture,
+) -> None:
+    caplog = server_logs
+    base, access = api_server_like
+    access.clear()
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BODY_TIMEOUT", "1")
+    route = callbacks.CallbackRoute("a_dag", "a_run", "a_task", -1, "akool_default")
+    tokens = [callbacks.new_token() for _ in range(5)]
+    urls = [callbacks.callback_url(base, route, token) for token in tokens]
+    shaped = build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})
+    with caplog.at_level(logging.INFO):
+        answers = [
+            post(urls[0], {"signature": "forged"}).status_code,
+            httpx.get(urls[1], timeout=10).status_code,
+            post(urls[2], shaped, headers={"content-type": "text/plain"}).status_code,
+        ]
+        path = urls[3].removeprefix(base)
+        answer = raw_exchange(base, callback_head(path, 100), b"{", wait=10.0)
+        answers.append(int(answer.split(b" ", 2)[1]) if answer else 0)
+        raw_exchange(base, callback_head(urls[4].removeprefix(base), 100), b"{", close=True)
+        time.sleep(1.5)  # the gone client's request ends, and is logged
+    assert answers == [400, 405, 415, 408]
+    logged = [r.getMessage() for r in caplog.records] + [json.dumps(r, default=str) for r in access]
+    assert not [line for line in logged for token in tokens if token in line]
+    # What the access logs say instead: the route, and REDACTED for the token.
+    redacted = f"{callbacks.URL_PREFIX}/{route.encode()}/REDACTED"
+    uvicorn_lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert sum(redacted in line for line in uvicorn_lines) >= 4, uvicorn_lines
+    if access:  # Airflow 3.3's own access log
+        assert sum(r["path"] == redacted for r in access) == 5, access
+
+
+def test_only_a_callback_path_s_token_is_redacted() -> None:
+    route = callbacks.CallbackRoute("d", "r", "t", -1, "c").encode()
+    token = callbacks.new_token()
+    redacted = f"/akool-webhook/{route}/REDACTED"
+    assert callbacks.redacted_path(f"/akool-webhook/{route}/{token}") == redacted
+    assert callbacks.redacted_path(f"/akool-webhook/{route}/{token}/more") == redacted
+    assert callbacks.redacted_path(f"/root/akool-webhook/{route}/{token}") == f"/root{redacted}"
+    for unchanged in ("/akool-webhook/", f"/akool-webhook/{route}", "/api/v2/dags", "/akool/jobs"):
+        assert callbacks.redacted_path(unchanged) == unchanged
 
 
 # --- The switch, the registration, and the Airflow internals it rests on -----------------------------
