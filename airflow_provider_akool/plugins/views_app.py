@@ -10,7 +10,8 @@ and from the rendered fields (the input), through the API server's database sess
 Routes of a plugin app are not behind Airflow's auth: every route here first resolves the caller from the
 JWT (``Authorization: Bearer`` or the UI's ``_token`` cookie) with Airflow's own resolver (401 without a
 token or with an expired one, 403 with an invalid one), then asks Airflow's auth manager whether the caller
-may read the DAG's task instances (403 if not); the list shows only DAGs the auth manager allows.
+may read the DAG, its task instances and their XComs (the tab: 403 if not); the list shows only the jobs of
+DAGs that pass the same three checks.
 """
 
 from __future__ import annotations
@@ -57,23 +58,32 @@ async def authenticated_user(request: Request) -> BaseUser:
 
 
 def _may_read(user: BaseUser, dag_id: str) -> bool:
+    """
+    Whether the caller may read what the views show of a DAG's Akool jobs: the DAG, its task instances and
+    their XComs (the result, the ids, the callback mark), as Airflow's auth manager decides. The tab and the
+    page ask the same.
+    """
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-    return bool(
-        get_auth_manager().is_authorized_dag(
-            method="GET",
-            access_entity=DagAccessEntity.TASK_INSTANCE,
-            details=DagDetails(id=dag_id),
-            user=user,
-        )
+    manager, details = get_auth_manager(), DagDetails(id=dag_id)
+    return all(
+        manager.is_authorized_dag(method="GET", access_entity=entity, details=details, user=user)
+        for entity in (None, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM)
     )
 
 
 def _readable_dag_ids(user: BaseUser) -> set[str]:
-    from airflow.api_fastapi.app import get_auth_manager
+    """The DAGs with Akool jobs whose jobs the caller may read (:func:`_may_read`)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
-    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+    with create_session() as session:
+        akool_dag_ids: set[str] = set(
+            session.scalars(select(XComModel.dag_id).where(XComModel.key == AKOOL_ID_KEY).distinct())
+        )
+    return {dag_id for dag_id in akool_dag_ids if _may_read(user, dag_id)}
 
 
 # FastAPI reads the route signatures at run time: the caller's type is Any there (BaseUser is not imported).

@@ -35,15 +35,23 @@ FACE = "2804,2182:3607,1897:3341,2566:3519,2920"
 class HidesOneDag(SimpleAuthManager):
     """
     Airflow's simple auth manager, but the ``viewer`` may not read :data:`HIDDEN_DAG`, and ``scoped`` may read
-    only :data:`OPEN_DAG` (other tests of the session leave Akool jobs in the same database).
+    only :data:`OPEN_DAG` (other tests of the session leave Akool jobs in the same database);
+    ``no_xcom`` may read every DAG and its task instances but no XCom, and ``no_ti`` every DAG but no task
+    instance.
     """
 
     def is_authorized_dag(
         self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None
     ) -> bool:
+        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+
         if user.get_name() == "viewer" and details is not None and details.id == HIDDEN_DAG:
             return False
         if user.get_name() == "scoped" and (details is None or details.id != OPEN_DAG):
+            return False
+        if user.get_name() == "no_xcom" and access_entity == DagAccessEntity.XCOM:
+            return False
+        if user.get_name() == "no_ti" and access_entity == DagAccessEntity.TASK_INSTANCE:
             return False
         return bool(
             super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
@@ -149,6 +157,23 @@ def test_a_dag_the_auth_manager_hides_is_403_on_its_tab_and_left_out_of_the_list
     admin = client.get("/jobs", cookies={"_token": token(auth, "admin", role="admin")})
     assert hidden_id in admin.text
     assert client.get(hidden_tab, cookies={"_token": token(auth, "admin", role="admin")}).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["no_xcom", "no_ti"])
+def test_a_caller_who_may_not_read_the_task_instances_or_their_xcoms_sees_no_job_on_the_tab_or_the_page(
+    client: TestClient, runs: dict[str, RecordedRun], auth: Any, name: str
+) -> None:
+    # What the views show comes from both: the task instance's state and its XComs (the result, the ids).
+    cookies = {"_token": token(auth, name)}
+    job_id = runs[OPEN_DAG].value("image")["id"]
+    reply = client.get(tab(runs[OPEN_DAG], "image"), cookies=cookies)
+    assert reply.status_code == 403
+    assert job_id not in reply.text
+    listed = client.get("/jobs", cookies=cookies)
+    assert listed.status_code == 200
+    assert job_id not in listed.text
+    assert OPEN_DAG not in listed.text
+    assert "(0 jobs)" in listed.text
 
 
 # --- What the views show -----------------------------------------------------------------------------
