@@ -36,6 +36,7 @@ from airflow_provider_akool.webhook import (
     AkoolWebhookEvent,
     AkoolWebhookVerifier,
     build_callback,
+    callback_shape_problem,
     compute_signature,
 )
 
@@ -367,6 +368,30 @@ def test_a_malformed_callback_is_refused_with_a_clear_reason(body: Any, message:
     assert isinstance(caught.value, AkoolWebhookError)
     assert isinstance(caught.value, AkoolError)
     assert str(caught.value).startswith("Akool [webhook]: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not json", "not JSON"),
+        (without("nonce"), "lacks 'nonce'"),
+        (replaced(signature="forged"), "40 hexadecimal digits"),
+        (replaced(signature="0" * 39), "40 hexadecimal digits"),
+        (replaced(dataEncrypt="not base64!"), "not valid base64"),
+        (replaced(dataEncrypt="AAAA"), "whole number of 16-byte AES blocks"),
+    ],
+    ids=["not json", "no nonce", "no sha1", "short sha1", "not base64", "not whole blocks"],
+)
+def test_the_shape_of_a_body_is_judged_without_any_key(body: Any, problem: str) -> None:
+    found = callback_shape_problem(json.dumps(body) if isinstance(body, dict) else body)
+    assert found is not None
+    assert problem in found
+
+
+def test_a_genuine_body_and_any_well_shaped_forgery_pass_the_shape_check() -> None:
+    # The shape proves nothing: a forged signature of the right form passes, and verify() refuses it.
+    assert callback_shape_problem(json.dumps(callback())) is None
+    assert callback_shape_problem(replaced(signature="A" * 40)) is None
 
 
 def test_a_status_sent_as_a_digit_string_is_read_as_the_number() -> None:

@@ -256,6 +256,39 @@ def test_the_page_lists_jobs_newest_first_paged_with_links_thumbnails_and_time_l
     assert "page 2 of 2 (2 jobs)" in second
 
 
+def test_what_a_job_holds_is_escaped_links_are_http_only_and_pages_are_not_cached(
+    client: TestClient, runs: dict[str, RecordedRun], auth: Any
+) -> None:
+    from datetime import datetime, timezone
+
+    job = {
+        "dag_id": "<script>alert(1)</script>",
+        "run_id": "r' onload='alert(2)",
+        "task_id": "t",
+        "map_index": -1,
+        "state": "success",
+        "status": "success<b>",
+        "id": "<img src=x>",
+        "job_id": None,
+        "url": views_app.safe_link("javascript:alert(3)"),
+        "output_path": None,
+        "input_field": "modify_image",
+        "input": "javascript:alert(4)",
+        "video": False,
+        "submitted": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "kept_until": None,
+    }
+    for html in (views_app._job_detail(job), views_app._job_row(job)):
+        assert "<script>" not in html
+        assert "<img src=x>" not in html
+        assert "<b>" not in html
+        assert "' onload='" not in html
+        assert "href='javascript" not in html
+        assert "src='javascript" not in html
+    reply = client.get("/jobs", cookies={"_token": token(auth, "viewer")})
+    assert reply.headers["cache-control"] == "no-store"
+
+
 def test_the_plugin_declares_the_tab_and_the_page_for_the_ui() -> None:
     plugin = views.AkoolViewsPlugin
     assert plugin.fastapi_apps == [{"app": views_app.app, "url_prefix": "/akool", "name": "Akool results"}]
