@@ -835,10 +835,12 @@ def test_a_body_that_stops_coming_is_answered_408_within_the_configured_seconds(
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BODY_TIMEOUT", "1")
     started = time.monotonic()
     with caplog.at_level(logging.INFO):
-        answer = raw_exchange(receiver_url, callback_head(a_route_path(), 100), b"{", wait=10.0)
+        answer = raw_exchange(receiver_url, callback_head(a_route_path(), 100), b"{", wait=60.0)
     took = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer
-    assert 1.0 <= took < 3.0, took
+    # Not before the configured second, and the server's answer, not the client giving up (at 60 s); how
+    # much after the second is the machine's business (no upper bound a busy machine could break).
+    assert 1.0 <= took < 30.0, took
     assert unhandled(caplog) == []
 
 
