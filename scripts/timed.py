@@ -6,8 +6,9 @@ Time the parts of ``make test`` and ``.ci/run``, and print them as a table again
     python scripts/timed.py e2e --split tests/e2e/test_browser.py=browser --junit .reports/e2e.xml -- make e2e
     python scripts/timed.py --table                       # print the record
 
-``--split FILE=NAME`` takes the time the tests of FILE took (from the run's JUnit XML: setup, call and
-teardown) out of the part and records it as a part of its own: the browser tests share the e2e run's stack.
+``--split FILE=NAME`` takes the time the tests of FILE took (from the run's JUnit XML: their calls, as
+pyproject.toml's ``junit_duration_report`` says) out of the part and records it as a part of its own: the
+browser tests share the e2e run's stack, whose start stays in the e2e part.
 The record is a JSON-lines file, ``$PARTS_LOG`` or ``.reports/parts.jsonl``. The budgets are those of
 docs/testing.md; a part over its budget is marked, and so is a total over :data:`TOTAL_BUDGET_MINUTES`.
 Standard library only: it runs before any virtual environment exists.
