@@ -32,10 +32,10 @@ LOG = Path(os.environ.get("PARTS_LOG", REPO_ROOT / ".reports" / "parts.jsonl"))
 BUDGET_MINUTES = {
     "lint/type/deps/package": 3.0,
     "unit": 5.0,
-    "e2e": 8.0,
+    "e2e": 4.0,
     "browser": 2.0,
     "distributed": 9.0,
-    "floor": 8.0,
+    "floor": 12.0,
 }
 TOTAL_BUDGET_MINUTES = 35.0
 
