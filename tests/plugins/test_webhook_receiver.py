@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points, version
 from typing import Any
@@ -65,19 +66,25 @@ def wh_emulator() -> Iterator[EmulatorServer]:
 @pytest.fixture(scope="module")
 def receiver_url() -> Iterator[str]:
     """The receiver app, mounted at /akool as the API server mounts it, on a real uvicorn on 127.0.0.1."""
-    import uvicorn
     from fastapi import FastAPI
 
     root = FastAPI()
     root.mount(callbacks.URL_PREFIX, webhook_receiver.create_app())
+    # log_config=None, as Airflow 3.3's API server runs uvicorn: its loggers propagate, so caplog sees what
+    # uvicorn logs (an unhandled exception's traceback among it).
+    with serve(root, log_level="warning", log_config=None) as url:
+        yield url
+
+
+@contextmanager
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` on a real uvicorn on a free 127.0.0.1 port in a thread; yield its URL; stop it after."""
+    import uvicorn
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    # log_config=None, as Airflow 3.3's API server runs uvicorn: its loggers propagate, so caplog sees what
-    # uvicorn logs (an unhandled exception's traceback among it).
-    server = uvicorn.Server(
-        uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning", log_config=None)
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
     thread = threading.Thread(target=server.run)
     thread.start()
     deadline = time.monotonic() + 10
@@ -858,7 +865,6 @@ def api_server_like() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     plugin app, on uvicorn with its own access log on (as Airflow 3.1's ``api-server`` runs it); yields the
     URL and the records of Airflow 3.3's access log middleware (a structlog logger of its own).
     """
-    import uvicorn
     from airflow.api_fastapi.auth.middlewares.refresh_token import JWTRefreshMiddleware
     from fastapi import FastAPI
     from starlette.middleware.gzip import GZipMiddleware
@@ -882,21 +888,10 @@ def api_server_like() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
         patch.setattr(http_access_log, "logger", Recorder())
         root.add_middleware(http_access_log.HttpAccessLogMiddleware)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(root, host="127.0.0.1", port=port, access_log=True, log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", access
+        with serve(root, access_log=True, log_config=None) as url:
+            yield url, access
     finally:
-        server.should_exit = True
-        thread.join(10)
         patch.undo()
 
 
