@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -73,6 +73,26 @@ MAX_HOLD_SECONDS = 90.0
 #: task whose upstream just finished (it looks about once a second).
 SETTLE_SECONDS = 2.0
 RUN_TIMEOUT = 240.0
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5) -> T:
+    """
+    Poll ``probe`` until it returns a true value, and return it; None, False, 0 and empty mean not yet.
+
+    A count of 0 is nothing found: taking any value but None and False as found let the distributed crash
+    scenario release its job the moment the retry was seen running, before the retry had asked about it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(every)
 
 
 def ti_key(ti: dict[str, Any]) -> str:

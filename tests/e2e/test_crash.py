@@ -12,14 +12,12 @@ the test counts only the jobs submitted after it started, and holds its own job 
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
 
-from tests.e2e.conftest import AIRFLOW_VERSION, xcom_value
+from tests.e2e.conftest import AIRFLOW_VERSION, wait_for, xcom_value
 from tests.stack.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.e2e
@@ -27,20 +25,6 @@ pytestmark = pytest.mark.e2e
 DAG_ID = "reliability_crash_resume"
 PROCESSING, SUCCESS = 2, 3
 HAS_TASK_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
-    """Poll ``probe`` until it returns something other than None (or False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None and found is not False:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
-        time.sleep(0.3)
 
 
 def task_process(stack: AirflowStack, ti: dict[str, Any]) -> psutil.Process | None:
@@ -74,22 +58,24 @@ def test_a_killed_worker_is_followed_by_a_retry_that_resumes_the_same_job(stack:
         return ti
 
     # The first try submits; its job is held running so that the kill lands in the middle of the wait.
-    first_id: str = wait_for("the first try submits", lambda: next(iter(new_jobs()), None))
+    first_id: str = wait_for("the first try submits", lambda: next(iter(new_jobs()), None), every=0.3)
     stack.set_job_status(first_id, PROCESSING)
-    wait_for("the first try polls", lambda: delta("listbyids") >= 1)
+    wait_for("the first try polls", lambda: delta("listbyids") >= 1, every=0.3)
     ti = reage_ti()
     assert (ti["state"], ti["try_number"]) == ("running", 1)
-    victim = wait_for("the task process is found", lambda: task_process(stack, ti))
+    victim = wait_for("the task process is found", lambda: task_process(stack, ti), every=0.3)
 
     # As the OOM killer would: no on_kill, no cleanup, nothing cancelled.
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
     polls_at_kill = delta("listbyids")
 
-    wait_for("the retry runs", lambda: (t := reage_ti())["try_number"] == 2 and t["state"] == "running")
+    wait_for(
+        "the retry runs", lambda: (t := reage_ti())["try_number"] == 2 and t["state"] == "running", every=0.3
+    )
     if HAS_TASK_STATE_STORE:
         # The retry asks about the recorded job, then waits for it: let it finish now.
-        wait_for("the retry polls the held job", lambda: delta("listbyids") > polls_at_kill + 1)
+        wait_for("the retry polls the held job", lambda: delta("listbyids") > polls_at_kill + 1, every=0.3)
         stack.set_job_status(first_id, SUCCESS)
     assert stack.wait_for_run(DAG_ID, run_id, timeout=180) == "success"
 

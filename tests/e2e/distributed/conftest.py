@@ -27,12 +27,12 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
@@ -44,6 +44,7 @@ from tests.e2e.conftest import (
     Run,
     RunWatcher,
     trigger_log_files,
+    wait_for,
     xcom_value,
 )
 from tests.stack.airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
@@ -74,25 +75,6 @@ STALE_TRIGGER_REFERENCES = (
 
 #: PostgreSQL's log as it was once the stack had started, before the scenario restarts PostgreSQL.
 POSTGRES_START_LOG = pytest.StashKey[str]()
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, every: float = 0.5) -> T:
-    """
-    Poll ``probe`` until it returns a true value, and return it; None, False, 0 and empty mean not yet.
-
-    A count of 0 is nothing found: taking any value but None and False as found let the crash scenario
-    release its job the moment the retry was seen running, before the retry had asked about it (issue 19).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
-        time.sleep(every)
 
 
 @pytest.fixture(scope="package")
