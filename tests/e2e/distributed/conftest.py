@@ -337,12 +337,21 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         old_pid = stack.pid("postgres")
         scenario.postgres_down_seconds = stack.restart_postgres()
         scenario.postgres_pids = (old_pid, stack.pid("postgres"))
+        postgres_back = time.time()
         scenario.note(f"restarted PostgreSQL: down {scenario.postgres_down_seconds:.1f} s")
         wait_for("every component is healthy again", lambda: _healthy(stack), timeout=120)
-        # Airflow's, not the provider's: a triggerer whose loop opens a connection while PostgreSQL shuts down
-        # exits (Trigger.assign_unassigned raises OperationalError out of TriggererJobRunner; seen here once
-        # in two runs). Start it again, as a deployment's process manager would; meanwhile the other one
-        # takes its triggers over.
+        # Airflow's, not the provider's: a triggerer whose loop uses a connection while PostgreSQL shuts down
+        # exits (Trigger.assign_unassigned or Trigger.clean_unused raises OperationalError out of
+        # TriggererJobRunner). It exits only after its triggers' clean-up, ~10 s later, and the health check
+        # passes meanwhile (the other one heartbeats): checked at once, it was still alive, the stall below
+        # picked it and the kill took the only triggerer left. So wait until each triggerer either
+        # heartbeated since PostgreSQL came back (its loop survived) or exited; start those again, as a
+        # deployment's process manager would; meanwhile the other one takes their triggers over.
+        wait_for(
+            "every triggerer heartbeated since PostgreSQL came back or exited",
+            lambda: _triggerers_survived_or_exited(stack, postgres_back),
+            timeout=120,
+        )
         for name in stack.config.triggerer_names():
             if not stack.component_alive(name):
                 stack.kill_component(name)
@@ -459,6 +468,21 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.note(f"every run ended after {scenario.timings['scenario']:.0f} s")
     scenario.ledger_after = stack.ledger()
     return scenario
+
+
+def _triggerers_survived_or_exited(stack: AirflowStack, since: float) -> bool:
+    """Whether each triggerer has exited or its TriggererJob heartbeated after ``since`` (epoch)."""
+    beating = {
+        int(row[0])
+        for row in stack.query(
+            "SELECT id FROM job WHERE job_type = 'TriggererJob' AND latest_heartbeat > to_timestamp(%s)",
+            (since,),
+        )
+    }
+    return all(
+        not stack.component_alive(name) or stack.triggerer_jobs[name] in beating
+        for name in stack.config.triggerer_names()
+    )
 
 
 def _crash_retry_went_on(stack: AirflowStack, first_id: str, since: float, submissions: int) -> bool:
