@@ -72,10 +72,6 @@ STALE_TRIGGER_REFERENCES = (
     "SELECT count(*) FROM task_instance WHERE state <> 'deferred' AND trigger_id IS NOT NULL"
 )
 
-#: The components besides the triggerers that run a Job heartbeating in the metadata database, by job_type
-#: (one of each in the stack).
-JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob"}
-
 T = TypeVar("T")
 
 
@@ -487,6 +483,11 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.note(f"every run ended after {scenario.timings['scenario']:.0f} s")
     scenario.ledger_after = stack.ledger()
     return scenario
+
+
+#: The components besides the triggerers that run a Job heartbeating in the metadata database, by job_type
+#: (one of each in the stack).
+JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob"}
 
 
 def _heartbeated_since(stack: AirflowStack, since: float) -> set[str]:
