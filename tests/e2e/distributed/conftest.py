@@ -111,10 +111,13 @@ def dstack(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
         extra_env={
             "AKOOL_DISTRIBUTED_BATCH": str(BATCH),
             "AKOOL_DISTRIBUTED_POLL_INTERVAL": f"{POLL_INTERVAL:g}",
-            # Look for lost tasks every 5 s rather than 10 (the killed worker's task).
             # 200 task instances in one listing (Airflow's default page limit is 100).
             "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
+            # Look for lost tasks every 5 s rather than 10 (the killed worker's task).
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # A scheduler started again after the PostgreSQL restart adopts the old one's running tasks
+            # (the killed worker's among them) within seconds of its death being noticed, not 300 s.
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
         },
     )
     passed = False
@@ -192,8 +195,8 @@ class Scenario:
     #: When each triggerer (job id) started its first trigger (epoch), read before any log was rewritten.
     first_trigger_started: dict[int, float] = field(default_factory=dict)
     postgres_down_seconds: float = 0.0
-    #: Triggerers that exited when PostgreSQL restarted (Airflow's behaviour) and were started again.
-    triggerers_restarted: list[str] = field(default_factory=list)
+    #: Components that exited when PostgreSQL restarted (Airflow's behaviour) and were started again.
+    restarted_after_postgres: list[str] = field(default_factory=list)
     postgres_pids: tuple[int, int] = (0, 0)
     events: list[str] = field(default_factory=list)
 
@@ -325,18 +328,39 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         old_pid = stack.pid("postgres")
         scenario.postgres_down_seconds = stack.restart_postgres()
         scenario.postgres_pids = (old_pid, stack.pid("postgres"))
+        postgres_back = time.time()
         scenario.note(f"restarted PostgreSQL: down {scenario.postgres_down_seconds:.1f} s")
         wait_for("every component is healthy again", lambda: _healthy(stack), timeout=120)
-        # Airflow's, not the provider's: a triggerer whose loop opens a connection while PostgreSQL shuts down
-        # exits (Trigger.assign_unassigned raises OperationalError out of TriggererJobRunner; seen here once
-        # in two runs). Start it again, as a deployment's process manager would; meanwhile the other one
-        # takes its triggers over.
-        for name in stack.config.triggerer_names():
-            if not stack.component_alive(name):
-                stack.kill_component(name)
-                stack.start_triggerer(name)
-                scenario.triggerers_restarted.append(name)
-                scenario.note(f"{name} exited when PostgreSQL restarted (Airflow's); started it again")
+        # Airflow's, not the provider's: a component whose loop uses a connection while PostgreSQL shuts down
+        # can exit with OperationalError (seen: a triggerer from Trigger.assign_unassigned or
+        # Trigger.clean_unused, the scheduler from its pool query). The health check passes meanwhile (it
+        # reads heartbeats up to 30 s old, and the other triggerer's), and a triggerer exits only after its
+        # triggers' clean-up, ~10 s later: checked at once, the stall below picked a dying triggerer and the
+        # kill took the only one left; a dead scheduler never failed the killed worker's task. So wait until
+        # each of them heartbeated since PostgreSQL came back (its loop survived) or exited, and start the
+        # exited ones again, as a deployment's process manager would.
+        jobs = [*JOB_TYPES, *stack.config.triggerer_names()]
+        wait_for(
+            "every scheduler, DAG processor and triggerer heartbeated since PostgreSQL came back, or exited",
+            lambda: _survived_or_exited(stack, jobs, postgres_back),
+            timeout=120,
+        )
+        exited = [name for name in jobs if not stack.component_alive(name)]
+        restarted_at = time.time()
+        for name in exited:
+            stack.kill_component(name)
+            if name in JOB_TYPES:
+                stack.start_component(name)
+            else:
+                stack.start_triggerer(name)  # returns once its new TriggererJob heartbeats
+            scenario.restarted_after_postgres.append(name)
+            scenario.note(f"{name} exited when PostgreSQL restarted (Airflow's); started it again")
+        if exited:
+            wait_for(
+                f"{' and '.join(exited)} started again heartbeat",
+                lambda: set(exited) <= _heartbeated_since(stack, restarted_at),
+                timeout=120,
+            )
 
         # 6. Stall the triggerer with most batch triggers (SIGSTOP, as a long GC pause or a starved VM would)
         #    until the other one took its triggers over; then let it go on.
@@ -447,6 +471,27 @@ def _run_scenario(stack: AirflowStack) -> Scenario:
         scenario.note(f"every run ended after {scenario.timings['scenario']:.0f} s")
     scenario.ledger_after = stack.ledger()
     return scenario
+
+
+#: The components besides the triggerers that run a Job heartbeating in the metadata database, by job_type
+#: (one of each in the stack).
+JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob"}
+
+
+def _heartbeated_since(stack: AirflowStack, since: float) -> set[str]:
+    """The components (``scheduler``, ``triggerer-1``, ...) whose Job heartbeated after ``since`` (epoch)."""
+    rows = stack.query("SELECT id, job_type FROM job WHERE latest_heartbeat > to_timestamp(%s)", (since,))
+    ids = {int(job_id) for job_id, _ in rows}
+    types = {str(job_type) for _, job_type in rows}
+    return {name for name, job_type in JOB_TYPES.items() if job_type in types} | {
+        name for name, job_id in stack.triggerer_jobs.items() if job_id in ids
+    }
+
+
+def _survived_or_exited(stack: AirflowStack, names: list[str], since: float) -> bool:
+    """Whether each of ``names`` has exited or heartbeated after ``since`` (epoch)."""
+    beating = _heartbeated_since(stack, since)
+    return all(name in beating or not stack.component_alive(name) for name in names)
 
 
 def _crash_retry_went_on(stack: AirflowStack, first_id: str, since: float, submissions: int) -> bool:

@@ -274,7 +274,8 @@ def test_a_postgres_restart_loses_no_job_and_submits_none_twice(scenario: Scenar
     old_pid, new_pid = scenario.postgres_pids
     print(
         f"\nPostgreSQL was down {scenario.postgres_down_seconds:.1f} s (pid {old_pid} -> {new_pid}); "
-        f"triggerers that exited with it and were started again: {scenario.triggerers_restarted or 'none'}"
+        "components that exited with it and were started again: "
+        f"{scenario.restarted_after_postgres or 'none'}"
     )
     assert old_pid != new_pid
     assert not psutil.pid_exists(old_pid)
