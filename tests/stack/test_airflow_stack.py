@@ -145,3 +145,31 @@ def test_the_first_migration_writes_its_audit_row_once_the_log_table_exists(tmp_
         (revision,) = database.execute("SELECT version_num FROM alembic_version").fetchone()
     assert events == ["cli_migratedb"]
     assert revision
+
+
+def test_the_canary_notes_when_it_could_not_run(tmp_path: Path) -> None:
+    """Stopped as a starved process would be, the canary notes how late it woke when it runs again."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.stack.canary import read, worst_lateness
+
+    path = tmp_path / "canary.txt"
+    process = subprocess.Popen([sys.executable, "-m", "tests.stack.canary", str(path)])
+    try:
+        while not path.exists():  # the canary opens it as it starts
+            assert process.poll() is None, "the canary exited"
+            time.sleep(0.01)
+        stopped_at = time.time()
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGCONT)
+        noted = []
+        while not noted and time.time() - stopped_at < 30:
+            noted = read(path)
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert worst_lateness(noted, stopped_at, time.time()) >= 0.4, noted

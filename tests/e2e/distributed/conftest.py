@@ -48,6 +48,7 @@ from tests.e2e.conftest import (
     xcom_value,
 )
 from tests.stack.airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
+from tests.stack.canary import canary, read
 
 DAGS = Path(__file__).resolve().parent / "dags"
 BATCH_DAG = "distributed_reage_batch"
@@ -199,6 +200,8 @@ class Scenario:
     restarted_after_postgres: list[str] = field(default_factory=list)
     postgres_pids: tuple[int, int] = (0, 0)
     events: list[str] = field(default_factory=list)
+    #: The canary's late wake-ups over the whole scenario (tests/stack/canary.py): when the machine was busy.
+    machine_late: list[tuple[float, float]] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.events.append(f"{time.strftime('%H:%M:%S')} {text}")
@@ -571,8 +574,11 @@ def postgres_start_log(dstack: AirflowStack, request: pytest.FixtureRequest) -> 
 
 @pytest.fixture(scope="package")
 def scenario(dstack: AirflowStack) -> Scenario:
-    """Run the scenario once for every distributed test."""
-    return _run_scenario(dstack)
+    """Run the scenario once for every distributed test, beside a canary noting when the machine was busy."""
+    with canary(dstack.output_dir / "canary.txt") as noted:
+        result = _run_scenario(dstack)
+    result.machine_late = read(noted)
+    return result
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -31,6 +31,7 @@ from tests.e2e.distributed.conftest import (
     wait_for,
 )
 from tests.stack.airflow_stack import LOOPBACK, AirflowStack
+from tests.stack.canary import worst_lateness
 
 # The stack and the scenario run inside the first test that needs them: about 7 minutes on two idle cores
 # (the budget in CI is 10), 14 on two cores shared with other test runs. The timeout only stops a hang.
@@ -333,6 +334,11 @@ def test_no_log_holds_a_credential(scenario: Scenario) -> None:
 #: After a mass reassignment a triggerer creates, or stops, 100-200 triggers at once: Airflow's own work per
 #: trigger (its log file, the runtime task instance, on_kill) plus one poll round answering them all.
 MASS_REASSIGNMENT_SECONDS = 30.0
+#: A canary process late by this much while a triggerer's loop was blocked: the machine's cores were all
+#: taken, and the triggerer waited for one as every process did (tests/stack/canary.py). A loop blocked by
+#: code that runs on it leaves the canary on time.
+MACHINE_BUSY_LATENESS = 0.1
+BLOCKED_FOR = re.compile(r"blocked for ([0-9.]+) seconds")
 
 
 def test_no_triggerer_warns_that_its_event_loop_was_blocked(scenario: Scenario) -> None:
@@ -341,7 +347,8 @@ def test_no_triggerer_warns_that_its_event_loop_was_blocked(scenario: Scenario) 
     blocked for 0.23-0.41 s: the first poll imported the hook's module and anyio's backend on the loop.
     Warnings during the deliberate stall and the mass reassignments that follow it and the SIGKILL are
     printed, not judged (see docs/deployment.md); anywhere else, at the first pickup of 200 triggers
-    too, none may come.
+    too, none may come. Nor is a warning judged when a canary process was late too at that moment: the
+    machine was the bottleneck, not the loop's code (a busy machine must not fail the test).
     """
     outputs = {
         path.name: path.read_text(errors="replace")
@@ -364,11 +371,16 @@ def test_no_triggerer_warns_that_its_event_loop_was_blocked(scenario: Scenario) 
             when = logged_at(line)
             reassignment = any(start <= when <= end for start, end in excused)
             creation = when <= first_start[name.removesuffix(".log")]
+            blocked = float(BLOCKED_FOR.search(line).group(1))  # type: ignore[union-attr]
+            # The watchdog logs once the block is over; it began ``blocked`` seconds (and a check) earlier.
+            canary_late = worst_lateness(scenario.machine_late, when - blocked - 0.5, when + 0.5)
+            busy = canary_late >= MACHINE_BUSY_LATENESS
             print(
                 f"\n{name}: {'(reassignment) ' if reassignment else ''}"
-                f"{'(creating the first trigger) ' if creation else ''}{line[:120]}"
+                f"{'(creating the first trigger) ' if creation else ''}"
+                f"{f'(machine busy: the canary was {canary_late:.2f} s late) ' if busy else ''}{line[:120]}"
             )
-            if not (reassignment or creation):
+            if not (reassignment or creation or busy):
                 judged.setdefault(name, []).append(line[:160])
     assert not judged, judged
 
