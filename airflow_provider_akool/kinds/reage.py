@@ -9,11 +9,11 @@ Used by :class:`~airflow_provider_akool.operators.reage.AkoolImageReageOperator`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_akool.kinds.base import JobKind
+from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, JobKind, MediaInput, register
 from airflow_provider_akool.models import JobStatus, ReageJob
-from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE
 from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
@@ -60,6 +60,25 @@ def submitted_reage(job: ReageJob) -> JobSnapshot:
     return JobSnapshot(id=job.id, status=JobStatus.QUEUED, url=job.url, job_id=job.job_id)
 
 
+def _reage_args(params: Mapping[str, Any]) -> tuple[str, int, Any, str | None]:
+    media = params.get("modify_video") or params["modify_image"]
+    return media, int(params["face_reage"]), params["target_image"], params.get("webhook_url")
+
+
+def submit_reage(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
+    """Submit ``vidreage`` when ``params`` name a ``modify_video``, else ``imgreage``."""
+    if params.get("modify_video"):
+        return submitted_reage(hook.submit_video_reage(*_reage_args(params)))
+    return submitted_reage(hook.submit_image_reage(*_reage_args(params)))
+
+
+async def asubmit_reage(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
+    """Submit reage without blocking the event loop (see :func:`submit_reage`)."""
+    if params.get("modify_video"):
+        return submitted_reage(await hook.asubmit_video_reage(*_reage_args(params)))
+    return submitted_reage(await hook.asubmit_image_reage(*_reage_args(params)))
+
+
 #: Reage: ``listbyids`` takes many ids, so the shared poller batches them and aligns the waits' polls.
 REAGE = JobKind(
     name="reage",
@@ -69,8 +88,16 @@ REAGE = JobKind(
     trigger="airflow_provider_akool.triggers.reage.AkoolReageTrigger",
     cancel=cancel_reage,
     acancel=acancel_reage,
+    submit=submit_reage,
+    asubmit=asubmit_reage,
+    inputs=(
+        MediaInput("modify_image", "image"),
+        MediaInput("modify_video", "video"),
+        MediaInput("target_image", "image", key="path"),
+    ),
     batch_size=DEFAULT_BATCH_SIZE,
     align=True,
 )
+register(REAGE)
 
 __all__ = ["REAGE"]

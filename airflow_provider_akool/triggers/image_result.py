@@ -1,4 +1,9 @@
-"""The trigger behind the deferrable background-change operator and the deferrable image-result sensor."""
+"""
+The trigger behind the deferrable background-change operator and sensor.
+
+Its name keeps the word of before ("image result"): Airflow stores a deferred task's trigger by class
+path, so a released trigger class is never renamed.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
+from airflow_provider_akool.kinds.base import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
-from airflow_provider_akool.triggers.poller import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE
 from airflow_provider_akool.kinds.reage import REAGE
 from airflow_provider_akool.triggers.base import AkoolJobTrigger
-from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE
 from airflow_provider_akool.wait import DEFAULT_MAX_POLL_ERRORS, DEFAULT_NOT_FOUND_GRACE
 
 
