@@ -9,9 +9,9 @@ released name: Airflow stores its class path).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from airflow_provider_akool import protocol
 from airflow_provider_akool.deprecation import renamed
 from airflow_provider_akool.kinds.base import DEFAULT_JITTER, JobKind, MediaInput, register
 from airflow_provider_akool.wait import JobSnapshot
@@ -41,16 +41,6 @@ def submitted_background_change(job: BackgroundChangeJob) -> JobSnapshot:
     return JobSnapshot(id=job.id, status=job.status)
 
 
-def submit_background_change(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    """Submit ``bg/replace`` with the parameters of ``protocol.build_background_change``."""
-    return submitted_background_change(hook.submit_background_change(**params))
-
-
-async def asubmit_background_change(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    """Submit ``bg/replace`` without blocking the event loop."""
-    return submitted_background_change(await hook.asubmit_background_change(**params))
-
-
 #: Background change: one id per request, so the shared poller caps the requests in flight and spreads
 #: the waits' polls with jitter; no cancel endpoint.
 BACKGROUND_CHANGE = JobKind(
@@ -59,8 +49,7 @@ BACKGROUND_CHANGE = JobKind(
     afetch=afetch_background_change,
     submitted=submitted_background_change,
     trigger="airflow_provider_akool.triggers.image_result.AkoolImageResultTrigger",
-    submit=submit_background_change,
-    asubmit=asubmit_background_change,
+    request=lambda params: protocol.build_background_change(**params),
     inputs=(MediaInput("origin_img", "image"), MediaInput("template_url", "image")),
     batch_size=1,
     jitter=DEFAULT_JITTER,
@@ -76,7 +65,5 @@ __getattr__ = renamed(
 __all__ = [
     "BACKGROUND_CHANGE",
     "afetch_background_change",
-    "asubmit_background_change",
     "fetch_background_change",
-    "submit_background_change",
 ]

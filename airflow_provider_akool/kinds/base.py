@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.protocol import AkoolRequest
     from airflow_provider_akool.wait import JobSnapshot
 
 #: Ids per request of a batch endpoint (``listbyids``), as the hook's own default: Akool publishes no bound
@@ -50,10 +51,9 @@ AsyncFetch = Callable[["AkoolHook", list[str]], Awaitable["dict[str, JobSnapshot
 #: Cancel jobs by the ids Akool's cancel endpoint takes (the snapshots' ``job_id``).
 Cancel = Callable[["AkoolHook", list[str]], None]
 AsyncCancel = Callable[["AkoolHook", list[str]], Awaitable[None]]
-#: Submit one job: the hook and the request's parameters (media inputs already signed, ``webhook_url``
-#: included) -> what the submission said.
-Submit = Callable[["AkoolHook", Mapping[str, Any]], "JobSnapshot"]
-AsyncSubmit = Callable[["AkoolHook", Mapping[str, Any]], Awaitable["JobSnapshot"]]
+#: What a submission sends: the request's parameters (media inputs already signed, ``webhook_url`` included)
+#: -> the request, without I/O; the hook sends it in a worker (``send``) or on an event loop (``asend``).
+BuildRequest = Callable[[Mapping[str, Any]], "AkoolRequest[Any]"]
 
 Media = Literal["image", "video"]
 
@@ -97,8 +97,9 @@ class JobKind:
         :data:`KIND_TRIGGER` (the released built-in kinds keep their own classes, which Airflow has stored).
     :param cancel: cancel jobs by their ``job_id`` in a worker, or None where Akool cannot cancel them.
     :param acancel: the same in the triggerer; given exactly when ``cancel`` is.
-    :param submit: submit one job in a worker (:data:`Submit`), or None where the operator submits itself.
-    :param asubmit: the same without blocking an event loop; given exactly when ``submit`` is.
+    :param request: what a submission sends (:data:`BuildRequest`), sync and async alike (the hook sends
+        it); :meth:`submit_job` and :meth:`asubmit_job` send it and read the reply with ``submitted``.
+        None where the operator submits by itself.
     :param inputs: the operator parameters that name input media, in the order lineage reports them and the
         views look for the one to show.
     :param batch_size: ids per request (1: the endpoint takes one id); triggers may ask for another.
@@ -117,8 +118,7 @@ class JobKind:
     trigger: str = KIND_TRIGGER
     cancel: Cancel | None = None
     acancel: AsyncCancel | None = None
-    submit: Submit | None = None
-    asubmit: AsyncSubmit | None = None
+    request: BuildRequest | None = None
     inputs: tuple[MediaInput, ...] = ()
     batch_size: int = 1
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -129,8 +129,6 @@ class JobKind:
     def __post_init__(self) -> None:
         if (self.cancel is None) != (self.acancel is None):
             raise ValueError(f"job kind {self.name}: give both cancel and acancel, or neither")
-        if (self.submit is None) != (self.asubmit is None):
-            raise ValueError(f"job kind {self.name}: give both submit and asubmit, or neither")
         if self.batch_size < 1 or self.max_concurrency < 1:
             raise ValueError(f"job kind {self.name}: batch_size and max_concurrency must be at least 1")
         if not self.poller:
@@ -156,15 +154,16 @@ class JobKind:
 
     def submit_job(self, hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
         """Submit one job with the request's ``params`` (media signed) in a worker."""
-        if self.submit is None:
-            raise TypeError(f"job kind {self.name} has no submit: its operator submits by itself")
-        return self.submit(hook, params)
+        return self.submitted(hook.send(self._request(params)))
 
     async def asubmit_job(self, hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
         """Submit one job without blocking the event loop."""
-        if self.asubmit is None:
-            raise TypeError(f"job kind {self.name} has no asubmit: its operator submits by itself")
-        return await self.asubmit(hook, params)
+        return self.submitted(await hook.asend(self._request(params)))
+
+    def _request(self, params: Mapping[str, Any]) -> AkoolRequest[Any]:
+        if self.request is None:
+            raise TypeError(f"job kind {self.name} has no request: its operator submits by itself")
+        return self.request(params)
 
     def fetch_one(self, hook: AkoolHook, akool_id: str) -> JobSnapshot | None:
         """Poll one job in a worker; None when Akool does not know its id (yet)."""
@@ -264,12 +263,11 @@ __all__ = [
     "KIND_TRIGGER",
     "AsyncCancel",
     "AsyncFetch",
-    "AsyncSubmit",
+    "BuildRequest",
     "Cancel",
     "Fetch",
     "JobKind",
     "MediaInput",
-    "Submit",
     "home_of",
     "kind_named",
     "media_inputs",

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_akool import protocol
 from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, JobKind, MediaInput, register
 from airflow_provider_akool.models import JobStatus, ReageJob
 from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
-    from airflow_provider_akool import protocol
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
@@ -60,23 +60,12 @@ def submitted_reage(job: ReageJob) -> JobSnapshot:
     return JobSnapshot(id=job.id, status=JobStatus.QUEUED, url=job.url, job_id=job.job_id)
 
 
-def _reage_args(params: Mapping[str, Any]) -> tuple[str, int, Any, str | None]:
-    media = params.get("modify_video") or params["modify_image"]
-    return media, int(params["face_reage"]), params["target_image"], params.get("webhook_url")
-
-
-def submit_reage(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    """Submit ``vidreage`` when ``params`` name a ``modify_video``, else ``imgreage``."""
+def reage_request(params: Mapping[str, Any]) -> protocol.AkoolRequest[ReageJob]:
+    """``vidreage`` when ``params`` name a ``modify_video``, else ``imgreage``."""
+    args = (int(params["face_reage"]), params["target_image"], params.get("webhook_url"))
     if params.get("modify_video"):
-        return submitted_reage(hook.submit_video_reage(*_reage_args(params)))
-    return submitted_reage(hook.submit_image_reage(*_reage_args(params)))
-
-
-async def asubmit_reage(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    """Submit reage without blocking the event loop (see :func:`submit_reage`)."""
-    if params.get("modify_video"):
-        return submitted_reage(await hook.asubmit_video_reage(*_reage_args(params)))
-    return submitted_reage(await hook.asubmit_image_reage(*_reage_args(params)))
+        return protocol.build_video_reage(params["modify_video"], *args)
+    return protocol.build_image_reage(params["modify_image"], *args)
 
 
 #: Reage: ``listbyids`` takes many ids, so the shared poller batches them and aligns the waits' polls.
@@ -88,8 +77,7 @@ REAGE = JobKind(
     trigger="airflow_provider_akool.triggers.reage.AkoolReageTrigger",
     cancel=cancel_reage,
     acancel=acancel_reage,
-    submit=submit_reage,
-    asubmit=asubmit_reage,
+    request=reage_request,
     inputs=(
         MediaInput("modify_image", "image"),
         MediaInput("modify_video", "video"),

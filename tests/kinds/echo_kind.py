@@ -28,22 +28,13 @@ def echo_request(params: Mapping[str, Any]) -> protocol.AkoolRequest[ReageJob]:
     return protocol.build_image_reage(params["image"], 5, params["faces"], params.get("webhook_url"))
 
 
-def submit_echo(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    return submitted_reage(hook.send(echo_request(params)))
-
-
-async def asubmit_echo(hook: AkoolHook, params: Mapping[str, Any]) -> JobSnapshot:
-    return submitted_reage(await hook.asend(echo_request(params)))
-
-
 ECHO = register(
     JobKind(
         name="echo",
         fetch=fetch_reage,
         afetch=afetch_reage,
         submitted=submitted_reage,
-        submit=submit_echo,
-        asubmit=asubmit_echo,
+        request=echo_request,
         inputs=(MediaInput("image", "image"),),
     )
 )
