@@ -302,16 +302,20 @@ class AkoolJobTrigger(BaseTrigger):
         """
         if self.ids != [snapshot.id] or snapshot.status not in (JobStatus.SUCCESS, JobStatus.FAILED):
             return None
-        waiter = Waiter(
+        event = self.make_waiter().polled({snapshot.id: snapshot}, time.time())
+        return event if event is not None and event.status in (SUCCESS, FAILED) else None
+
+    def make_waiter(self, **bounds: Any) -> Waiter:
+        """Return the ``Waiter`` of this trigger's ids and grace; ``bounds`` add deadlines, error limits."""
+        return Waiter(
             ids=self.ids,
             poll_interval=self.poll_interval,
             started_at=self.started_at,
             job_ids=self.job_ids,
             not_found_grace=self.not_found_grace,
             log=self.log,
+            **bounds,
         )
-        event = waiter.polled({snapshot.id: snapshot}, time.time())
-        return event if event is not None and event.status in (SUCCESS, FAILED) else None
 
     async def callback_event(self) -> WaitEvent | None:
         """Return the event of a final state a callback with this task's token left for it, or None."""
@@ -368,16 +372,10 @@ class AkoolJobTrigger(BaseTrigger):
         return max(0.0, pause)
 
     async def _wait(self, poll_once: _PollOnce) -> WaitEvent:
-        waiter = Waiter(
-            ids=self.ids,
-            poll_interval=self.poll_interval,
-            started_at=self.started_at,
+        waiter = self.make_waiter(
             deadline=self.deadline,
             execution_deadline=self.execution_deadline,
-            job_ids=self.job_ids,
-            not_found_grace=self.not_found_grace,
             max_poll_errors=self.max_poll_errors,
-            log=self.log,
         )
         delay, grid, first = self._first_pause(time.time()), None, True
         while True:

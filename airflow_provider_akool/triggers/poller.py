@@ -446,41 +446,28 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[object
 )
 
 
-def shared_poller(
-    kind: str,
-    akool_conn_id: str,
-    *,
-    fetch: AsyncFetch,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    align: bool = False,
-    jitter: float = 0.0,
-) -> SharedPoller:
+def shared_poller(kind: str, akool_conn_id: str, *, fetch: AsyncFetch, **options: Any) -> SharedPoller:
     """
     Return the poller of the running event loop for ``kind`` of job on ``akool_conn_id``, making it once.
 
-    :param kind: the kind of job (``reage``, ``image_result``): one poller per endpoint.
+    :param kind: the kind's poller key (``reage``, ``background change``): one poller per endpoint.
     :param akool_conn_id: the connection.
     :param fetch: see :class:`SharedPoller`; the same for every call with the same ``kind``.
-    :param batch_size: ids per request; waits asking for another size get a poller of their own.
-    :param max_concurrency: requests in flight at once.
-    :param align: see :class:`SharedPoller`.
-    :param jitter: see :class:`SharedPoller`.
+    :param options: the other keyword arguments of :class:`SharedPoller` (``batch_size``,
+        ``max_concurrency``, ``align``, ``jitter``); waits asking for another ``batch_size`` or
+        ``max_concurrency`` get a poller of their own.
     """
     loop = asyncio.get_running_loop()
-    key = (kind, akool_conn_id, batch_size, max_concurrency)
+    sizes = (
+        options.get("batch_size", DEFAULT_BATCH_SIZE),
+        options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+    )
+    key = (kind, akool_conn_id, *sizes)
     with _LOCK:
         pollers = _POLLERS.setdefault(loop, {})
         poller = pollers.get(key)
         if poller is None:
-            poller = pollers[key] = SharedPoller(
-                akool_conn_id,
-                fetch=fetch,
-                batch_size=batch_size,
-                max_concurrency=max_concurrency,
-                align=align,
-                jitter=jitter,
-            )
+            poller = pollers[key] = SharedPoller(akool_conn_id, fetch=fetch, **options)
     return poller
 
 
