@@ -306,7 +306,13 @@ def build_detect_faces(
 # --- Reage --------------------------------------------------------------------------------------
 
 
-def _parse_reage_job(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
+def parse_job_reply(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
+    """
+    Return the parse of a submission whose reply names ``_id``, ``job_id`` and the result ``url``.
+
+    Reage's replies have this shape, and so do face swap's: a kind's own request can take it.
+    """
+
     def parse(payload: Mapping[str, Any]) -> ReageJob:
         data = _data(payload, endpoint)
         return ReageJob(
@@ -340,7 +346,7 @@ def _build_reage(
         method="POST",
         path=f"{API_PREFIX}/faceswap/highquality/{endpoint}",
         json=body,
-        parse=_parse_reage_job(endpoint),
+        parse=parse_job_reply(endpoint),
         creates_job=True,
     )
 

@@ -46,8 +46,10 @@ def test_snapshot_of_image_is_of_background_change_with_a_warning() -> None:
     result = BackgroundChangeResult(id="a" * 24, status=JobStatus.FAILED, error_reasons=["no"])
     with pytest.warns(DeprecationWarning, match="use JobSnapshot.of_background_change"):
         old = JobSnapshot.of_image(result)
-    assert old == JobSnapshot.of_background_change(result) == JobSnapshot(
-        id="a" * 24, status=JobStatus.FAILED, reasons=("no",)
+    assert (
+        old
+        == JobSnapshot.of_background_change(result)
+        == JobSnapshot(id="a" * 24, status=JobStatus.FAILED, reasons=("no",))
     )
 
 
