@@ -38,13 +38,21 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{PACKAGE}.sensors.reage", f"{PACKAGE}.sensors.image_result"],
+                "python-modules": [
+                    f"{PACKAGE}.sensors.reage",
+                    f"{PACKAGE}.sensors.background_change",
+                    f"{PACKAGE}.sensors.image_result",
+                ],
             }
         ],
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{PACKAGE}.triggers.reage", f"{PACKAGE}.triggers.image_result"],
+                "python-modules": [
+                    f"{PACKAGE}.triggers.base",
+                    f"{PACKAGE}.triggers.reage",
+                    f"{PACKAGE}.triggers.image_result",
+                ],
             }
         ],
         "extra-links": [f"{PACKAGE}.links.AkoolResultLink"],

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-#: The parameters that name input media, in the order their datasets are reported; then ``target_image``.
-MEDIA_PARAMETERS = ("modify_image", "modify_video", "origin_img", "template_url", "image_url")
 #: The key of :class:`AkoolJobRunFacet <_facet_class>` in the run's facets.
 RUN_FACET_NAME = "akool"
 RUN_FACET_SCHEMA_URL = "https://github.com/airflow-provider-akool/airflow-provider-akool/blob/main/docs/lineage.md#the-akool-run-facet"
@@ -66,11 +64,23 @@ def dataset_name(value: Any) -> tuple[str, str] | None:
 
 
 def input_media(operator: Any) -> list[tuple[str, str]]:
-    """The datasets of the operator's (rendered) media parameters and ``target_image`` paths, each once."""
-    values: list[Any] = [getattr(operator, name, None) for name in MEDIA_PARAMETERS]
-    faces = getattr(operator, "target_image", None)
-    if isinstance(faces, list | tuple):
-        values += [face.get("path") for face in faces if isinstance(face, Mapping)]
+    """
+    The datasets of the operator's (rendered) media inputs, each once, in the order its kind lists them.
+
+    The kind (:attr:`JobKind.inputs <airflow_provider_akool.kinds.base.JobKind.inputs>`) says which
+    parameters are media; an object without a kind is read by the inputs of every registered kind, the
+    parameters first and the lists of faces (``target_image`` paths) after.
+    """
+    from airflow_provider_akool.kinds.base import media_inputs
+
+    kind = getattr(operator, "kind", None)
+    if kind is not None:
+        inputs = kind.inputs
+    else:
+        inputs = tuple(sorted(media_inputs().values(), key=lambda media_input: media_input.key is not None))
+    values = [
+        url for media_input in inputs for url in media_input.urls(getattr(operator, media_input.name, None))
+    ]
     names = (dataset_name(value) for value in values)
     return list(dict.fromkeys(name for name in names if name is not None))
 

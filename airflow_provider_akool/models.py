@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from airflow_provider_akool.deprecation import renamed
+
 
 class JobStatus(IntEnum):
     """
@@ -64,7 +66,7 @@ class BackgroundChangeJob:
 
 
 @dataclass(frozen=True)
-class ImageResult:
+class BackgroundChangeResult:
     """
     The state of a background-change job, from ``infobymodelid``.
 
@@ -109,3 +111,7 @@ class DetectedFaces:
         if not image:
             raise ValueError("target_image needs the path of the image the faces were detected on")
         return [{"path": image, "opts": face.opts} for face in self.faces]
+
+
+#: Names of before the one vocabulary (issue 21), kept as deprecated aliases.
+__getattr__ = renamed(__name__, {"ImageResult": "BackgroundChangeResult"})

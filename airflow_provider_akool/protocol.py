@@ -18,6 +18,7 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urljoin
 
 from airflow_provider_akool import validation
+from airflow_provider_akool.deprecation import renamed
 from airflow_provider_akool.exceptions import (
     ERROR_CODES,
     AkoolConnectionError,
@@ -34,9 +35,9 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.models import (
     BackgroundChangeJob,
+    BackgroundChangeResult,
     DetectedFace,
     DetectedFaces,
-    ImageResult,
     JobStatus,
     ReageJob,
     ReageResult,
@@ -305,7 +306,13 @@ def build_detect_faces(
 # --- Reage --------------------------------------------------------------------------------------
 
 
-def _parse_reage_job(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
+def parse_job_reply(endpoint: str) -> Callable[[Mapping[str, Any]], ReageJob]:
+    """
+    Return the parse of a submission whose reply names ``_id``, ``job_id`` and the result ``url``.
+
+    Reage's replies have this shape, and so do face swap's: a kind's own request can take it.
+    """
+
     def parse(payload: Mapping[str, Any]) -> ReageJob:
         data = _data(payload, endpoint)
         return ReageJob(
@@ -339,7 +346,7 @@ def _build_reage(
         method="POST",
         path=f"{API_PREFIX}/faceswap/highquality/{endpoint}",
         json=body,
-        parse=_parse_reage_job(endpoint),
+        parse=parse_job_reply(endpoint),
         creates_job=True,
     )
 
@@ -603,14 +610,14 @@ def build_background_change(
     )
 
 
-def build_image_result(image_model_id: str) -> AkoolRequest[ImageResult]:
+def build_background_change_result(image_model_id: str) -> AkoolRequest[BackgroundChangeResult]:
     """Ask for a background-change result (``GET content/image/infobymodelid``)."""
     (image_model_id,) = validation.id_list("image_model_id", image_model_id)
 
-    def parse(payload: Mapping[str, Any]) -> ImageResult:
+    def parse(payload: Mapping[str, Any]) -> BackgroundChangeResult:
         data = _data(payload, "infobymodelid")
         reasons = data.get("error_reasons")
-        return ImageResult(
+        return BackgroundChangeResult(
             id=_optional_str(data, "_id") or image_model_id,
             status=_status(data, "image_status", "infobymodelid"),
             image_url=_result_url(data, "image"),
@@ -730,3 +737,7 @@ def download_error(status: int, headers: Mapping[str, str]) -> AkoolError | None
         http_status=status,
         endpoint="download",
     )
+
+
+#: Names of before the one vocabulary (issue 21), kept as deprecated aliases.
+__getattr__ = renamed(__name__, {"build_image_result": "build_background_change_result"})

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from airflow_provider_akool import exceptions, protocol
+from airflow_provider_akool.deprecation import warn_renamed
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobFailedError,
@@ -38,7 +39,7 @@ from airflow_provider_akool.exceptions import (
     AkoolRateLimitError,
     AkoolResponseError,
 )
-from airflow_provider_akool.models import ImageResult, JobStatus, ReageResult
+from airflow_provider_akool.models import BackgroundChangeResult, JobStatus, ReageResult
 
 #: How long an id may stay unknown to Akool before the wait fails: a job that was just submitted may take a
 #: moment to appear in ``listbyids``, but an id that never appears must not keep a task waiting silently.
@@ -47,6 +48,13 @@ DEFAULT_NOT_FOUND_GRACE = 60.0
 DEFAULT_MAX_POLL_ERRORS = 10
 #: The longest pause between polls after failures, whatever the backoff or ``Retry-After`` says.
 MAX_POLL_BACKOFF = 300.0
+#: The shortest pause of adaptive polling: a job is never polled more often than this (unless the user's
+#: ``poll_interval`` is shorter still). Below 2 s the extra polls buy little: the operator looked once at
+#: submission, and an Akool job takes seconds.
+MIN_ADAPTIVE_INTERVAL = 2.0
+#: While a job is young its pause is at most this part of its age, so a quick job is seen soon after it
+#: finished and a long (video) one is not polled more than it needs.
+ADAPTIVE_AGE_FRACTION = 0.5
 
 SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR = "success", "failed", "timeout", "not_found", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR)
@@ -92,11 +100,17 @@ class JobSnapshot:
         return cls(id=result.id, status=result.status, url=result.url, job_id=result.job_id)
 
     @classmethod
-    def of_image(cls, result: ImageResult) -> JobSnapshot:
+    def of_background_change(cls, result: BackgroundChangeResult) -> JobSnapshot:
         """Return the snapshot of an ``infobymodelid`` reply (background change)."""
         return cls(
             id=result.id, status=result.status, url=result.image_url, reasons=tuple(result.error_reasons)
         )
+
+    @classmethod
+    def of_image(cls, result: BackgroundChangeResult) -> JobSnapshot:
+        """Deprecated: use :meth:`of_background_change`."""
+        warn_renamed("JobSnapshot.of_image", "JobSnapshot.of_background_change")
+        return cls.of_background_change(result)
 
     @property
     def label(self) -> str | None:
@@ -488,6 +502,37 @@ class Waiter:
         else:
             state = "is no longer known to Akool" if vanished else "is not known to Akool (yet)"
         self.log.info("Akool job %s %s after %.1f s", snapshot.id, state, now - self.started_at)
+
+
+def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_INTERVAL) -> float:
+    """
+    Return the pause before the next poll of a job waited for ``age`` seconds.
+
+    It is ``ceiling / 2**k``: the largest such pause not above ``ADAPTIVE_AGE_FRACTION`` of the age, or the
+    smallest not below ``floor``; never above ``ceiling`` (the user's ``poll_interval``). With a 10 s
+    interval a job is polled at 0, 2.5, 5, 7.5, 10, 15, 20, 30, 40... s after its wait began. Halvings of one
+    interval nest, so waits of the same interval still meet on the grid of a shared poller as they age.
+    """
+    step = ceiling
+    target = max(age * ADAPTIVE_AGE_FRACTION, floor)
+    while step > target and step / 2 >= floor:
+        step /= 2
+    return step
+
+
+def first_poll_at(waiter: Waiter, now: float, *, adaptive: bool) -> float:
+    """
+    Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
+
+    That check was a poll: the next one comes the ``Waiter``'s pause later, as it would in the worker
+    (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
+    the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
+    the job's age instead, never later than ``poll_interval``.
+    """
+    pause = waiter.delay
+    if adaptive and not waiter.errors_in_a_row:
+        pause = min(pause, adaptive_interval(now - waiter.started_at, waiter.poll_interval))
+    return now + pause
 
 
 def _utc(at: float) -> str:

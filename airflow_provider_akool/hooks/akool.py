@@ -22,6 +22,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from airflow_provider_akool import protocol, result_hosts, validation
+from airflow_provider_akool.deprecation import warn_renamed
 from airflow_provider_akool.exceptions import (
     AkoolConnectionError,
     AkoolError,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_akool.models import (
         BackgroundChangeJob,
+        BackgroundChangeResult,
         DetectedFaces,
-        ImageResult,
         ReageJob,
         ReageResult,
     )
@@ -788,13 +789,38 @@ class AkoolHook(BaseHook):
         """Submit a background change (async)."""
         return await self._acall(protocol.build_background_change(**params))
 
-    def get_image_result(self, image_model_id: str) -> ImageResult:
+    def get_background_change_result(self, image_model_id: str) -> BackgroundChangeResult:
         """Return the state of a background-change job."""
-        return self._call(protocol.build_image_result(image_model_id))
+        return self._call(protocol.build_background_change_result(image_model_id))
 
-    async def aget_image_result(self, image_model_id: str) -> ImageResult:
+    async def aget_background_change_result(self, image_model_id: str) -> BackgroundChangeResult:
         """Return the state of a background-change job (async)."""
-        return await self._acall(protocol.build_image_result(image_model_id))
+        return await self._acall(protocol.build_background_change_result(image_model_id))
+
+    def get_image_result(self, image_model_id: str) -> BackgroundChangeResult:
+        """Deprecated: use :meth:`get_background_change_result`."""
+        warn_renamed("AkoolHook.get_image_result", "AkoolHook.get_background_change_result")
+        return self.get_background_change_result(image_model_id)
+
+    async def aget_image_result(self, image_model_id: str) -> BackgroundChangeResult:
+        """Deprecated: use :meth:`aget_background_change_result`."""
+        warn_renamed("AkoolHook.aget_image_result", "AkoolHook.aget_background_change_result")
+        return await self.aget_background_change_result(image_model_id)
+
+    # --- Any request: what a kind defined outside this package sends -----------------------------
+
+    def send(self, request: protocol.AkoolRequest[T]) -> T:
+        """
+        Send a request built with :mod:`~airflow_provider_akool.protocol` and return its parsed reply.
+
+        With the hook's retries (a request that creates a job is never resent once it may have reached
+        Akool), authentication and error mapping: what a new kind's submit and fetch call.
+        """
+        return self._call(request)
+
+    async def asend(self, request: protocol.AkoolRequest[T]) -> T:
+        """Send ``request`` without blocking the event loop (see :meth:`send`)."""
+        return await self._acall(request)
 
     # --- Credits --------------------------------------------------------------------------------
 

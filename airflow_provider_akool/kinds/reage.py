@@ -9,15 +9,15 @@ Used by :class:`~airflow_provider_akool.operators.reage.AkoolImageReageOperator`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_akool.kinds.base import JobKind
+from airflow_provider_akool import protocol
+from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, JobKind, MediaInput, register
 from airflow_provider_akool.models import JobStatus, ReageJob
-from airflow_provider_akool.triggers.poller import DEFAULT_BATCH_SIZE
 from airflow_provider_akool.wait import JobSnapshot
 
 if TYPE_CHECKING:
-    from airflow_provider_akool import protocol
     from airflow_provider_akool.hooks.akool import AkoolHook
 
 
@@ -60,6 +60,14 @@ def submitted_reage(job: ReageJob) -> JobSnapshot:
     return JobSnapshot(id=job.id, status=JobStatus.QUEUED, url=job.url, job_id=job.job_id)
 
 
+def reage_request(params: Mapping[str, Any]) -> protocol.AkoolRequest[ReageJob]:
+    """``vidreage`` when ``params`` name a ``modify_video``, else ``imgreage``."""
+    args = (int(params["face_reage"]), params["target_image"], params.get("webhook_url"))
+    if params.get("modify_video"):
+        return protocol.build_video_reage(params["modify_video"], *args)
+    return protocol.build_image_reage(params["modify_image"], *args)
+
+
 #: Reage: ``listbyids`` takes many ids, so the shared poller batches them and aligns the waits' polls.
 REAGE = JobKind(
     name="reage",
@@ -69,8 +77,15 @@ REAGE = JobKind(
     trigger="airflow_provider_akool.triggers.reage.AkoolReageTrigger",
     cancel=cancel_reage,
     acancel=acancel_reage,
+    request=reage_request,
+    inputs=(
+        MediaInput("modify_image", "image"),
+        MediaInput("modify_video", "video"),
+        MediaInput("target_image", "image", key="path"),
+    ),
     batch_size=DEFAULT_BATCH_SIZE,
     align=True,
 )
+register(REAGE)
 
 __all__ = ["REAGE"]

@@ -147,7 +147,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
         params["origin_img"] = self.signed_input("origin_img", self.origin_img)
         if self.template_url not in (None, ""):
             params["template_url"] = self.signed_input("template_url", self.template_url)
-        return self.kind.submitted(hook.submit_background_change(**params))
+        return self.kind.submit_job(hook, params)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, submit and wait (see :class:`AkoolJobOperator`); describe the result to outlets."""

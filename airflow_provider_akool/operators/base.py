@@ -48,7 +48,6 @@ from airflow_provider_akool.lineage import AkoolLineageMixin
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
-from airflow_provider_akool.triggers.base import first_poll_at
 from airflow_provider_akool.wait import (
     DEFAULT_NOT_FOUND_GRACE,
     SUCCESS,
@@ -56,6 +55,7 @@ from airflow_provider_akool.wait import (
     Waiter,
     WaitEvent,
     execution_timeout_error,
+    first_poll_at,
     try_deadline,
 )
 
@@ -237,7 +237,7 @@ class AkoolJobOperator(
         (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``). Where the kind can be cancelled
         the trigger gets the ``job_id``, so a user killing the deferred task cancels the job.
         """
-        return self.kind.trigger_class.for_ids(
+        return self.kind.make_trigger(
             [job.id],
             akool_conn_id=self.akool_conn_id,
             poll_interval=float(self.poll_interval),

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_akool.hooks.akool import AkoolHook
-    from airflow_provider_akool.models import ReageJob
     from airflow_provider_akool.wait import JobSnapshot
 
 
@@ -114,8 +113,8 @@ class _AkoolReageOperator(AkoolJobOperator):
             self.target_image = validation.target_image(self.target_image, path=inputs.check_media)
 
     @abstractmethod
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
-        """Send the reage request itself."""
+    def media(self) -> dict[str, str]:
+        """Return the signed media parameter of the request (``{"modify_image": <URL>}``)."""
 
     def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
         """Return the faces to reage: ``target_image``, checked by :meth:`validate_inputs`."""
@@ -127,7 +126,8 @@ class _AkoolReageOperator(AkoolJobOperator):
             {**face, "path": self.signed_input(f"target_image[{index}].path", face["path"])}
             for index, face in enumerate(self.faces(hook))
         ]
-        return self.kind.submitted(self.submit_reage(hook, faces))
+        params = {**self.media(), "face_reage": self.face_reage, "target_image": faces}
+        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url})
 
 
 class AkoolImageReageOperator(_AkoolReageOperator):
@@ -187,14 +187,9 @@ class AkoolImageReageOperator(_AkoolReageOperator):
         self.log.info("Detected %d face(s) in %s", len(faces), self.modify_image)
         return faces
 
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
-        """Submit ``imgreage``."""
-        return hook.submit_image_reage(
-            self.signed_input("modify_image", self.modify_image),
-            int(self.face_reage),
-            target_image,
-            self.webhook_url,
-        )
+    def media(self) -> dict[str, str]:
+        """``imgreage``: the signed ``modify_image``."""
+        return {"modify_image": self.signed_input("modify_image", self.modify_image)}
 
 
 class AkoolVideoReageOperator(_AkoolReageOperator):
@@ -229,14 +224,9 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
         self.modify_video = inputs.check_media("modify_video", self.modify_video)
         super().validate_inputs()
 
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
-        """Submit ``vidreage``."""
-        return hook.submit_video_reage(
-            self.signed_input("modify_video", self.modify_video),
-            int(self.face_reage),
-            target_image,
-            self.webhook_url,
-        )
+    def media(self) -> dict[str, str]:
+        """``vidreage``: the signed ``modify_video``."""
+        return {"modify_video": self.signed_input("modify_video", self.modify_video)}
 
 
 class AkoolCancelReageOperator(masking.LearnsSecretWhenRendered, BaseOperator):

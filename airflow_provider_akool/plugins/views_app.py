@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from airflow_provider_akool.kinds.base import media_inputs
 from airflow_provider_akool.links import safe_link
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 #: The XCom key every submitting operator pushes right after the submission: it marks an Akool task.
 AKOOL_ID_KEY = "akool_id"
 #: Rendered fields that hold a job's input, in the order they are looked for.
-INPUT_FIELDS = ("modify_image", "modify_video", "origin_img")
 PAGE_SIZE = 20
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".webm")
 
@@ -286,8 +286,15 @@ def _describe(marker: Any, xcoms: dict[str, Any], ti: Any, rendered: Any) -> dic
     result = xcoms.get("return_value")
     result = result if isinstance(result, dict) else {}
     fields = rendered if isinstance(rendered, dict) else {}
+    # The first media input of any registered kind that the task rendered (a list of faces is not shown).
+    shown = (media_input for media_input in media_inputs().values() if media_input.key is None)
     input_field, input_value = next(
-        ((name, fields[name]) for name in INPUT_FIELDS if fields.get(name) not in (None, "")), (None, None)
+        (
+            (media_input, fields[media_input.name])
+            for media_input in shown
+            if fields.get(media_input.name) not in (None, "")
+        ),
+        (None, None),
     )
     if isinstance(input_value, dict):  # an ObjectStoragePath, as Airflow stores it
         input_value = input_value.get("path") or json.dumps(input_value)
@@ -303,9 +310,9 @@ def _describe(marker: Any, xcoms: dict[str, Any], ti: Any, rendered: Any) -> dic
         "job_id": result.get("job_id") or xcoms.get("akool_job_id"),
         "url": safe_link(result.get("url") or xcoms.get("akool_result_url") or ""),
         "output_path": result.get("output_path"),
-        "input_field": input_field,
+        "input_field": input_field.name if input_field is not None else None,
         "input": None if input_value is None else str(input_value),
-        "video": input_field == "modify_video",
+        "video": input_field is not None and input_field.media == "video",
         "submitted": submitted,
         # Akool keeps a result 7 days after the job finished; the try's start is a safe lower bound.
         "kept_until": submitted + timedelta(days=RESULT_RETENTION_DAYS) if submitted else None,

@@ -386,18 +386,11 @@ def _resume(route: CallbackRoute, token: str, verified: VerifiedCallback, sessio
 
 
 def _akool_trigger(row: Any) -> Any:
-    """Rebuild the trigger of a row if it is one of this provider's, else None."""
-    from airflow_provider_akool.triggers.base import AkoolJobTrigger
+    """Rebuild the trigger of a row if it waits for a registered kind of Akool job, else None."""
+    from airflow_provider_akool.kinds.base import trigger_class_at
 
-    module, _, name = str(row.classpath).rpartition(".")
-    if not module.startswith("airflow_provider_akool.triggers."):
-        return None
-    import importlib
-
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, AkoolJobTrigger)):
-        return None
-    return cls(**row.kwargs)
+    trigger_class = trigger_class_at(str(row.classpath))
+    return None if trigger_class is None else trigger_class(**row.kwargs)
 
 
 def create_app() -> FastAPI:

@@ -12,7 +12,6 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_akool import masking, validation
 from airflow_provider_akool.exceptions import AkoolError, AkoolValidationError
-from airflow_provider_akool.triggers.base import first_poll_at
 from airflow_provider_akool.wait import (
     DEFAULT_NOT_FOUND_GRACE,
     TIMEOUT,
@@ -20,6 +19,7 @@ from airflow_provider_akool.wait import (
     Waiter,
     WaitEvent,
     execution_timeout_error,
+    first_poll_at,
     try_deadline,
 )
 
@@ -83,7 +83,7 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
         ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
         (``execution_deadline``, ``first_poll_at``, ``adaptive_polling``).
         """
-        return self.kind.trigger_class.for_ids(
+        return self.kind.make_trigger(
             ids,
             akool_conn_id=self.akool_conn_id,
             poll_interval=self.poke_interval,

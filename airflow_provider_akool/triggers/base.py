@@ -13,16 +13,21 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_akool.callbacks import read_callback_mark, relaxed_poll_interval, resume_settle_seconds
 from airflow_provider_akool.exceptions import AkoolError
+from airflow_provider_akool.kinds.base import home_of, kind_named
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.triggers.poller import shared_poller
 from airflow_provider_akool.wait import (
+    ADAPTIVE_AGE_FRACTION,
     DEFAULT_MAX_POLL_ERRORS,
     DEFAULT_NOT_FOUND_GRACE,
     FAILED,
+    MIN_ADAPTIVE_INTERVAL,
     SUCCESS,
     JobSnapshot,
     Waiter,
     WaitEvent,
+    adaptive_interval,
+    first_poll_at,
 )
 
 if TYPE_CHECKING:
@@ -36,14 +41,6 @@ KILL_RETRY_LIMIT = 3
 KILL_TIMEOUT = 60.0
 #: Kills in progress: the loop keeps only weak references to tasks.
 _KILLS: set[asyncio.Future[None]] = set()
-#: The shortest pause of adaptive polling: a job is never polled more often than this (unless the user's
-#: ``poll_interval`` is shorter still). Below 2 s the extra polls buy little: the operator looked once at
-#: submission, and an Akool job takes seconds.
-MIN_ADAPTIVE_INTERVAL = 2.0
-#: While a job is young its pause is at most this part of its age, so a quick job is seen soon after it
-#: finished and a long (video) one is not polled more than it needs.
-ADAPTIVE_AGE_FRACTION = 0.5
-
 #: Modules the first poll would import on the triggerer's event loop: the hook's (requests, urllib3,
 #: tenacity: ~0.3 s on two busy cores) and anyio's asyncio backend, which httpcore loads at its first
 #: connection (~0.1 s).
@@ -73,37 +70,6 @@ async def import_first_poll_modules() -> None:
 
 # One poll of a wait: (pause before it, the regular interval it comes from or None, first poll?) -> states.
 _PollOnce = Callable[[float, "float | None", bool], Awaitable[dict[str, JobSnapshot]]]
-
-
-def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_INTERVAL) -> float:
-    """
-    Return the pause before the next poll of a job waited for ``age`` seconds.
-
-    It is ``ceiling / 2**k``: the largest such pause not above ``ADAPTIVE_AGE_FRACTION`` of the age, or the
-    smallest not below ``floor``; never above ``ceiling`` (the user's ``poll_interval``). With a 10 s
-    interval a job is polled at 0, 2.5, 5, 7.5, 10, 15, 20, 30, 40... s after its wait began. Halvings of one
-    interval nest, so waits of the same interval still meet on the grid of a shared poller as they age.
-    """
-    step = ceiling
-    target = max(age * ADAPTIVE_AGE_FRACTION, floor)
-    while step > target and step / 2 >= floor:
-        step /= 2
-    return step
-
-
-def first_poll_at(waiter: Waiter, now: float, *, adaptive: bool) -> float:
-    """
-    Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
-
-    That check was a poll: the next one comes the ``Waiter``'s pause later, as it would in the worker
-    (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
-    the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
-    the job's age instead, never later than ``poll_interval``.
-    """
-    pause = waiter.delay
-    if adaptive and not waiter.errors_in_a_row:
-        pause = min(pause, adaptive_interval(now - waiter.started_at, waiter.poll_interval))
-    return now + pause
 
 
 class AkoolJobTrigger(BaseTrigger):
@@ -215,6 +181,11 @@ class AkoolJobTrigger(BaseTrigger):
         """
         return cls(ids=ids, **kwargs)
 
+    @classmethod
+    def for_kind(cls, kind: JobKind, ids: Sequence[str], **kwargs: Any) -> AkoolJobTrigger:
+        """Return the trigger that waits for ``ids`` of ``kind`` (a class of one kind ignores ``kind``)."""
+        return cls.for_ids(ids, **kwargs)
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
         return self.class_path(), {"ids": list(self.ids), **self.wait_kwargs(), **self.poller_kwargs()}
@@ -284,7 +255,7 @@ class AkoolJobTrigger(BaseTrigger):
     def shared_poller(self) -> SharedPoller | None:
         """Return the poller this wait shares with the others of its loop, connection and kind."""
         return shared_poller(
-            self.kind.name,
+            self.kind.poller,
             self.akool_conn_id,
             fetch=self.kind.afetch,
             batch_size=self.batch_size,
@@ -331,16 +302,20 @@ class AkoolJobTrigger(BaseTrigger):
         """
         if self.ids != [snapshot.id] or snapshot.status not in (JobStatus.SUCCESS, JobStatus.FAILED):
             return None
-        waiter = Waiter(
+        event = self.make_waiter().polled({snapshot.id: snapshot}, time.time())
+        return event if event is not None and event.status in (SUCCESS, FAILED) else None
+
+    def make_waiter(self, **bounds: Any) -> Waiter:
+        """Return the ``Waiter`` of this trigger's ids and grace; ``bounds`` add deadlines, error limits."""
+        return Waiter(
             ids=self.ids,
             poll_interval=self.poll_interval,
             started_at=self.started_at,
             job_ids=self.job_ids,
             not_found_grace=self.not_found_grace,
             log=self.log,
+            **bounds,
         )
-        event = waiter.polled({snapshot.id: snapshot}, time.time())
-        return event if event is not None and event.status in (SUCCESS, FAILED) else None
 
     async def callback_event(self) -> WaitEvent | None:
         """Return the event of a final state a callback with this task's token left for it, or None."""
@@ -397,16 +372,10 @@ class AkoolJobTrigger(BaseTrigger):
         return max(0.0, pause)
 
     async def _wait(self, poll_once: _PollOnce) -> WaitEvent:
-        waiter = Waiter(
-            ids=self.ids,
-            poll_interval=self.poll_interval,
-            started_at=self.started_at,
+        waiter = self.make_waiter(
             deadline=self.deadline,
             execution_deadline=self.execution_deadline,
-            job_ids=self.job_ids,
-            not_found_grace=self.not_found_grace,
             max_poll_errors=self.max_poll_errors,
-            log=self.log,
         )
         delay, grid, first = self._first_pause(time.time()), None, True
         while True:
@@ -496,3 +465,57 @@ class AkoolJobTrigger(BaseTrigger):
         finally:
             await hook.aclose()
         self.log.info("Cancelled Akool job(s) %s because the task was killed", ", ".join(job_ids))
+
+
+class AkoolKindTrigger(AkoolJobTrigger):
+    """
+    Wait for Akool jobs of any registered kind: the one trigger class, which serializes the kind's name.
+
+    The kind is looked up in the registry (:func:`~airflow_provider_akool.kinds.base.kind_named`) when the
+    trigger is built, and a triggerer that rebuilds it from its kwargs imports ``kind_module`` first where
+    the kind is not registered yet (a kind defined outside this package registers itself at import). The
+    other keyword arguments are those of :class:`AkoolJobTrigger`.
+
+    :param kind: the kind's name (``reage``).
+    :param kind_module: the module that registers the kind, for a process that has not imported it.
+    """
+
+    def __init__(
+        self, *, kind: str, ids: Sequence[str], kind_module: str | None = None, **kwargs: Any
+    ) -> None:
+        self._kind = kind_named(kind, kind_module)
+        self.kind_module = kind_module or home_of(self._kind) or None
+        super().__init__(ids=ids, **kwargs)
+
+    @property
+    def kind(self) -> JobKind:
+        """The kind of job this trigger waits for, from the registry."""
+        return self._kind
+
+    @classmethod
+    def for_kind(cls, kind: JobKind, ids: Sequence[str], **kwargs: Any) -> AkoolJobTrigger:
+        """Return the trigger that waits for ``ids`` of ``kind``."""
+        return cls(kind=kind.name, ids=ids, **kwargs)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the keyword arguments that rebuild this trigger: the kind by name."""
+        kwargs: dict[str, Any] = {"kind": self.kind.name}
+        if self.kind_module:
+            kwargs["kind_module"] = self.kind_module
+        return self.class_path(), {
+            **kwargs,
+            "ids": list(self.ids),
+            **self.wait_kwargs(),
+            **self.poller_kwargs(),
+        }
+
+
+__all__ = [
+    "ADAPTIVE_AGE_FRACTION",
+    "MIN_ADAPTIVE_INTERVAL",
+    "AkoolJobTrigger",
+    "AkoolKindTrigger",
+    "adaptive_interval",
+    "first_poll_at",
+    "import_first_poll_modules",
+]

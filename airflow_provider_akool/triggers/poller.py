@@ -36,10 +36,11 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_akool.deprecation import renamed
 from airflow_provider_akool.exceptions import (
     AkoolAccountError,
     AkoolAuthError,
@@ -48,6 +49,12 @@ from airflow_provider_akool.exceptions import (
     AkoolPartialReplyError,
     AkoolRateLimitError,
 )
+from airflow_provider_akool.kinds.base import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_JITTER,
+    DEFAULT_MAX_CONCURRENCY,
+    AsyncFetch,
+)
 from airflow_provider_akool.wait import MAX_POLL_BACKOFF, JobSnapshot
 
 if TYPE_CHECKING:
@@ -55,15 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: One request: the states of some ids (those Akool does not know are absent). When some entries of the
-#: reply cannot be read, it raises ``AkoolPartialReplyError`` with the states of the others (``found``) and
-#: an error per unreadable id (``errors``): each wait then gets its own result or its own error.
-Fetch = Callable[["AkoolHook", list[str]], Awaitable[dict[str, JobSnapshot]]]
-
-#: Ids per ``listbyids`` request, as the hook's own default: Akool publishes no bound (the emulator's is 100).
-DEFAULT_BATCH_SIZE = 50
-#: Requests of one poller (one connection) in flight at once.
-DEFAULT_MAX_CONCURRENCY = 4
 #: Polls due this close together go in one round (timers of one loop never fire at the same instant).
 GATHER_SECONDS = 0.02
 #: How long a poller without waits stays up, so that waits between two polls do not rebuild it.
@@ -73,8 +71,6 @@ IDLE_SECONDS = 5.0
 #: about 1 ms on a busy core, so 100 wake-ups at once (a takeover of 200 triggers) took half of Airflow's
 #: 0.2 s limit for a loop iteration.
 FAN_OUT_CHUNK = 25
-#: The part of each regular pause of a background-change wait taken off at random.
-DEFAULT_JITTER = 0.2
 #: The most a first poll of a background-change wait is put off to spread waits that start together.
 MAX_FIRST_POLL_SPREAD = 1.0
 
@@ -122,7 +118,7 @@ class SharedPoller:
         self,
         akool_conn_id: str,
         *,
-        fetch: Fetch,
+        fetch: AsyncFetch,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         align: bool = False,
@@ -450,41 +446,28 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[object
 )
 
 
-def shared_poller(
-    kind: str,
-    akool_conn_id: str,
-    *,
-    fetch: Fetch,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    align: bool = False,
-    jitter: float = 0.0,
-) -> SharedPoller:
+def shared_poller(kind: str, akool_conn_id: str, *, fetch: AsyncFetch, **options: Any) -> SharedPoller:
     """
     Return the poller of the running event loop for ``kind`` of job on ``akool_conn_id``, making it once.
 
-    :param kind: the kind of job (``reage``, ``image_result``): one poller per endpoint.
+    :param kind: the kind's poller key (``reage``, ``background change``): one poller per endpoint.
     :param akool_conn_id: the connection.
     :param fetch: see :class:`SharedPoller`; the same for every call with the same ``kind``.
-    :param batch_size: ids per request; waits asking for another size get a poller of their own.
-    :param max_concurrency: requests in flight at once.
-    :param align: see :class:`SharedPoller`.
-    :param jitter: see :class:`SharedPoller`.
+    :param options: the other keyword arguments of :class:`SharedPoller` (``batch_size``,
+        ``max_concurrency``, ``align``, ``jitter``); waits asking for another ``batch_size`` or
+        ``max_concurrency`` get a poller of their own.
     """
     loop = asyncio.get_running_loop()
-    key = (kind, akool_conn_id, batch_size, max_concurrency)
+    sizes = (
+        options.get("batch_size", DEFAULT_BATCH_SIZE),
+        options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+    )
+    key = (kind, akool_conn_id, *sizes)
     with _LOCK:
         pollers = _POLLERS.setdefault(loop, {})
         poller = pollers.get(key)
         if poller is None:
-            poller = pollers[key] = SharedPoller(
-                akool_conn_id,
-                fetch=fetch,
-                batch_size=batch_size,
-                max_concurrency=max_concurrency,
-                align=align,
-                jitter=jitter,
-            )
+            poller = pollers[key] = SharedPoller(akool_conn_id, fetch=fetch, **options)
     return poller
 
 
@@ -494,4 +477,16 @@ def pollers_of_this_loop() -> list[SharedPoller]:
         return list(_POLLERS.get(asyncio.get_running_loop(), {}).values())
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SharedPoller", "pollers_of_this_loop", "shared_poller"]
+#: Names of before the one vocabulary (issue 21), kept as deprecated aliases: ``Fetch`` is the sync type of
+#: :mod:`~airflow_provider_akool.kinds.base`; the shared poller takes an ``AsyncFetch``.
+__getattr__ = renamed(__name__, {"Fetch": "AsyncFetch"})
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_JITTER",
+    "DEFAULT_MAX_CONCURRENCY",
+    "AsyncFetch",
+    "SharedPoller",
+    "pollers_of_this_loop",
+    "shared_poller",
+]

@@ -57,7 +57,7 @@ Call = Callable[..., Any]
 
 @pytest.fixture(params=["sync", "async"])
 def call(request: pytest.FixtureRequest) -> Call:
-    """``call(hook, "get_image_result", ...)`` runs the sync method or its async ``a``-twin."""
+    """``call(hook, "get_credit")`` runs the sync method or its async ``a``-twin."""
     if request.param == "sync":
         return lambda hook, name, *args, **kwargs: getattr(hook, name)(*args, **kwargs)
     return run_async
@@ -344,14 +344,14 @@ class TestCalls:
         )
         assert job.status is JobStatus.QUEUED
         emulator_client.advance_clock(2)
-        result = call(hook, "get_image_result", job.id)
+        result = call(hook, "get_background_change_result", job.id)
         assert result.status is JobStatus.SUCCESS
         assert result.image_url
         assert result.error_reasons == []
 
     def test_unknown_image_result_is_not_found(self, call: Call, akool_connection: ConnectionFactory) -> None:
         with pytest.raises(AkoolNotFoundError):
-            call(AkoolHook(), "get_image_result", "ffffffffffffffffffffffff")
+            call(AkoolHook(), "get_background_change_result", "ffffffffffffffffffffffff")
 
     @pytest.mark.parametrize(
         ("account", "error"),

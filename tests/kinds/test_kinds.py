@@ -5,28 +5,44 @@ rebuild from what earlier versions stored, and a new kind written as one small m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from airflow.sdk import dag
 
-from airflow_provider_akool import validation
-from airflow_provider_akool.hooks.akool import AkoolHook
+from airflow_provider_akool.emulator import EmulatorServer
 from airflow_provider_akool.kinds import BACKGROUND_CHANGE, REAGE, JobKind
+from airflow_provider_akool.kinds.base import KIND_TRIGGER, kind_named, register
 from airflow_provider_akool.kinds.reage import afetch_reage, fetch_reage, submitted_reage
 from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator
-from airflow_provider_akool.operators.base import AkoolJobOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
-from airflow_provider_akool.sensors.base import AkoolJobSensor
 from airflow_provider_akool.sensors.image_result import AkoolImageResultSensor
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from airflow_provider_akool.triggers.base import AkoolJobTrigger
+from airflow_provider_akool.triggers.base import AkoolJobTrigger, AkoolKindTrigger
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
 from tests.conftest import ConnectionFactory
+from tests.kinds.echo_kind import ECHO, AkoolEchoOperator, AkoolEchoSensor
 from tests.operators.test_reage import START, run_recorded, sample
+from tests.plugins import test_views, test_webhook_receiver
+from tests.plugins.test_views import token
+from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that webhook_setup asks for by name)
+    mini_triggerer,
+    receiver_url,
+    released_once_deferred,
+    wh_emulator,
+)
+
+#: The views' auth manager, and the receiver's emulator and connection: fixtures of their own modules.
+views_auth = test_views.auth
+webhook_setup = test_webhook_receiver.setup
 
 ID = "a" * 24
 
@@ -136,62 +152,112 @@ def test_a_kind_that_cancels_in_one_mode_only_is_refused() -> None:
         )
 
 
-# --- A new kind is one small module: this is all it takes ---------------------------------------------
-# (It polls reage's endpoint, the one the emulator serves, under a kind of its own that cannot be
-# cancelled; a real new kind, say face swap, would bring its own fetch and submission.)
-
-ECHO = JobKind(
-    name="echo",
-    fetch=fetch_reage,
-    afetch=afetch_reage,
-    submitted=submitted_reage,
-    trigger=f"{__name__}.AkoolEchoTrigger",
-)
+# --- A new kind is one small module (tests/kinds/echo_kind.py), outside the package, in every mode ---
 
 
-class AkoolEchoTrigger(AkoolJobTrigger):
-    kind = ECHO
+def test_a_kind_registers_by_name_and_the_generic_trigger_serializes_that_name() -> None:
+    assert kind_named("echo") is ECHO
+    assert ECHO.trigger == KIND_TRIGGER
+    trigger = ECHO.make_trigger([ID], started_at=1.0, deadline=2.0, poll_interval=5.0)
+    assert isinstance(trigger, AkoolKindTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == KIND_TRIGGER
+    assert kwargs == {
+        "kind": "echo",
+        "kind_module": "tests.kinds.echo_kind",
+        "ids": [ID],
+        "akool_conn_id": "akool_default",
+        "poll_interval": 5.0,
+        "deadline": 2.0,
+        "not_found_grace": 60.0,
+        "started_at": 1.0,
+        "max_poll_errors": 10,
+    }
+    rebuilt = AkoolKindTrigger(**kwargs)
+    assert rebuilt.kind is ECHO
+    assert rebuilt.serialize() == (classpath, kwargs)
 
 
-class AkoolEchoOperator(AkoolJobOperator):
-    template_fields = (*AkoolJobOperator.template_fields, "image")
-    kind = ECHO
-
-    def __init__(self, *, image: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.image = image
-
-    def validate_inputs(self) -> None:
-        self.image = validation.http_url("image", self.image)
-
-    def submit(self, hook: AkoolHook, context: Any) -> JobSnapshot:
-        faces = hook.detect_faces(self.image).target_image()
-        return self.kind.submitted(hook.submit_image_reage(self.image, 5, faces))
-
-
-class AkoolEchoSensor(AkoolJobSensor):
-    template_fields = ("ids", "akool_conn_id")
-    kind = ECHO
-
-    def __init__(self, *, ids: Sequence[str] | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ids = ids
-
-    def ids_to_wait_for(self) -> list[str]:
-        return validation.collect_ids("ids", self.ids, key="id")
+def test_the_generic_trigger_imports_the_kinds_module_in_a_process_that_has_not() -> None:
+    # A triggerer that never imported the kind's module: the row's kind_module brings it in.
+    code = (
+        "import sys; from airflow_provider_akool.triggers.base import AkoolKindTrigger;"
+        "assert 'tests.kinds.echo_kind' not in sys.modules;"
+        "t = AkoolKindTrigger(kind='echo', kind_module='tests.kinds.echo_kind', ids=['x']);"
+        "print(t.kind.name, t.kind.inputs[0].name)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["echo", "image"]
 
 
-def test_a_new_kind_of_one_module_waits_in_every_mode(
-    airflow_db: Any, emulator: Any, akool_connection: ConnectionFactory
+def test_an_unknown_kind_is_a_clear_error_and_a_name_is_taken_once() -> None:
+    with pytest.raises(LookupError, match=r"no Akool job kind named 'nope' is registered \(known: .*echo"):
+        kind_named("nope")
+    with pytest.raises(ValueError, match="'echo' is already registered"):
+        register(replace(ECHO, batch_size=2))
+    assert register(ECHO) is ECHO  # the same kind again (a module imported twice) is fine
+
+
+def test_the_receiver_rebuilds_only_triggers_of_registered_kinds() -> None:
+    from airflow_provider_akool.plugins.webhook_receiver import _akool_trigger
+
+    def row(classpath: str, kwargs: dict[str, Any]) -> Any:
+        return SimpleNamespace(classpath=classpath, kwargs=kwargs)
+
+    generic = ECHO.make_trigger([ID], started_at=1.0, deadline=2.0)
+    assert _akool_trigger(row(*generic.serialize())).kind is ECHO
+    for classpath, kwargs in STORED_BEFORE_KINDS:
+        assert _akool_trigger(row(classpath, kwargs)).serialize() == (classpath, kwargs)
+    # Another provider's trigger, even a subclass of ours outside the registry, is not the receiver's.
+    assert _akool_trigger(row("airflow.triggers.temporal.DateTimeTrigger", {})) is None
+    assert _akool_trigger(row(f"{__name__}.NotAKind", {"ids": [ID]})) is None
+
+
+class NotAKind(AkoolReageTrigger):
+    """A trigger class no registered kind names."""
+
+
+class AkoolEchoOwnTrigger(AkoolJobTrigger):
+    """A kind's own trigger class outside the package (as a kind of before the generic trigger had)."""
+
+    kind = register(
+        replace(ECHO, name="echo with its own trigger", trigger=f"{__name__}.AkoolEchoOwnTrigger")
+    )
+
+
+def test_the_receiver_rebuilds_a_registered_kinds_own_trigger_outside_the_package() -> None:
+    from airflow_provider_akool.plugins.webhook_receiver import _akool_trigger
+
+    made = AkoolEchoOwnTrigger.kind.make_trigger([ID], started_at=1.0, deadline=2.0)
+    classpath, kwargs = made.serialize()
+    assert classpath == f"{__name__}.AkoolEchoOwnTrigger"
+    rebuilt = _akool_trigger(SimpleNamespace(classpath=classpath, kwargs=kwargs))
+    assert isinstance(rebuilt, AkoolEchoOwnTrigger)
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+@pytest.fixture
+def views_client(views_auth: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_akool.plugins import views_app
+
+    return TestClient(views_app.app)
+
+
+def test_a_new_kind_of_one_module_waits_in_every_mode_and_shows_in_the_views_and_lineage(
+    airflow_db: Any, emulator: Any, akool_connection: ConnectionFactory, views_auth: Any, views_client: Any
 ) -> None:
+    portrait = sample(emulator, "portrait.jpg")
+
     @dag(dag_id="new_kind", schedule=None, start_date=START)
     def new_kind() -> None:
         for mode, deferrable in (("sync", False), ("defer", True)):
             echo = AkoolEchoOperator(
-                task_id=f"echo_{mode}",
-                image=sample(emulator, "portrait.jpg"),
-                poll_interval=0.2,
-                deferrable=deferrable,
+                task_id=f"echo_{mode}", image=portrait, poll_interval=0.2, deferrable=deferrable
             )
             AkoolEchoSensor(
                 task_id=f"sensor_{mode}", ids=echo.output, poke_interval=0.2, deferrable=deferrable
@@ -200,8 +266,59 @@ def test_a_new_kind_of_one_module_waits_in_every_mode(
     run = run_recorded(new_kind(), emulator.client)
 
     assert run.state == "success", run.states
+    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "imgreage") == 2
     for mode in ("sync", "defer"):
         result = run.value(f"echo_{mode}")
         assert result["status"] == "success"
         assert result["job_id"]
         assert run.value(f"sensor_{mode}") == [{**result, "output_path": None}]
+
+    # The Akool tab shows the kind's media input beside its result; the page lists the job.
+    ti = run.tis[("echo_sync", -1)]
+    cookies = {"_token": token(views_auth, "viewer")}
+    page = views_client.get(f"/task/{ti.dag_id}/{ti.run_id}/{ti.task_id}/-1", cookies=cookies).text
+    assert re.findall(r"<img class='full (input|result)' src='([^']+)'", page) == [
+        ("input", portrait),
+        ("result", run.value("echo_sync")["url"]),
+    ]
+    assert "image: <code>" in page
+    listing = views_client.get("/jobs", cookies=cookies).text
+    assert run.value("echo_defer")["id"] in listing
+
+    # Lineage: the kind's media input is the input dataset, the result the output, the job the facet.
+    operator = AkoolEchoOperator(task_id="lineage", image=portrait)
+    operator.note_lineage_job(run.value("echo_sync"))
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [(emulator.url, "/media/samples/portrait.jpg")]
+    assert [d.name for d in lineage.outputs] == [urlsplit(run.value("echo_sync")["url"]).path]
+    assert lineage.run_facets["akool"].job_kind == "echo"
+
+
+def test_a_new_kind_completes_on_akools_callback_through_the_receiver(
+    webhook_setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow.sdk.definitions.dag as dag_module
+
+    setup = webhook_setup
+    harness = released_once_deferred(setup)
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
+
+    @dag(dag_id="new_kind_webhook", schedule=None, start_date=START)
+    def one() -> None:
+        AkoolEchoOperator(
+            task_id="echo",
+            image=sample(setup, "portrait.jpg"),
+            webhook_url="airflow",
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=60,
+            retries=0,
+        )
+
+    run = run_recorded(one(), setup.client)
+
+    assert run.states[("echo", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    assert run.value("echo")["status"] == "success"
+    # The callback, not a poll, finished the wait: no listbyids after the submission.
+    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
