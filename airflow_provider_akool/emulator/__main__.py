@@ -15,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_akool.emulator",
-        description="Serve a local emulator of the Akool Open API (reage, background change, face detect).",
+        description=(
+            "Serve a local emulator of the Akool Open API (reage, face swap, background change, face detect)."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
