@@ -149,8 +149,10 @@ def draw_product(image: PILImage.Image, product: str, key: str) -> None:
 
     draw = ImageDraw.Draw(image)
     width, height = image.size
-    colour = (*color_of(key), 255)
-    dark = (*(c // 2 for c in color_of(key)), 255)
+    # Not the colour of the sample's background (color_of(key)), so the product stands out on it.
+    tint = color_of(f"product:{key}")
+    colour = (*tint, 255)
+    dark = (*(c // 2 for c in tint), 255)
     light = (255, 255, 255, 255)
     line = max(1, min(width, height) // 80)
     # The product's box: 70% of the smaller side, centred.
@@ -325,9 +327,10 @@ def _age(image: PILImage.Image, face: Face, years: int) -> None:
         draw.chord((x - w * 0.04, y - h * 0.08, x + w * 1.04, y + h * 0.5), 180, 360, fill=grey)
         line = max(1, w // 70)
         wrinkle = (90, 60, 45, 255)
+        # Forehead lines between the eyebrows' height and the hair: the first low, more above it with age.
         for index in range(1 + round(3 * strength)):
-            fy = y + h * (0.2 + 0.05 * index)
-            draw.arc((x + w * 0.25, fy, x + w * 0.75, fy + h * 0.08), 200, 340, fill=wrinkle, width=line)
+            fy = y + h * (0.30 - 0.025 * index)
+            draw.arc((x + w * 0.36, fy, x + w * 0.64, fy + h * 0.05), 200, 340, fill=wrinkle, width=line)
         (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
         for ex, ey, side in ((lx, ly, -1), (rx, ry, 1)):
             for index in range(1 + round(2 * strength)):
@@ -347,7 +350,7 @@ def _age(image: PILImage.Image, face: Face, years: int) -> None:
         if box[2] - box[0] < 2 or box[3] - box[1] < 2:
             return
         region = image.crop(box)
-        smooth = region.filter(ImageFilter.GaussianBlur(radius=max(1.0, w / 40 * (0.5 + strength))))
+        smooth = region.filter(ImageFilter.GaussianBlur(radius=max(1.0, w / 80 * (0.5 + strength))))
         mask = Image.new("L", region.size, 0)
         ImageDraw.Draw(mask).ellipse((0, 0, region.width - 1, region.height - 1), fill=255)
         image.paste(smooth, box[:2], mask)
