@@ -27,9 +27,13 @@ help:
 	@echo "make airflow   run Airflow (UI, scheduler, triggerer) with the example DAGs against the emulator"
 	@echo "make airflow ARGS=--celery   the same on PostgreSQL, Redis, Celery (two workers), two triggerers"
 
+# uv's options for the sync: `make demo` sets --quiet (a new user's first command: its own summary, not uv's
+# list of a few hundred packages, is what they should read; uv still prints errors).
+UV_SYNC_FLAGS ?=
+
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked $(UV_SYNC_FLAGS)
 	@touch $@
 
 $(FLOOR_VENV)/.synced: uv.lock pyproject.toml
@@ -115,6 +119,8 @@ floor-e2e: floor-venv browser-deps
 test-under-load: venv
 	$(BIN)/python scripts/under_load.py --runs 3 -- $(BIN)/pytest $(XDIST) $(UNIT) -q -p no:cacheprovider
 
+# Target-specific, so it reaches the venv step that demo depends on.
+demo: UV_SYNC_FLAGS = --quiet
 demo: venv
 	$(BIN)/python scripts/demo.py
 

@@ -4,8 +4,10 @@ N concurrent reage waits in one event loop against the emulator, with the shared
 Each scenario: reset the emulator (a process of its own), submit N jobs that stay "processing", start a
 worker process that runs N ``AkoolReageTrigger`` waits in one event loop (as a triggerer does), and from
 this process pin each job to "success" at a random moment (uniform in ``--finish-min..--finish-max``
-seconds after the waits began). The worker samples its event-loop lag, its memory and CPU time, and the
-moment each trigger fired; the emulator's ledger counts the status requests.
+seconds after the waits began). The worker starts the triggers as Airflow's triggerer does (one per
+event-loop iteration), samples its event-loop lag (the worst of it is the longest stall), the pauses of
+Python's full garbage collections, its memory and CPU time, and the moment each trigger fired; the
+emulator's ledger counts the status requests.
 
     python benchmarks/bench_triggers.py                       # the default scenarios, a table, JSON
     python benchmarks/bench_triggers.py --sizes 1000 --off-sizes 1000 --adaptive-sizes ""
@@ -143,6 +145,7 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
     requests_made = counts["listbyids"] - figures.pop("warmup_requests")
     wall = figures["ended"] - figures["started"]
     lags = figures.pop("lags")
+    gc_pauses = figures.pop("gc_pauses")
     return {
         "mode": scenario.mode,
         "n": scenario.n,
@@ -157,6 +160,11 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
             "max": 1000 * max(lags),
             "samples": len(lags),
         },
+        # The longest time the loop could not run anything (how late a 50 ms sleep woke, at worst), and
+        # the full garbage collections (generation 2) of the run: their count and longest pause.
+        "worst_stall_ms": 1000 * max(lags),
+        "gc_full_collections": len(gc_pauses),
+        "gc_full_max_ms": 1000 * max(gc_pauses, default=0.0),
         "kb_per_waiting_job": (figures["rss_waiting"] - figures["rss_before"]) / 1024 / scenario.n,
         "latency_s": {
             "p50": percentile(latencies, 0.5),
@@ -220,7 +228,8 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append(row)
             print(
                 f"  {scenario.mode:>14} N={scenario.n:<5} {row['status_requests']:>6} requests, "
-                f"latency p99 {row['latency_s']['p99']:.2f} s, lag p99 {row['loop_lag_ms']['p99']:.0f} ms "
+                f"latency p99 {row['latency_s']['p99']:.2f} s, lag p99 {row['loop_lag_ms']['p99']:.0f} ms, "
+                f"worst stall {row['worst_stall_ms']:.0f} ms "
                 f"({time.monotonic() - began:.0f} s)",
                 flush=True,
             )
@@ -238,6 +247,9 @@ def table(rows: list[dict[str, Any]]) -> None:
             "req/s",
             "lag p50 ms",
             "lag p99 ms",
+            "worst stall ms",
+            "full GCs",
+            "GC max ms",
             "KB/job",
             "latency p50 s",
             "latency p99 s",
@@ -253,6 +265,9 @@ def table(rows: list[dict[str, Any]]) -> None:
                 f"{row['requests_per_second']:.1f}",
                 f"{row['loop_lag_ms']['p50']:.1f}",
                 f"{row['loop_lag_ms']['p99']:.1f}",
+                f"{row['worst_stall_ms']:.0f}",
+                row["gc_full_collections"],
+                f"{row['gc_full_max_ms']:.0f}",
                 f"{row['kb_per_waiting_job']:.1f}",
                 f"{row['latency_s']['p50']:.2f}",
                 f"{row['latency_s']['p99']:.2f}",
@@ -309,6 +324,16 @@ async def worker(work: Path, interval: float, mode: str) -> None:
             lags.append(max(0.0, loop.time() - before - LAG_SAMPLE_SECONDS))
 
     events: dict[str, tuple[float, str]] = {}
+    gc_pauses: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_started[0])
 
     async def wait(trigger: AkoolReageTrigger) -> None:
         async for event in trigger.run():
@@ -326,8 +351,13 @@ async def worker(work: Path, interval: float, mode: str) -> None:
         )
         for akool_id in ids
     ]
+    gc.callbacks.append(on_gc)
     sampler = loop.create_task(sample_lag())
-    tasks = [loop.create_task(wait(trigger)) for trigger in triggers]
+    tasks = []
+    for trigger in triggers:
+        # As Airflow's triggerer starts triggers (TriggerRunner.create_triggers): one per loop iteration.
+        tasks.append(loop.create_task(wait(trigger)))
+        await asyncio.sleep(0)
     ready = work / "ready.tmp"
     ready.write_text(json.dumps({"started": started}))
     ready.rename(work / "ready")
@@ -337,6 +367,7 @@ async def worker(work: Path, interval: float, mode: str) -> None:
     ended = time.time()
     done.set()
     await sampler
+    gc.callbacks.remove(on_gc)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     figures = {
         "started": started,
@@ -347,6 +378,7 @@ async def worker(work: Path, interval: float, mode: str) -> None:
         "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime)
         + (cpu_after.ru_stime - cpu_before.ru_stime),
         "lags": lags,
+        "gc_pauses": gc_pauses,
         "events": events,
         "warmup_requests": 1,
     }
@@ -357,7 +389,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default="100,1000,5000", help="N of the shared-poller runs")
+    parser.add_argument("--sizes", default="100,1000,5000,10000", help="N of the shared-poller runs")
     parser.add_argument("--off-sizes", default="100,1000", help="N of the per-task runs (coalescing off)")
     parser.add_argument(
         "--adaptive-sizes",

@@ -1,7 +1,7 @@
 """
 Rejuvenate the speaker of a video without holding a worker: face detect on a still of the speaker, submit the
-video reage without waiting, then a deferrable sensor waits in the triggerer, and a downstream task uses the
-result.
+video reage without waiting, then a deferrable sensor waits in the triggerer, and a downstream task keeps the
+video (in ``AKOOL_DEMO_OUTPUT_PATH`` when set: Akool's URL lasts 7 days, the emulator's only while it runs).
 
 Runs against the local emulator by default. For the real Akool, define the ``akool_default`` connection with
 your API key and trigger the DAG with ``{"video": "https://.../clip.mp4", "face_image": "https://.../still.jpg"}``
@@ -18,14 +18,22 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.operators.reage import AkoolDetectFacesOperator, AkoolVideoReageOperator
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
+from airflow_provider_akool.storage import keep_result
 
 log = logging.getLogger(__name__)
 
 # Read at parse time, without any network call: DAG files are parsed often.
 MEDIA = os.environ.get("AKOOL_DEMO_MEDIA_BASE_URL", "http://127.0.0.1:8765/media/samples/").rstrip("/") + "/"
 POLL_INTERVAL = float(os.environ.get("AKOOL_DEMO_POLL_INTERVAL", "10"))
+# A folder: the video is kept as <akool id>.mp4 inside it.
+OUTPUT_PATH = (
+    (os.environ["AKOOL_DEMO_OUTPUT_PATH"].rstrip("/") + "/")
+    if os.environ.get("AKOOL_DEMO_OUTPUT_PATH")
+    else None
+)
 
 
 @dag(
@@ -64,10 +72,15 @@ def akool_video_reage() -> None:
 
     @task
     def publish(results: list[dict[str, Any]]) -> str:
-        """Hand the result on; here it is only logged (Akool keeps it for 7 days)."""
+        """Keep the video in ``AKOOL_DEMO_OUTPUT_PATH`` (unset: only log its URL; Akool keeps it 7 days)."""
         (video,) = results
-        log.info("The rejuvenated video %s is at %s", video["id"], video["url"])
-        return str(video["url"])
+        if OUTPUT_PATH is None:
+            log.info("The rejuvenated video %s is at %s", video["id"], video["url"])
+            return str(video["url"])
+        # The sensor's tasks wait without downloading; the result is streamed to the folder here.
+        kept = keep_result(AkoolHook(), video["url"], OUTPUT_PATH, akool_id=video["id"], overwrite=True)
+        log.info("The rejuvenated video %s is kept at %s", video["id"], kept)
+        return kept
 
     publish(done.output)
 

@@ -249,8 +249,18 @@ def results_of(dag: Any, dag_run: Any) -> list[tuple[str, str, str]]:
             if isinstance(result, dict) and {"id", "status", "url"} <= set(result):
                 name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
                 status = str(result["status"]) if waited is not False else f"submitted ({result['status']})"
-                rows.append((name, status, str(result.get("output_path") or result["url"])))
+                rows.append((name, status, str(result.get("output_path") or kept_elsewhere(result))))
     return rows
+
+
+def kept_elsewhere(result: dict[str, Any]) -> str:
+    """
+    A result its own task did not keep (a sensor's): the file a later task kept in the demo's folder under the
+    job's id, else its URL (the emulator's URLs die with the demo, so a kept file is the one worth showing).
+    """
+    folder = Path(os.environ.get("AKOOL_DEMO_OUTPUT_PATH", OUTPUT))
+    kept = sorted(folder.glob(f"{result['id']}.*")) if folder.is_dir() else []
+    return str(kept[0].resolve()) if kept else str(result["url"])
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:

@@ -70,6 +70,29 @@ def test_make_demo_runs_every_example_with_no_error_line(
     assert rows["submit_video_reage"].startswith("submitted ("), done.stdout
     assert rows["wait_for_video"] == "success", done.stdout
     assert any(kept.iterdir())
+    # Every result it prints outlives the demo: a kept file, never the emulator's result URL (the video's
+    # too: its sensor downloads nothing, a later task keeps it).
+    assert "/media/results/" not in done.stdout, done.stdout
+    video = re.search(r"^akool_video_reage\s+wait_for_video\s+success\s+(\S+)\s*$", done.stdout, flags=re.M)
+    assert video is not None, done.stdout
+    assert Path(video.group(1)).parent == kept
+    assert Path(video.group(1)).suffix == ".mp4"
+    assert Path(video.group(1)).stat().st_size > 0
+
+
+def test_make_demo_syncs_the_venv_quietly() -> None:
+    """uv's list of every package it installed must not bury the demo's summary; errors still print."""
+    dry_run = subprocess.run(
+        ["make", "-n", "-W", "uv.lock", "demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (sync,) = [line for line in dry_run.stdout.splitlines() if " sync " in line]
+    assert "--quiet" in sync.split()
+    assert "-qq" not in sync.split(), "errors must stay visible"
 
 
 def test_make_demo_runs_the_batch_on_inputs_the_emulator_downloads_from_a_local_s3_server(

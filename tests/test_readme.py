@@ -43,3 +43,25 @@ def test_the_readme_example_runs_as_written_against_the_emulator(
     finally:
         if kept is not None:
             kept.unlink(missing_ok=True)
+
+
+def test_the_readme_says_where_things_are_as_the_code_places_them() -> None:
+    """A new user's questions (which connection, where the page and the link are, how to add a DAG), answered
+    by the README with the names the code really uses, so a rename cannot leave the README behind."""
+    from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.links import AkoolResultLink
+    from airflow_provider_akool.plugins.views import AkoolViewsPlugin
+    from tests.stack.airflow_stack import REPO_ROOT
+
+    text = " ".join(README.read_text().split())
+    assert f"The connection** is `{AkoolHook.default_conn_name}`" in text
+    page = next(view for view in AkoolViewsPlugin.external_views if view["destination"] == "nav")
+    assert f"**{page['category'].capitalize()} -> {page['name']}**" in text
+    tab = next(view for view in AkoolViewsPlugin.external_views if view["destination"] == "task_instance")
+    assert f"**The {tab['name']} tab**" in text
+    assert f'"{AkoolResultLink.name}" link' in text
+    assert "**Details** tab" in text
+    # How to add a DAG: the folder the stack loads, and its option for another one.
+    assert 'make airflow ARGS="--dags-folder /path/to/your/dags"' in text
+    stack_source = (REPO_ROOT / "tests" / "stack" / "airflow_stack.py").read_text()
+    assert 'parser.add_argument("--dags-folder", type=Path, default=REPO_ROOT / "dags")' in stack_source

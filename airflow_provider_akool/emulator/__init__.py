@@ -1,6 +1,6 @@
 """
-A local emulator of the Akool Open API (reage, background change, face detect), for tests, the demo and
-offline use. See ``docs/emulator.md``.
+A local emulator of the Akool Open API (reage, face swap, background change, face detect), for tests, the
+demo and offline use. See ``docs/emulator.md``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_akool.emulator",
-        description="Serve a local emulator of the Akool Open API (reage, background change, face detect).",
+        description=(
+            "Serve a local emulator of the Akool Open API (reage, face swap, background change, face detect)."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
@@ -29,9 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--queued-seconds", type=float, default=DEFAULTS.queued_seconds)
     parser.add_argument(
-        "--processing-seconds", type=float, default=DEFAULTS.processing_seconds, help="image reage"
+        "--processing-seconds",
+        type=float,
+        default=DEFAULTS.processing_seconds,
+        help="image reage, image face swap, Face Swap Pro",
     )
-    parser.add_argument("--video-processing-seconds", type=float, default=DEFAULTS.video_processing_seconds)
+    parser.add_argument(
+        "--video-processing-seconds",
+        type=float,
+        default=DEFAULTS.video_processing_seconds,
+        help="video reage, video face swap",
+    )
     parser.add_argument("--bg-processing-seconds", type=float, default=DEFAULTS.bg_processing_seconds)
     parser.add_argument("--result-ttl-seconds", type=float, default=DEFAULTS.result_ttl_seconds)
     parser.add_argument(
@@ -51,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.credit,
         help=(
             f"the account's credit balance; each job costs its price (image reage "
-            f"{DEFAULTS.image_reage_credit}, video reage {DEFAULTS.video_reage_credit}, background change "
-            f"{DEFAULTS.background_change_credit}) and 1006 comes once it runs out"
+            f"{DEFAULTS.image_reage_credit}, video reage {DEFAULTS.video_reage_credit}, image face swap "
+            f"{DEFAULTS.image_faceswap_credit}, video face swap {DEFAULTS.video_faceswap_credit}, Face Swap "
+            f"Pro {DEFAULTS.faceswap_pro_credit}, background change {DEFAULTS.background_change_credit}) and "
+            f"1006 comes once it runs out"
         ),
     )
     parser.add_argument(

@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_akool.emulator.api_common import get_state
 from airflow_provider_akool.emulator.compose import compose
-from airflow_provider_akool.emulator.jobs import SUCCESS, Job
+from airflow_provider_akool.emulator.jobs import SUCCESS, VIDEO_KINDS, Job
 from airflow_provider_akool.emulator.media import (
     IMAGE_TYPES,
     MP4_HEADER,
     SAMPLE_VIDEO_BYTES,
+    faceswap_image,
     payload,
     reage_image,
     sample_image,
@@ -25,7 +26,14 @@ router = APIRouter()
 
 MAX_BLOB_BYTES = 1 << 40
 _RESULT = re.compile(r"([0-9a-f]{24})\.(jpg|mp4|png)")
-_EXTENSIONS = {"imgreage": "jpg", "vidreage": "mp4", "bg_replace": "png"}
+_EXTENSIONS = {
+    "imgreage": "jpg",
+    "vidreage": "mp4",
+    "specifyimage": "jpg",
+    "specifyvideo": "mp4",
+    "faceswapByImage": "jpg",
+    "bg_replace": "png",
+}
 
 
 def _not_found(detail: str) -> JSONResponse:
@@ -57,7 +65,24 @@ async def sample(name: str) -> Response:
 def _render(job: Job) -> tuple[bytes, str]:
     if job.kind == "bg_replace":
         return compose(job.params, job.extra["sample_names"]), "image/png"
-    return reage_image(job.params["face_reage"], job.extra.get("sample_name"), job.extra.get("input_bytes"))
+    targets = job.params["targetImage"]
+    if job.kind == "imgreage":
+        opts = [target["opts"] for target in targets]
+        return reage_image(
+            job.params["face_reage"], job.extra.get("sample_name"), job.extra.get("input_bytes"), opts
+        )
+    sources = job.params["sourceImage"]
+    pairs = [
+        {
+            "target_opts": target["opts"],
+            "source_opts": source["opts"],
+            "source_sample": (job.extra.get("source_sample_names") or [None] * len(sources))[index],
+            "source_bytes": (job.extra.get("source_bytes") or [None] * len(sources))[index],
+            "source_key": source["path"],
+        }
+        for index, (source, target) in enumerate(zip(sources, targets, strict=True))
+    ]
+    return faceswap_image(job.extra.get("sample_name"), job.extra.get("input_bytes"), pairs)
 
 
 @router.get("/media/results/{filename}")
@@ -78,7 +103,7 @@ async def result(filename: str, request: Request) -> Response:
             state.results.pop(job.id, None)
             return _not_found("the result has expired")
         cached = state.results.get(job.id)
-    if job.kind == "vidreage":
+    if job.kind in VIDEO_KINDS:
         return _stream(state.config.video_result_bytes, "video/mp4", MP4_HEADER)
     if cached is None:
         cached = await run_in_threadpool(_render, job)

@@ -1,4 +1,7 @@
-"""Reage: submit (image and video), poll by ``_id`` list, cancel by ``job_id`` list."""
+"""
+Reage: submit (image and video); and for reage and face swap alike (``api_faceswap.py``), poll by ``_id`` list
+and cancel by ``job_id`` list.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from airflow_provider_akool.emulator.envelope import (
     ParamError,
     reply,
 )
-from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, Job, JobKind, iso_ms
+from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, VIDEO_KINDS, Job, JobKind, iso_ms
 
 # The faceswap_status of an entry poisoned in the ``status`` form: outside 1..4, as no client can read it.
 UNKNOWN_STATUS = 7
@@ -95,7 +98,7 @@ async def vidreage(request: Request) -> JSONResponse:
 
 def _result(job: Job, now: float) -> dict[str, Any]:
     status = job.status(now)
-    video = job.kind == "vidreage"
+    video = job.kind in VIDEO_KINDS
     return {
         "faceswap_type": 2 if video else 1,
         "faceswap_quality": 2,
@@ -144,7 +147,10 @@ def _emulator_order(jobs: list[Job], asked: list[str]) -> list[Job]:
 
 @router.get("/faceswap/result/listbyids")
 async def listbyids(request: Request) -> JSONResponse:
-    """Results of reage jobs by ``_id``; unknown ids are left out, the order is the emulator's own."""
+    """
+    Results of reage and face swap jobs by ``_id`` (any mix in one request); unknown ids are left out, the
+    order is the emulator's own.
+    """
     state = get_state(request)
     authorize(request, state)
     ids = split_ids(request.query_params.get("_ids"))
@@ -172,7 +178,10 @@ async def listbyids(request: Request) -> JSONResponse:
 
 @router.post("/faceswap/job/del")
 async def job_del(request: Request) -> JSONResponse:
-    """Cancel reage jobs by ``job_id``: queued or processing ones fail (status 4), finished ones stay."""
+    """
+    Cancel reage and face swap jobs by ``job_id``: queued or processing ones fail (status 4), finished ones
+    stay.
+    """
     state = get_state(request)
     authorize(request, state)
     body = await read_json(request)

@@ -11,6 +11,7 @@ from airflow_provider_akool.emulator import (
     api_background,
     api_control,
     api_detect,
+    api_faceswap,
     api_media,
     api_quota,
     api_reage,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from fastapi.responses import Response
 
 API_PREFIX = "/api/open/v3"
+API_V4_PREFIX = "/api/open/v4"
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -64,8 +66,9 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.emulator = state
     app.state.webhooks = webhooks
     app.add_exception_handler(ApiError, _api_error)
-    for module in (api_token, api_reage, api_background, api_quota):
+    for module in (api_token, api_reage, api_faceswap, api_background, api_quota):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(api_faceswap.router_v4, prefix=API_V4_PREFIX)
     for module in (api_detect, api_media, api_control):
         app.include_router(module.router)
     app.add_middleware(EmulatorMiddleware, state=state)

@@ -10,6 +10,9 @@ DEFAULT_CLIENT_ID = "emulator-client-id"
 IMAGE_REAGE_CREDIT = 2
 VIDEO_REAGE_CREDIT = 10
 BACKGROUND_CHANGE_CREDIT = 4
+IMAGE_FACESWAP_CREDIT = 2
+VIDEO_FACESWAP_CREDIT = 10
+FACESWAP_PRO_CREDIT = 3
 #: The balance of a fresh emulator: enough for every test, the demo and the benchmarks many times over.
 DEFAULT_CREDIT = 1_000_000
 
@@ -24,8 +27,9 @@ class EmulatorConfig:
     :param client_secret: The ``clientSecret`` accepted by ``getToken``; ``None`` means the API key, as on
         Akool, where the key is the clientSecret.
     :param queued_seconds: How long a new job stays queued (status 1).
-    :param processing_seconds: How long an image reage job stays processing (status 2).
-    :param video_processing_seconds: How long a video reage job stays processing.
+    :param processing_seconds: How long an image reage or image face swap job (Face Swap Pro included)
+        stays processing (status 2).
+    :param video_processing_seconds: How long a video reage or video face swap job stays processing.
     :param bg_processing_seconds: How long a background change job stays processing.
     :param result_ttl_seconds: How long a finished result can be downloaded (Akool keeps results 7 days).
     :param token_ttl_seconds: Lifetime of a ``getToken`` token; ``None`` means it never expires.
@@ -38,6 +42,9 @@ class EmulatorConfig:
     :param image_reage_credit: The price of an image reage job.
     :param video_reage_credit: The price of a video reage job.
     :param background_change_credit: The price of a background change job.
+    :param image_faceswap_credit: The price of an image face swap job (``specifyimage``).
+    :param video_faceswap_credit: The price of a video face swap job (``specifyvideo``).
+    :param faceswap_pro_credit: The price of a Face Swap Pro job (v4 ``faceswapByImage``).
     :param fetch_inputs: Download input URLs served on loopback (a local S3 server, a test's HTTP server),
         as Akool downloads inputs: a failed download fails the job. Other hosts are never contacted.
     """
@@ -58,6 +65,9 @@ class EmulatorConfig:
     image_reage_credit: float = IMAGE_REAGE_CREDIT
     video_reage_credit: float = VIDEO_REAGE_CREDIT
     background_change_credit: float = BACKGROUND_CHANGE_CREDIT
+    image_faceswap_credit: float = IMAGE_FACESWAP_CREDIT
+    video_faceswap_credit: float = VIDEO_FACESWAP_CREDIT
+    faceswap_pro_credit: float = FACESWAP_PRO_CREDIT
     fetch_inputs: bool = True
 
     def __post_init__(self) -> None:
@@ -76,17 +86,28 @@ class EmulatorConfig:
             raise ValueError("max_listbyids must be at least 1")
         if self.video_result_bytes < 0:
             raise ValueError("video_result_bytes must not be negative")
-        for name in ("credit", "image_reage_credit", "video_reage_credit", "background_change_credit"):
+        for name in (
+            "credit",
+            "image_reage_credit",
+            "video_reage_credit",
+            "background_change_credit",
+            "image_faceswap_credit",
+            "video_faceswap_credit",
+            "faceswap_pro_credit",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a number of at least 0")
 
     def price(self, kind: str) -> float:
-        """The credits a job of ``kind`` (``imgreage``, ``vidreage``, ``bg_replace``) costs."""
+        """The credits a job of ``kind`` (``imgreage``, ``vidreage``, ``bg_replace``, ...) costs."""
         prices = {
             "imgreage": self.image_reage_credit,
             "vidreage": self.video_reage_credit,
             "bg_replace": self.background_change_credit,
+            "specifyimage": self.image_faceswap_credit,
+            "specifyvideo": self.video_faceswap_credit,
+            "faceswapByImage": self.faceswap_pro_credit,
         }
         return prices[kind]
 

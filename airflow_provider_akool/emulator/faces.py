@@ -39,9 +39,31 @@ class Face:
 
 
 def face_count(key: str) -> int:
-    """Faces named by a ``faces-N`` marker (capped at 64), else 1."""
+    """Faces named by a ``faces-N`` marker (capped at 64), else 0 for a product (see product_of), else 1."""
     match = _FACES.search(key)
-    return min(int(match.group(1)), MAX_FACES) if match else 1
+    if match:
+        return min(int(match.group(1)), MAX_FACES)
+    return 0 if product_of(key) else 1
+
+
+def product_of(name: str) -> str | None:
+    """The product a sample name stands for (``bottle``, ``shoe``, ``mug``, ``lamp``), else None."""
+    lowered = name.lower()
+    if "faces-" in lowered:
+        return None
+    for word, product in (
+        ("bottle", "bottle"),
+        ("sneaker", "shoe"),
+        ("shoe", "shoe"),
+        ("mug", "mug"),
+        ("lamp", "lamp"),
+    ):
+        if word in lowered:
+            return product
+    if "product" in lowered:
+        # A generic product: one of the four, the same for the same name.
+        return ("bottle", "shoe", "mug", "lamp")[hashlib.sha256(name.encode()).digest()[0] % 4]
+    return None
 
 
 def image_size(key: str) -> tuple[int, int]:
@@ -80,6 +102,26 @@ def layout(key: str, width: int, height: int, count: int) -> list[Face]:
 
 
 SAMPLES_PATH = "/media/samples/"
+
+
+def face_from_opts(opts: str) -> Face | None:
+    """
+    The face whose ``landmarks_str`` is ``opts`` (eyes, nose, mouth), its box derived as :func:`layout` places
+    the points; None when the points give no face (eyes not left to right).
+    """
+    try:
+        points = [tuple(int(v) for v in pair.split(",")) for pair in opts.split(":")[:4]]
+    except ValueError:
+        return None
+    if len(points) < 4 or any(len(point) != 2 for point in points):
+        return None
+    (lx, ly), (rx, _), _, _ = points
+    side = (rx - lx) / (_LANDMARKS[1][0] - _LANDMARKS[0][0])
+    if side < 4:
+        return None
+    left, top = lx - _LANDMARKS[0][0] * side, ly - _LANDMARKS[0][1] * side
+    corners = tuple((round(left + fx * side), round(top + fy * side)) for fx, fy in _LANDMARKS[4:])
+    return Face((round(left), round(top), round(side), round(side)), (*points, *corners))  # type: ignore[arg-type]
 
 
 def face_key(url: str) -> str:

@@ -7,7 +7,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_provider_akool.emulator.ledger import OPEN_API_ENDPOINTS, SUBMIT_ENDPOINTS
+from airflow_provider_akool.emulator.ledger import OPEN_API_ENDPOINTS, OPEN_API_V4_ENDPOINTS, SUBMIT_ENDPOINTS
 
 FAULT_KINDS = (
     "http_500",
@@ -68,7 +68,7 @@ class Fault:
         if self.path is not None and self.path not in path:
             return False
         if self.kind == "banned":
-            return endpoint in OPEN_API_ENDPOINTS.values()
+            return endpoint in OPEN_API_ENDPOINTS.values() or endpoint in OPEN_API_V4_ENDPOINTS.values()
         if self.kind == "quota":
             return endpoint in SUBMIT_ENDPOINTS
         return True

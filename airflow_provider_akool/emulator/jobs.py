@@ -22,7 +22,11 @@ POISON_FORMS = ("status", "id", "object", "types")
 # ``emulator-poison-<form>``, optionally ``-stray`` (the entry goes into every listbyids reply).
 _POISON_MARKER = re.compile(r"emulator-poison-(status|id|object|types)(-stray)?")
 
-JobKind = Literal["imgreage", "vidreage", "bg_replace"]
+JobKind = Literal["imgreage", "vidreage", "specifyimage", "specifyvideo", "faceswapByImage", "bg_replace"]
+#: Kinds polled through ``listbyids`` and cancelled through ``job/del`` (reage and every face swap).
+FACESWAP_FAMILY = frozenset({"imgreage", "vidreage", "specifyimage", "specifyvideo", "faceswapByImage"})
+#: Kinds whose result is a video.
+VIDEO_KINDS = frozenset({"vidreage", "specifyvideo"})
 
 #: The finished job's status reply has no result URL (the reage submit reply keeps its own).
 NO_URL_MARKER = "emulator-no-url"
@@ -62,14 +66,15 @@ class Job:
     One submitted job. Its status is computed from the clock, so no background task is needed.
 
     :param id: The ``_id``.
-    :param kind: ``imgreage``, ``vidreage`` or ``bg_replace``.
+    :param kind: ``imgreage``, ``vidreage``, ``specifyimage``, ``specifyvideo``, ``faceswapByImage``
+        (Face Swap Pro) or ``bg_replace``.
     :param created_at: Emulator time of the submit.
     :param queued_seconds: Time spent queued.
     :param processing_seconds: Time spent processing after the queue.
     :param inputs: Every input URL, searched for the fail and stuck markers.
     :param url: The result URL given at submit.
     :param params: The validated request parameters (needed to render the result).
-    :param job_id: The reage ``job_id``; ``None`` for background change.
+    :param job_id: The reage or face swap ``job_id``; ``None`` for background change.
     :param webhook_url: Where the webhook sender (``webhooks.py``) POSTs the job's status changes.
     :param cancelled: Set by ``job/del`` when it failed the job.
     :param forced_status: A status pinned by cancel or the control API; it no longer follows the clock.

@@ -8,20 +8,28 @@ from collections import deque
 from typing import Any
 
 OPEN_API_PREFIX = "/api/open/v3/"
+#: Face Swap Pro lives under v4.
+OPEN_API_V4_PREFIX = "/api/open/v4/"
 
 # Path (without the /api/open/v3/ prefix) -> ledger endpoint name.
 OPEN_API_ENDPOINTS: dict[str, str] = {
     "getToken": "getToken",
     "faceswap/highquality/imgreage": "imgreage",
     "faceswap/highquality/vidreage": "vidreage",
+    "faceswap/highquality/specifyimage": "specifyimage",
+    "faceswap/highquality/specifyvideo": "specifyvideo",
     "faceswap/result/listbyids": "listbyids",
     "faceswap/job/del": "job_del",
     "content/image/bg/replace": "bg_replace",
     "content/image/infobymodelid": "infobymodelid",
     "faceswap/quota/info": "quota_info",
 }
-SUBMIT_ENDPOINTS = frozenset({"imgreage", "vidreage", "bg_replace"})
-ENDPOINTS = (*OPEN_API_ENDPOINTS.values(), "detect", "detect_faces", "media")
+# The same under the v4 prefix.
+OPEN_API_V4_ENDPOINTS: dict[str, str] = {"faceswap/faceswapByImage": "faceswapByImage"}
+SUBMIT_ENDPOINTS = frozenset(
+    {"imgreage", "vidreage", "bg_replace", "specifyimage", "specifyvideo", "faceswapByImage"}
+)
+ENDPOINTS = (*OPEN_API_ENDPOINTS.values(), *OPEN_API_V4_ENDPOINTS.values(), "detect", "detect_faces", "media")
 
 # A long-running CLI emulator must not grow without bound; tests never get near this.
 MAX_ENTRIES = 10_000
@@ -33,6 +41,8 @@ def endpoint_for(path: str) -> str | None:
         return None
     if path.startswith(OPEN_API_PREFIX):
         return OPEN_API_ENDPOINTS.get(path[len(OPEN_API_PREFIX) :].rstrip("/"), "unknown")
+    if path.startswith(OPEN_API_V4_PREFIX):
+        return OPEN_API_V4_ENDPOINTS.get(path[len(OPEN_API_V4_PREFIX) :].rstrip("/"), "unknown")
     if path.rstrip("/") == "/detect":
         return "detect"
     if path.rstrip("/") == "/interface/detect-api/detect_faces":

@@ -118,6 +118,120 @@ def reage(body: Any, media_field: str) -> dict[str, Any]:
     }
 
 
+#: Face Swap Pro (v4) takes 1 to 50 pairs.
+MAX_PRO_PAIRS = 50
+#: The one model Face Swap Pro documents (``model_name``'s default).
+PRO_MODEL = "akool_faceswap_image_hq"
+# v4's opts come "from crop_landmarks of Face Detection API": the four points of landmarks_str, or more.
+_PRO_OPTS = re.compile(r"-?\d+,-?\d+(?::-?\d+,-?\d+){3,}")
+
+
+def _switch(body: dict[str, Any], name: str, allowed: str) -> int:
+    """An optional 0/1 switch; ``true``/``false`` are read as 1/0 (v3 documents 0|1, v4 a boolean)."""
+    value = body.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if is_int(value) and value in (0, 1):
+        return int(value)
+    raise ParamError(name, f"must be {allowed}")
+
+
+def _faces(
+    body: dict[str, Any], name: str, opts_pattern: re.Pattern[str], opts_required: bool
+) -> list[dict[str, Any]]:
+    """A non-empty list of ``{path, opts}``: ``path`` an http(s) URL, ``opts`` landmarks (or absent)."""
+    items = body.get(name)
+    if items is None or items == []:
+        raise ParamError(name, "is required (a non-empty list of {path, opts})")
+    if not isinstance(items, list):
+        raise ParamError(name, "must be a list of {path, opts} objects")
+    faces = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ParamError(f"{name}[{index}]", "must be an object with path and opts")
+        path = item.get("path")
+        if not is_http_url(path):
+            raise ParamError(f"{name}[{index}].path", "must be an http(s) URL")
+        opts = item.get("opts")
+        if opts is None or opts == "":
+            if opts_required:
+                raise ParamError(
+                    f"{name}[{index}].opts",
+                    'is required (four "x,y" integer pairs joined by ":", landmarks_str)',
+                )
+            opts = None
+        elif not isinstance(opts, str) or opts_pattern.fullmatch(opts) is None:
+            raise ParamError(
+                f"{name}[{index}].opts", 'must be "x,y" integer pairs joined by ":" (landmarks_str)'
+            )
+        faces.append({"path": path, "opts": opts})
+    return faces
+
+
+def faceswap(body: Any, media_field: str) -> dict[str, Any]:
+    """
+    Check a ``specifyimage``/``specifyvideo`` body: ``sourceImage[i]`` replaces ``targetImage[i]``.
+
+    :param body: The decoded JSON body.
+    :param media_field: ``modifyImage`` or ``modifyVideo``.
+    :return: The normalised parameters (``face_enhance`` 0 or 1).
+    """
+    if not isinstance(body, dict):
+        raise ParamError("body", "must be a JSON object")
+    targets = _faces(body, "targetImage", _OPTS, opts_required=True)
+    sources = _faces(body, "sourceImage", _OPTS, opts_required=True)
+    if len(targets) > MAX_FACES or len(sources) > MAX_FACES:
+        raise ApiError(TOO_MANY_FACES)
+    if len(sources) != len(targets):
+        raise ParamError(
+            "sourceImage",
+            f"must have one item per targetImage item (pairs by position): {len(sources)} for {len(targets)}",
+        )
+    face_enhance = _switch(body, "face_enhance", "0 (Classic) or 1 (HD Optimized)")
+    return {
+        "sourceImage": sources,
+        "targetImage": targets,
+        "face_enhance": face_enhance,
+        media_field: require_url(body, media_field),
+        "webhookUrl": optional_url(body, "webhookUrl"),
+    }
+
+
+def faceswap_pro(body: Any) -> dict[str, Any]:
+    """
+    Check a Face Swap Pro (``v4/faceswap/faceswapByImage``) body: 1 to 50 pairs, ``opts`` optional only for a
+    single pair, no ``modifyImage`` (each target's ``path`` is the picture changed).
+    """
+    if not isinstance(body, dict):
+        raise ParamError("body", "must be a JSON object")
+    raw_sources, raw_targets = body.get("sourceImage"), body.get("targetImage")
+    single = isinstance(raw_sources, list) and len(raw_sources) == 1
+    single = single and isinstance(raw_targets, list) and len(raw_targets) == 1
+    targets = _faces(body, "targetImage", _PRO_OPTS, opts_required=not single)
+    sources = _faces(body, "sourceImage", _PRO_OPTS, opts_required=not single)
+    for name, items in (("sourceImage", sources), ("targetImage", targets)):
+        if len(items) > MAX_PRO_PAIRS:
+            raise ParamError(name, f"accepts at most {MAX_PRO_PAIRS} items, got {len(items)}")
+    if len(sources) != len(targets):
+        raise ParamError(
+            "sourceImage",
+            f"must have one item per targetImage item (pairs by position): {len(sources)} for {len(targets)}",
+        )
+    model = body.get("model_name")
+    if model is not None and model != PRO_MODEL:
+        raise ParamError("model_name", f'must be "{PRO_MODEL}" (or left out)')
+    return {
+        "sourceImage": sources,
+        "targetImage": targets,
+        "model_name": PRO_MODEL,
+        "face_enhance": _switch(body, "face_enhance", "a boolean (true or false)"),
+        "single_face_mode": _switch(body, "single_face_mode", "a boolean (true or false)"),
+        "webhookUrl": optional_url(body, "webhookUrl"),
+    }
+
+
 def background(body: Any) -> dict[str, Any]:
     """Check a ``bg/replace`` body (the seed's four combinations: template, colour, both, neither)."""
     if not isinstance(body, dict):

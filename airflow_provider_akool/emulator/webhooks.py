@@ -43,7 +43,14 @@ BACKOFF_SECONDS = 0.1
 #: Seconds the receiver has to answer one delivery.
 TIMEOUT_SECONDS = 2.0
 #: The plain text's ``type`` per kind of job, in Akool's words.
-CALLBACK_TYPES = {"imgreage": "faceswap", "vidreage": "faceswap", "bg_replace": "background change"}
+CALLBACK_TYPES = {
+    "imgreage": "faceswap",
+    "vidreage": "faceswap",
+    "specifyimage": "faceswap",
+    "specifyvideo": "faceswap",
+    "faceswapByImage": "faceswap",
+    "bg_replace": "background change",
+}
 USER_AGENT = "akool-emulator-webhook"
 
 

@@ -37,7 +37,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool.deprecation import renamed
@@ -71,6 +71,8 @@ IDLE_SECONDS = 5.0
 #: about 1 ms on a busy core, so 100 wake-ups at once (a takeover of 200 triggers) took half of Airflow's
 #: 0.2 s limit for a loop iteration.
 FAN_OUT_CHUNK = 25
+#: Waits whose ids a round gathers per event-loop iteration (10,000 waits in one round: 20 iterations).
+ROUND_CHUNK = 500
 #: The most a first poll of a background-change wait is put off to spread waits that start together.
 MAX_FIRST_POLL_SPREAD = 1.0
 
@@ -82,7 +84,28 @@ _ROUND_STOPPERS = (AkoolRateLimitError, AkoolAuthError, AkoolAccountError)
 _ACCOUNT_ERRORS = (AkoolAuthError, AkoolAccountError)
 
 
-@dataclass(eq=False)
+@dataclass
+class _RoundState:
+    """
+    What the requests of one round gathered. A plain object rather than the cells of a self-calling closure:
+    such a closure is a reference cycle, which kept every round's replies alive until a full garbage
+    collection (tens of thousands of objects at 10,000 waits, and the collections it brought on stalled the
+    loop).
+    """
+
+    #: The states read, by id.
+    found: dict[str, JobSnapshot] = field(default_factory=dict)
+    #: The error of each id whose request failed.
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    #: The refusal that stops the rest of the round (rate limit, credentials, account).
+    stop: AkoolError | None = None
+    #: Whether the connection was read again this round (after an auth error).
+    renewed: bool = False
+    #: For each id, the wait (its place in the round) that asked for it first.
+    owner: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
 class _Entry:
     """One trigger waiting for its next poll."""
 
@@ -253,6 +276,10 @@ class SharedPoller:
                     self._fail(due, self._limit_error or AkoolRateLimitError("paused by a rate limit"), now)
                     continue
                 await self._round(due)
+                # Let the waits woken by the round's last hand-out poll again before the next round is
+                # made: after a round that overran the next grid point they are already due, and without
+                # this they would miss it and go in a round (and requests) of their own.
+                await asyncio.sleep(0)
         except BaseException as error:
             # Cancelled with its loop, or a bug: no trigger may be left waiting for a round that never comes.
             self._fail([e for e in self._entries if not e.future.done()], error, loop.time())
@@ -304,76 +331,37 @@ class SharedPoller:
         self.rounds += 1
         if self._hook is None:
             self._hook = self._make_hook()
-        ids = list(dict.fromkeys(akool_id for entry in due for akool_id in entry.ids))
-        owner: dict[str, int] = {}
-        for index, entry in enumerate(due):
+        state = _RoundState()
+        ids: dict[str, None] = {}
+        for index, entry in enumerate(due, 1):
             for akool_id in entry.ids:
-                owner.setdefault(akool_id, index)
-        units = [ids[i : i + self.batch_size] for i in range(0, len(ids), self.batch_size)]
+                if akool_id not in ids:
+                    ids[akool_id] = None
+                    state.owner[akool_id] = index
+            if index % ROUND_CHUNK == 0:
+                # Thousands of waits in one round: gathering their ids must not hold the loop either.
+                await asyncio.sleep(0)
+        ordered = list(ids)
+        units = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         if not units:  # waits for no id at all: nothing to ask
             for entry in due:
                 entry.polled_at = started
                 entry.future.set_result({})
             return
-        found: dict[str, JobSnapshot] = {}
-        failed: dict[str, BaseException] = {}
-        stop: AkoolError | None = None
-        renewed = False
-
-        async def send(unit: list[str]) -> None:
-            nonlocal stop, renewed
-            if stop is not None:
-                failed.update(dict.fromkeys(unit, stop))
-                return
-            hook = self._hook
-            try:
-                found.update(await self._fetch(unit))
-            except AkoolPartialReplyError as error:
-                # Some entries could not be read: only the waits of those ids get an error (each its own,
-                # naming its id); the other ids of the batch keep their results.
-                found.update({i: s for i, s in error.found.items() if isinstance(s, JobSnapshot)})
-                failed.update(error.errors)
-            except AkoolAuthError as error:
-                if hook is not self._hook or not renewed:
-                    # Read the connection again, once per round (the key may have been rotated); ask again.
-                    if hook is self._hook:
-                        renewed = True
-                        await self._renew_hook()
-                    await send(unit)
-                    return
-                failed.update(dict.fromkeys(unit, error))
-                stop = stop or error
-            except AkoolNotFoundError as error:
-                groups: dict[int, list[str]] = {}
-                for akool_id in unit:
-                    groups.setdefault(owner[akool_id], []).append(akool_id)
-                if len(groups) == 1:
-                    failed.update(dict.fromkeys(unit, error))
-                    return
-                # Whether listbyids answers 1008 when one id is unknown is not documented: ask again wait by
-                # wait, so one unknown id cannot make the other waits of its batch look unknown too.
-                for group in groups.values():
-                    await send(group)
-            except _ROUND_STOPPERS as error:
-                failed.update(dict.fromkeys(unit, error))
-                stop = stop or error
-            except Exception as error:
-                # Any other failure of this request (5xx, a dropped connection, a connection that cannot
-                # be read): its ids get it; the rest of the round goes on.
-                failed.update(dict.fromkeys(unit, error))
 
         # The first request goes alone: if Akool refuses it as too frequent, the round costs one request.
-        await send(units[0])
+        await self._send(units[0], state)
         rest = iter(units[1:])
 
         async def worker() -> None:
             for unit in rest:
-                await send(unit)
+                await self._send(unit, state)
 
         workers = min(self.max_concurrency, len(units) - 1)
         if workers > 0:
             await asyncio.gather(*(worker() for _ in range(workers)))
 
+        found, failed, stop = state.found, state.failed, state.stop
         for index, entry in enumerate(due, 1):
             if not entry.future.done():
                 error = next((failed[i] for i in entry.ids if i in failed), None)
@@ -392,6 +380,48 @@ class SharedPoller:
             self._pause(loop, stop, due)
         else:
             self._limited_in_a_row = 0
+
+    async def _send(self, unit: list[str], state: _RoundState) -> None:
+        """One request of a round: its ids' states into ``state.found``, or their errors into ``failed``."""
+        if state.stop is not None:
+            state.failed.update(dict.fromkeys(unit, state.stop))
+            return
+        hook = self._hook
+        try:
+            state.found.update(await self._fetch(unit))
+        except AkoolPartialReplyError as error:
+            # Some entries could not be read: only the waits of those ids get an error (each its own,
+            # naming its id); the other ids of the batch keep their results.
+            state.found.update({i: s for i, s in error.found.items() if isinstance(s, JobSnapshot)})
+            state.failed.update(error.errors)
+        except AkoolAuthError as error:
+            if hook is not self._hook or not state.renewed:
+                # Read the connection again, once per round (the key may have been rotated); ask again.
+                if hook is self._hook:
+                    state.renewed = True
+                    await self._renew_hook()
+                await self._send(unit, state)
+                return
+            state.failed.update(dict.fromkeys(unit, error))
+            state.stop = state.stop or error
+        except AkoolNotFoundError as error:
+            groups: dict[int, list[str]] = {}
+            for akool_id in unit:
+                groups.setdefault(state.owner[akool_id], []).append(akool_id)
+            if len(groups) == 1:
+                state.failed.update(dict.fromkeys(unit, error))
+                return
+            # Whether listbyids answers 1008 when one id is unknown is not documented: ask again wait by
+            # wait, so one unknown id cannot make the other waits of its batch look unknown too.
+            for group in groups.values():
+                await self._send(group, state)
+        except _ROUND_STOPPERS as error:
+            state.failed.update(dict.fromkeys(unit, error))
+            state.stop = state.stop or error
+        except Exception as error:
+            # Any other failure of this request (5xx, a dropped connection, a connection that cannot
+            # be read): its ids get it; the rest of the round goes on.
+            state.failed.update(dict.fromkeys(unit, error))
 
     async def _fetch(self, unit: list[str]) -> dict[str, JobSnapshot]:
         if self._hook is None:  # pragma: no cover - _round makes it first

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.operators.test_reage import run_recorded
 
@@ -59,8 +60,8 @@ def test_image_example_detects_reages_keeps_and_fetches_the_result(
     assert Path(run.value("reage")["output_path"]).stat().st_size == fetched["bytes"]
 
 
-def test_video_example_waits_in_a_deferrable_sensor(
-    airflow_db: Any, examples: Any, emulator_client: Any
+def test_video_example_waits_in_a_deferrable_sensor_and_keeps_the_video(
+    airflow_db: Any, examples: Any, emulator: Any, emulator_client: Any, tmp_path: Path
 ) -> None:
     run = run_recorded(examples.dags["akool_video_reage"], emulator_client)
 
@@ -69,7 +70,11 @@ def test_video_example_waits_in_a_deferrable_sensor(
     assert submitted["status"] == "queued"
     (waited,) = run.value("wait_for_video")
     assert waited == {**submitted, "status": "success"}
-    assert run.value("publish") == submitted["url"]
+    # Kept where the demo keeps results: the emulator's URL dies with it, the file does not.
+    kept = Path(run.value("publish"))
+    assert kept == tmp_path / "kept" / f"{submitted['id']}.mp4"
+    assert kept.read_bytes() == requests.get(submitted["url"], timeout=10).content
+    assert kept.stat().st_size == emulator.config.video_result_bytes
     assert examples.dags["akool_video_reage"].get_task("wait_for_video").deferrable is True
 
 

@@ -674,3 +674,39 @@ async def test_a_round_wakes_its_waits_a_few_at_a_time(akool_connection: Connect
         per_iteration[tick] = per_iteration.get(tick, 0) + 1
     assert sum(per_iteration.values()) == 200
     assert max(per_iteration.values()) <= FAN_OUT_CHUNK == 25, per_iteration
+
+
+async def test_a_round_that_overruns_the_next_grid_point_does_not_split_the_next_one() -> None:
+    """
+    When a round takes longer than the interval, every wait is due again as soon as it is woken. The waits
+    woken in the round's last hand-out must be back before the next round is made, or they go in a round of
+    their own (two requests where one does): 30 waits (one full hand-out of 25, then 5) keep one request a
+    round, whatever the rounds' length.
+    """
+    asked: list[list[str]] = []
+
+    async def slow_fetch(hook: Any, ids: list[str]) -> dict[str, JobSnapshot]:
+        asked.append(list(ids))
+        await asyncio.sleep(3 * POLL)  # longer than the interval: the next grid point has passed
+        return {i: JobSnapshot(id=i, status=JobStatus.PROCESSING) for i in ids}
+
+    poller = SharedPoller("overrun", fetch=slow_fetch, align=True)
+
+    class _NoHook:
+        async def aclose(self) -> None:
+            pass
+
+    poller._make_hook = _NoHook  # type: ignore[assignment,method-assign]  # no connection: fetch is local
+    waits = FAN_OUT_CHUNK + 5
+    ids = [f"{n:024x}" for n in range(waits)]
+
+    async def wait(akool_id: str) -> None:
+        delay, grid, first = 0.0, None, True
+        for _ in range(4):
+            await poller.poll([akool_id], delay=delay, grid=grid, interval=POLL, first=first)
+            delay, grid, first = POLL, POLL, False
+
+    await asyncio.gather(*(wait(akool_id) for akool_id in ids))
+
+    assert [sorted(round_ids) for round_ids in asked] == [ids] * 4, [len(r) for r in asked]
+    assert poller.rounds == 4

@@ -1,0 +1,118 @@
+"""
+Face swap: image (``specifyimage``), video (``specifyvideo``) and Face Swap Pro (v4 ``faceswapByImage``).
+
+Each is a job of the reage family: polled through the same ``listbyids`` (so reage and face swap ids share
+one request), cancelled through the same ``job/del``, called back with ``type`` "faceswap"; see
+``api_reage.py`` for those two endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+
+from airflow_provider_akool.emulator import inputs, validation
+from airflow_provider_akool.emulator.api_common import (
+    authorize,
+    base_url,
+    check_quota,
+    get_state,
+    read_json,
+    sample_name,
+)
+from airflow_provider_akool.emulator.envelope import OK, SUBMIT_MESSAGE, reply
+from airflow_provider_akool.emulator.jobs import VIDEO_KINDS, Job, JobKind
+
+if TYPE_CHECKING:
+    from fastapi.responses import JSONResponse
+
+router = APIRouter()
+#: Face Swap Pro's router, mounted under ``/api/open/v4``.
+router_v4 = APIRouter()
+
+#: Where the picture a Face Swap Pro job changes is: its (first) target's path.
+PRO_MEDIA_FIELD = "targetImage[0].path"
+
+
+async def _create(
+    request: Request, kind: JobKind, params: dict[str, Any], media_field: str, media_url: str
+) -> Job:
+    state = get_state(request)
+    sources, targets = params["sourceImage"], params["targetImage"]
+    # Akool downloads every input: the media and each face of both lists.
+    urls: dict[str, Any] = {} if media_field == PRO_MEDIA_FIELD else {media_field: media_url}
+    urls.update({f"targetImage[{i}].path": face["path"] for i, face in enumerate(targets)})
+    urls.update({f"sourceImage[{i}].path": face["path"] for i, face in enumerate(sources)})
+    fetched = await inputs.fetch_inputs(urls, request, state)
+    config = state.config
+    processing = config.video_processing_seconds if kind in VIDEO_KINDS else config.processing_seconds
+    ext = "mp4" if kind in VIDEO_KINDS else "jpg"
+    with state.lock:
+        # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
+        charged = state.charge(kind)
+        now = state.now()
+        job = Job(
+            id=state.new_object_id(now),
+            kind=kind,
+            created_at=now,
+            queued_seconds=config.queued_seconds,
+            processing_seconds=processing,
+            inputs=list(
+                dict.fromkeys([media_url, *(f["path"] for f in targets), *(f["path"] for f in sources)])
+            ),
+            url="",
+            params=params,
+            job_id=state.new_job_id(now),
+            webhook_url=params["webhookUrl"],
+        )
+        job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
+        job.extra["sample_name"] = sample_name(media_url, request, state)
+        job.extra["source_sample_names"] = [sample_name(f["path"], request, state) for f in sources]
+        job.extra["credit"] = charged
+        inputs.remember(job.extra, fetched, media_field)
+        job.extra["source_bytes"] = [
+            next(
+                (item.content for item in fetched if item.field == f"sourceImage[{i}].path" and item.content),
+                None,
+            )
+            for i in range(len(sources))
+        ]
+        state.add_job(job)
+    return job
+
+
+async def _submit_v3(request: Request, kind: JobKind, media_field: str) -> JSONResponse:
+    state = get_state(request)
+    authorize(request, state)
+    params = validation.faceswap(await read_json(request), media_field)
+    check_quota(request, state)
+    job = await _create(request, kind, params, media_field, params[media_field])
+    # As reage: the result's final address comes with the submit reply.
+    return reply(
+        OK, SUBMIT_MESSAGE, {"_id": job.id, "url": job.reported_url(submit=True), "job_id": job.job_id}
+    )
+
+
+@router.post("/faceswap/highquality/specifyimage")
+async def specifyimage(request: Request) -> JSONResponse:
+    """Submit an image face swap job: ``sourceImage[i]`` replaces ``targetImage[i]`` in ``modifyImage``."""
+    return await _submit_v3(request, "specifyimage", "modifyImage")
+
+
+@router.post("/faceswap/highquality/specifyvideo")
+async def specifyvideo(request: Request) -> JSONResponse:
+    """Submit a video face swap job: the same with ``modifyVideo``."""
+    return await _submit_v3(request, "specifyvideo", "modifyVideo")
+
+
+@router_v4.post("/faceswap/faceswapByImage")
+async def faceswap_by_image(request: Request) -> JSONResponse:
+    """Submit a Face Swap Pro job; its reply has no ``url`` (``listbyids`` gives it)."""
+    state = get_state(request)
+    authorize(request, state)
+    params = validation.faceswap_pro(await read_json(request))
+    check_quota(request, state)
+    job = await _create(request, "faceswapByImage", params, PRO_MEDIA_FIELD, params["targetImage"][0]["path"])
+    # The v4 page's reply: msg "OK", only _id and job_id.
+    return reply(OK, "OK", {"_id": job.id, "job_id": job.job_id})
