@@ -17,7 +17,7 @@ from airflow_provider_akool.exceptions import (
     AkoolValidationError,
 )
 from airflow_provider_akool.kinds.reage import REAGE
-from airflow_provider_akool.operators.base import AkoolJobOperator
+from airflow_provider_akool.operators.base import FROM_FIELD, AkoolJobOperator, WebhookUrl
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -114,20 +114,22 @@ class _AkoolReageOperator(AkoolJobOperator):
             self.target_image = validation.target_image(self.target_image, path=inputs.check_media)
 
     @abstractmethod
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
-        """Send the reage request itself."""
+    def submit_reage(
+        self, hook: AkoolHook, target_image: list[dict[str, str]], webhook_url: str | None
+    ) -> ReageJob:
+        """Send the reage request itself, with ``webhookUrl`` ``webhook_url``."""
 
     def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
         """Return the faces to reage: ``target_image``, checked by :meth:`validate_inputs`."""
         return [dict(face) for face in self.target_image or ()]
 
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Submit the reage job; its status is ``queued`` until the first poll says otherwise."""
         faces = [
             {**face, "path": self.signed_input(f"target_image[{index}].path", face["path"])}
             for index, face in enumerate(self.faces(hook))
         ]
-        return self.kind.submitted(self.submit_reage(hook, faces))
+        return self.kind.submitted(self.submit_reage(hook, faces, self.webhook_url_of(webhook_url)))
 
 
 class AkoolImageReageOperator(_AkoolReageOperator):
@@ -187,13 +189,15 @@ class AkoolImageReageOperator(_AkoolReageOperator):
         self.log.info("Detected %d face(s) in %s", len(faces), self.modify_image)
         return faces
 
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
+    def submit_reage(
+        self, hook: AkoolHook, target_image: list[dict[str, str]], webhook_url: str | None
+    ) -> ReageJob:
         """Submit ``imgreage``."""
         return hook.submit_image_reage(
             self.signed_input("modify_image", self.modify_image),
             int(self.face_reage),
             target_image,
-            self.webhook_url,
+            webhook_url,
         )
 
 
@@ -229,13 +233,15 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
         self.modify_video = inputs.check_media("modify_video", self.modify_video)
         super().validate_inputs()
 
-    def submit_reage(self, hook: AkoolHook, target_image: list[dict[str, str]]) -> ReageJob:
+    def submit_reage(
+        self, hook: AkoolHook, target_image: list[dict[str, str]], webhook_url: str | None
+    ) -> ReageJob:
         """Submit ``vidreage``."""
         return hook.submit_video_reage(
             self.signed_input("modify_video", self.modify_video),
             int(self.face_reage),
             target_image,
-            self.webhook_url,
+            webhook_url,
         )
 
 
