@@ -28,8 +28,8 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.storage import check_output_free, check_output_path, keep_result, public_url
-from tests.conftest import ConnectionFactory
-from tests.mounts import read_only_folder, small_disk
+from tests.support.connections import ConnectionFactory
+from tests.support.mounts import read_only_folder, small_disk
 
 AKOOL_ID = "65a1b2c3d4e5f60718293a4b"
 FAST: dict[str, Any] = {"retry_delay": 0.01, "retry_max_delay": 0.05}

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.dags.test_example_dags import parse_examples
-from tests.operators.test_reage import run_recorded
+from tests.support.dag_runs import run_recorded
+from tests.support.example_dags import parse_examples
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "akool_background_change.py"
 PRODUCER, CONSUMER = "akool_background_change", "publish_product_photos"

@@ -8,20 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.operators.test_reage import run_recorded
+from tests.support.dag_runs import run_recorded
+from tests.support.example_dags import parse_examples
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 #: The example DAGs of reage, by dag_id, and their files.
 EXAMPLES = {name: f"{name}.py" for name in ("akool_image_reage", "akool_video_reage", "akool_batch_reage")}
-
-
-def parse_examples() -> Any:
-    try:  # Airflow 3.2+
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    return DagBag(dag_folder=str(DAGS_FOLDER))
 
 
 @pytest.fixture

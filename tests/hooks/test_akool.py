@@ -31,7 +31,7 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.hooks.akool import USER_AGENT, AkoolHook
 from airflow_provider_akool.models import JobStatus
-from tests.conftest import API_KEY, CLIENT_ID, ConnectionFactory
+from tests.support.connections import API_KEY, CLIENT_ID, ConnectionFactory
 
 FAST = {"retry_delay": 0.01, "retry_max_delay": 0.05}
 

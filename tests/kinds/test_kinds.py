@@ -25,8 +25,9 @@ from airflow_provider_akool.triggers.base import AkoolJobTrigger
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
-from tests.conftest import ConnectionFactory
-from tests.operators.test_reage import START, run_recorded, sample
+from tests.support.connections import ConnectionFactory
+from tests.support.dag_runs import START, run_recorded
+from tests.support.samples import sample
 
 ID = "a" * 24
 

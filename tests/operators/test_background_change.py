@@ -35,15 +35,10 @@ from airflow_provider_akool.exceptions import (
 from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator
 from airflow_provider_akool.sensors.image_result import AkoolImageResultSensor
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
-from tests.conftest import API_KEY
-from tests.operators.test_reage import (
-    POLL,
-    START,
-    RecordedRun,
-    StubTaskInstance,
-    run_recorded,
-    sample,
-)
+from tests.support.connections import API_KEY
+from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
+from tests.support.samples import sample
+from tests.support.task_context import StubTaskInstance
 
 RESULTS = Asset(name="akool_test_background_results", uri="akool-test://background-change/results")
 CANVAS = (120, 96)

@@ -17,8 +17,9 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.operators.credit import AkoolCheckCreditOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
-from tests.conftest import API_KEY
-from tests.operators.test_reage import START, RecordedRun, run_recorded, sample
+from tests.support.connections import API_KEY
+from tests.support.dag_runs import START, RecordedRun, run_recorded
+from tests.support.samples import sample
 
 BALANCE = 1
 #: Every task may retry; those that must not use their retries prove it by their try number.
