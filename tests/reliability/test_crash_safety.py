@@ -28,15 +28,9 @@ from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.operators.base import JOB_RECORD_KEY
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.wait import JobSnapshot
-from tests.reliability.conftest import (
-    FAILED,
-    HAS_TASK_STATE_STORE,
-    PROCESSING,
-    SUCCESS,
-    running_jobs,
-    submissions,
-)
+from tests.support.airflow_version import HAS_TASK_STATE_STORE
 from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import FAILED, PROCESSING, SUCCESS, running_jobs, submissions
 from tests.support.samples import sample
 from tests.support.task_context import FakeTaskStateStore, RetryTaskInstance, record_of
 

@@ -7,6 +7,7 @@ costs seconds.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,16 @@ class RecordedRun:
             self.tis[(task_id, map_index)]
         )
         return fields
+
+    def places_holding(self, secret: str) -> list[str]:
+        """Return the return values and task errors of the run that contain ``secret`` (none, it is hoped)."""
+        places = [
+            f"return value of {task_id}[{map_index}]"
+            for task_id, map_index in self.tis
+            if secret in json.dumps(self.value(task_id, map_index), default=str)
+        ]
+        places.extend(f"error of {key}" for key, error in self.failures.items() if secret in str(error))
+        return places
 
     def job(self, akool_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self.ledger["jobs"][akool_id]
