@@ -380,7 +380,7 @@ def _resume(route: CallbackRoute, token: str, verified: VerifiedCallback, sessio
         return settle - age
     # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
     leave_mark(expectation)
-    Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.to_payload()), session=session)
+    Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.by_callback().to_payload()), session=session)
     log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, route.task_id)
     return None
 

@@ -1017,3 +1017,53 @@ def test_the_operator_refuses_webhook_url_airflow_without_a_public_url(
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "ftp://proxy")
     with pytest.raises(AkoolValidationError, match=r"\[akool\] webhook_base_url"):
         callbacks.public_base_url()
+
+
+CALLBACK_LOG_LINE = "Akool's callback finished the wait: reage job {} is success"
+
+
+@pytest.mark.parametrize("when", ["after_deferral", "before_deferral"])
+def test_the_task_log_says_that_akool_s_callback_finished_the_job(
+    setup: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    when: str,
+) -> None:
+    # The resumed task's own lines (execute_complete), whether the receiver fired the event or the trigger
+    # found the callback's mark: Airflow's triggerer only logs the stopped trigger as "cancelled by user
+    # action", which reads like a kill.
+    caplog.set_level(logging.INFO)
+    if when == "after_deferral":
+        harness = released_once_deferred(setup)
+    else:
+        monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "0")
+        harness = Harness(hold_before_deferred=2.0)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id=f"webhook_log_{when}")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == (["webhook"] if when == "after_deferral" else ["trigger"])
+    (akool_id,) = run.ledger["jobs"]
+    out, err = capfd.readouterr()
+    log = "\n".join((out, err, caplog.text))
+    assert CALLBACK_LOG_LINE.format(akool_id) in log
+
+
+def test_a_polled_finish_does_not_claim_a_callback(
+    setup: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Akool cannot reach the receiver: the trigger's poll finishes the task, and the log says no callback.
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    harness = Harness()
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_log_polled")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    out, err = capfd.readouterr()
+    log = "\n".join((out, err, caplog.text))
+    (akool_id,) = run.ledger["jobs"]
+    assert f"job {akool_id}" in log  # the task's lines are captured
+    assert "Akool's callback finished the wait" not in log
