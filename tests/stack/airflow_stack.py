@@ -1161,7 +1161,9 @@ class AirflowStack:
 
 
 #: The parts of a setting's name that mark a secret: written into airflow.cfg as a comment, not a value.
-_SECRET_SETTING = re.compile(r"SECRET|PASSWORD(?!S_FILE)|FERNET|SQL_ALCHEMY_CONN|BROKER_URL|RESULT_BACKEND|TOKEN")
+_SECRET_SETTING = re.compile(
+    r"SECRET|PASSWORD(?!S_FILE)|FERNET|SQL_ALCHEMY_CONN|BROKER_URL|RESULT_BACKEND|TOKEN"
+)
 _SECRET_NOTE = "(a secret: set in each process's environment by tests/stack)"
 _SETTING_ENV = re.compile(r"AIRFLOW__([A-Z0-9_]+?)__([A-Z0-9_]+)")
 _SETTING_ARG = re.compile(r"([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)=(.*)", re.DOTALL)
