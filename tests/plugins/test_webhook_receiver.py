@@ -16,7 +16,10 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -952,6 +955,31 @@ def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.Monk
     assert app["url_prefix"] == "/akool-webhook"
     names = {e.name: e.value for e in entry_points(group="airflow.plugins")}
     assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
+
+
+def test_the_receiver_s_app_is_built_only_when_the_api_server_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every component loads the plugin; only the API server reads fastapi_apps. Importing the plugin, even
+    # with the receiver on, neither builds the app nor imports its module (FastAPI and the handler).
+    probe = (
+        "import sys\n"
+        "from airflow_provider_akool.plugins.webhook_receiver import AkoolWebhookPlugin\n"
+        "app_module = 'airflow_provider_akool.plugins.webhook_app'\n"
+        "before = app_module in sys.modules\n"
+        "apps = AkoolWebhookPlugin.fastapi_apps\n"
+        "print(before, [a['url_prefix'] for a in apps], app_module in sys.modules)\n"
+    )
+    env = {**os.environ, "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False ['/akool-webhook'] True"
+    # Read when asked: the setting as it is then, on the class as on an instance.
+    from airflow_provider_akool.plugins.webhook_receiver import AkoolWebhookPlugin
+
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "False")
+    assert AkoolWebhookPlugin.fastapi_apps == []
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
+    assert [app["url_prefix"] for app in AkoolWebhookPlugin().fastapi_apps] == ["/akool-webhook"]
 
 
 @pytest.mark.parametrize("views_first", [True, False], ids=["views-first", "receiver-first"])
