@@ -62,6 +62,10 @@ EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, NOT_FOUND, ERROR)
 #: ``timeout``), or the task's ``execution_timeout`` (from the start of the try), whichever came first.
 WAIT_TIMEOUT, EXECUTION_TIMEOUT = "timeout", "execution_timeout"
 DEADLINES = (WAIT_TIMEOUT, EXECUTION_TIMEOUT)
+#: ``WaitEvent.reported_by`` of an event made from Akool's callback (the receiver's, or the trigger's from
+#: the mark a callback left), not from a poll.
+CALLBACK = "callback"
+REPORTERS = (CALLBACK,)
 _LABELS = {status.label: status for status in JobStatus}
 
 # A stand-in for "a status read", so that polls retry by the hook's own rule for reads.
@@ -172,6 +176,8 @@ class WaitEvent:
     :param error: for ``error``: the class, code and attributes of the Akool error that ended the wait.
     :param deadline: for ``timeout``: which deadline ended the wait, :data:`WAIT_TIMEOUT` or
         :data:`EXECUTION_TIMEOUT` (the task resumes on a fresh instance and raises from this alone).
+    :param reported_by: :data:`CALLBACK` when Akool's callback reported the final state (the task's log
+        says so), None when a poll found it.
     """
 
     status: str
@@ -179,6 +185,7 @@ class WaitEvent:
     results: tuple[JobSnapshot, ...]
     error: dict[str, Any] | None = None
     deadline: str | None = None
+    reported_by: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Return the event as the JSON-like dict a ``TriggerEvent`` carries."""
@@ -190,7 +197,13 @@ class WaitEvent:
         }
         if self.deadline is not None:
             payload["deadline"] = self.deadline
+        if self.reported_by is not None:
+            payload["reported_by"] = self.reported_by
         return payload
+
+    def by_callback(self) -> WaitEvent:
+        """Return this event as reported by Akool's callback."""
+        return replace(self, reported_by=CALLBACK)
 
     @property
     def execution_timed_out(self) -> bool:
@@ -224,6 +237,10 @@ class WaitEvent:
             deadline = payload.get("deadline")
             if deadline is not None and deadline not in DEADLINES:
                 raise ValueError(f"unknown deadline {deadline!r}")
+            # Absent from the events of earlier versions and of polls.
+            reported_by = payload.get("reported_by")
+            if reported_by is not None and reported_by not in REPORTERS:
+                raise ValueError(f"unknown reporter {reported_by!r}")
         except ValueError as err:
             raise AkoolError(
                 f"the wait ended with an event this provider does not understand: {err}"
@@ -234,6 +251,7 @@ class WaitEvent:
             results=results,
             error=dict(error) if error else None,
             deadline=deadline if status == TIMEOUT else None,
+            reported_by=reported_by,
         )
 
     @classmethod

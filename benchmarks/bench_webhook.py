@@ -81,8 +81,13 @@ def choose_database(wanted: str) -> str:
     return wanted
 
 
-def run(jobs: int, concurrency: int = 8, database: str = "sqlite") -> dict[str, Any]:
-    """Run the benchmark in a process of its own on ``database`` (``sqlite`` or ``postgres``)."""
+def run(jobs: int, concurrency: int = 8, database: str = "sqlite", settle: bool = False) -> dict[str, Any]:
+    """
+    Run the benchmark in a process of its own on ``database`` (``sqlite`` or ``postgres``).
+
+    ``settle``: half the tasks deferred 1-9 s before their callback (quick jobs, inside
+    ``[akool] webhook_resume_settle``), half a minute before (slow jobs); measured to the resume.
+    """
     database = choose_database(database)
     with ExitStack() as stack:
         env = airflow_env()
@@ -90,12 +95,12 @@ def run(jobs: int, concurrency: int = 8, database: str = "sqlite") -> dict[str, 
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = stack.enter_context(postgres_database())
         else:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{env['AIRFLOW_HOME']}/airflow.db"
-        result = _run(jobs, concurrency, env)
+        result = _run(jobs, concurrency, env, settle)
         result["database"] = database
         return result
 
 
-def _run(jobs: int, concurrency: int, env: dict[str, str]) -> dict[str, Any]:
+def _run(jobs: int, concurrency: int, env: dict[str, str], settle: bool = False) -> dict[str, Any]:
     with emulator_process() as emulator:
         emulator.reset()
         dags = Path(tempfile.mkdtemp(prefix="akool-bench-webhook-dags-"))
@@ -111,7 +116,16 @@ def _run(jobs: int, concurrency: int, env: dict[str, str]) -> dict[str, Any]:
             }
         )
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", "--jobs", str(jobs), "--concurrency", str(concurrency)],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--jobs",
+                str(jobs),
+                "--concurrency",
+                str(concurrency),
+                *(["--settle"] if settle else []),
+            ],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -160,6 +174,39 @@ def table(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def settle_table(row: dict[str, Any]) -> None:
+    """The settle row: from the callback to the resume, for quick jobs (inside the window) and slow ones."""
+    print_table(
+        ["mode", "database", "N", "window", "quick p50", "quick p99", "slow p50", "slow p99"],
+        [
+            [
+                "webhook settle",
+                "PostgreSQL" if row.get("database") == "postgres" else "SQLite",
+                row["n"],
+                f"{row['settle_s']:g} s",
+                *(f"{row[group][q]:.2f} s" for group in ("quick_s", "slow_s") for q in ("p50", "p99")),
+            ]
+        ],
+    )
+
+
+def settle_targets(row: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """The window holds (no quick job resumed inside it) and costs only quick jobs."""
+    early = row["resumed_inside_window"]
+    return [
+        (
+            f"webhook settle N={row['n']}: no quick job resumed inside the {row['settle_s']:g} s window",
+            early == 0,
+            f"{early} of {row['n'] // 2}",
+        ),
+        (
+            f"webhook settle N={row['n']}: every task resumed",
+            row["resumed"] == row["n"],
+            f"{row['resumed']}/{row['n']}",
+        ),
+    ]
+
+
 def targets(row: dict[str, Any]) -> list[tuple[str, bool, str]]:
     per_job, p99 = row["status_requests_per_job"], row["latency_s"]["p99"]
     jobs = row["n"]
@@ -205,7 +252,7 @@ with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=Fal
 # --- The measuring process ----------------------------------------------------------------------------
 
 
-def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
+def _worker(jobs: int, concurrency: int, settle: bool = False) -> dict[str, Any]:
     import runpy
     from datetime import datetime, timezone
 
@@ -228,13 +275,19 @@ def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
     dag_run = dag.test()  # writes the run and its task instances (EmptyOperators finish at once)
     run_id = dag_run.run_id
 
-    # Each task deferred on its own trigger a minute ago, with the token digest of its callback URL.
+    # Each task deferred on its own trigger a minute ago, with the token digest of its callback URL. With
+    # --settle, every other one 1-9 s before the callbacks are sent (a quick job), counted from here.
     urls: dict[str, tuple[str, str]] = {}
-    deferred_at = time.time() - 60
+    quick: dict[str, float] = {}  # task id: when it deferred
+    begin = time.time()
     with create_session() as session:
         for index, ti in enumerate(
             session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id))
         ):
+            deferred_at = begin - 60
+            if settle and index % 2 == 0:
+                deferred_at = begin - 1 - 8 * (index // 2) / max(1, (jobs + 1) // 2 - 1)
+                quick[ti.task_id] = deferred_at
             akool_id = f"{index:024x}"
             token = callbacks.new_token()
             trigger = AkoolReageTrigger.for_ids(
@@ -287,6 +340,8 @@ def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
             latencies.append(elapsed)
             answers.append(reply.status_code)
 
+    if settle:
+        return _settle_figures(run_id, urls, quick, deliver, concurrency, server, thread)
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(deliver, list(urls)))
@@ -317,6 +372,66 @@ def _worker(jobs: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+def _settle_figures(
+    run_id: str,
+    urls: dict[str, tuple[str, str]],
+    quick: dict[str, float],
+    deliver: Any,
+    concurrency: int,
+    server: Any,
+    thread: threading.Thread,
+) -> dict[str, Any]:
+    """Send every callback at once, then time each task's resume; ``quick``: when the quick ones deferred."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_provider_akool.callbacks import resume_settle_seconds
+
+    settle = resume_settle_seconds()
+    # Each job "ends" when its callback is sent: now, all at once.
+    sent = time.time()
+    answered: dict[str, float] = {}
+
+    def send(task_id: str) -> None:
+        deliver(task_id)
+        answered[task_id] = time.time()
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, list(urls)))
+    resumed_at: dict[str, float] = {}
+    deadline = time.monotonic() + settle + 60
+    while len(resumed_at) < len(urls) and time.monotonic() < deadline:
+        now = time.time()
+        with create_session() as session:
+            for ti in session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id)):
+                if ti.task_id not in resumed_at and ti.trigger_id is None and ti.next_kwargs:
+                    resumed_at[ti.task_id] = now
+        time.sleep(0.05)
+    server.should_exit = True
+    thread.join(10)
+    # From the job's end (its callback sent) to the resume. A slow job's task is resumed before the answer
+    # (the 200 follows the commit): its answer is when; a quick one's in the background, seen by the polls.
+    lag = {
+        task_id: (at if task_id in quick else min(at, answered[task_id])) - sent
+        for task_id, at in resumed_at.items()
+    }
+    quick_lags = [lag[t] for t in quick if t in lag]
+    slow_lags = [lag[t] for t in lag if t not in quick]
+    return {
+        "mode": "webhook settle",
+        "n": len(urls),
+        "concurrency": concurrency,
+        "settle_s": settle,
+        "resumed": len(resumed_at),
+        "resumed_inside_window": sum(
+            1 for t, deferred_at in quick.items() if t in resumed_at and resumed_at[t] - deferred_at < settle
+        ),
+        "quick_s": {"p50": percentile(quick_lags, 0.5), "p99": percentile(quick_lags, 0.99)},
+        "slow_s": {"p50": percentile(slow_lags, 0.5), "p99": percentile(slow_lags, 0.99)},
+    }
+
+
 def _base_url() -> str:
     return os.environ["AIRFLOW__API__BASE_URL"]
 
@@ -339,10 +454,21 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto (default): PostgreSQL when installed, else SQLite",
     )
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="half the tasks deferred 1-9 s before their callback, half a minute before: time to the resume",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(_worker(args.jobs, args.concurrency)))
+        print(json.dumps(_worker(args.jobs, args.concurrency, args.settle)))
+        return 0
+    if args.settle:
+        row = run(args.jobs, args.concurrency, args.database, settle=True)
+        settle_table(row)
+        for name, ok, figure in settle_targets(row):
+            print(f"{'met   ' if ok else 'MISSED'} {name}: {figure}")
         return 0
     row = run(args.jobs, args.concurrency, args.database)
     table([row])

@@ -94,6 +94,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             )
     for row in results.get("webhook", []):
         checks.extend(bench_webhook.targets(row))
+    if "webhook_settle" in results:
+        checks.extend(bench_webhook.settle_targets(results["webhook_settle"]))
     for row in results["imports"]:
         ms = row["ms_over_import_airflow_sdk"]
         checks.append(
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     results["webhook"] = [bench_webhook.run(webhook_jobs, concurrency, "sqlite") for concurrency in (2, 8)]
     if bench_webhook.choose_database("auto") == "postgres":
         results["webhook"].append(bench_webhook.run(webhook_jobs, 8, "postgres"))
+    settle_jobs = 20 if args.quick else 100
+    print(f"Webhook settle: {settle_jobs} callbacks, half for tasks deferred 1-9 s before", flush=True)
+    results["webhook_settle"] = bench_webhook.run(settle_jobs, 8, "sqlite", settle=True)
     print("Import time of each operator and sensor module", flush=True)
     results["imports"] = bench_imports.run(repeats=7)
     print("Keeping a 300 MB result", flush=True)
@@ -153,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_triggers.table(results["triggers"])
     print()
     bench_webhook.table(results["webhook"])
+    print()
+    bench_webhook.settle_table(results["webhook_settle"])
     print()
     bench_imports.table(results["imports"])
     print()

@@ -648,3 +648,19 @@ class TestCredit:
     def test_an_error_code_maps_to_its_class(self) -> None:
         with pytest.raises(AkoolAccountBannedError):
             protocol.interpret(protocol.build_get_credit(), reply({"code": 1200, "msg": "banned"}))
+
+
+class TestReportedBy:
+    def test_a_callback_s_event_says_so_through_the_payload_and_a_poll_s_does_not(self) -> None:
+        polled = WaitEvent("success", "job(s) a succeeded", (JobSnapshot("a", JobStatus.SUCCESS),))
+        assert "reported_by" not in polled.to_payload()
+        assert WaitEvent.from_payload(json.loads(json.dumps(polled.to_payload()))).reported_by is None
+        called_back = WaitEvent.from_payload(json.loads(json.dumps(polled.by_callback().to_payload())))
+        assert called_back.reported_by == "callback"
+        assert called_back.results == polled.results
+
+    def test_an_unknown_reporter_is_refused(self) -> None:
+        payload = {**WaitEvent("success", "m", (JobSnapshot("a", JobStatus.SUCCESS),)).to_payload()}
+        payload["reported_by"] = "someone"
+        with pytest.raises(AkoolError, match="unknown reporter 'someone'"):
+            WaitEvent.from_payload(payload)

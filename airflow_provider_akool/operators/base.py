@@ -52,6 +52,7 @@ from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.operators.job_state import JobRecord, TryState
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
 from airflow_provider_akool.wait import (
+    CALLBACK,
     DEFAULT_NOT_FOUND_GRACE,
     SUCCESS,
     JobSnapshot,
@@ -500,7 +501,17 @@ class AkoolJobOperator(
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired; everything comes from the event (the defer kwargs may not)."""
-        return masking.redact(self._finish(context, WaitEvent.from_payload(event)))
+        wait_event = WaitEvent.from_payload(event)
+        if wait_event.reported_by == CALLBACK:
+            # In the task's own log: Airflow's triggerer logs the stopped trigger as "cancelled by user
+            # action" when the receiver resumed the task, which reads like a kill.
+            self.log.info(
+                "Akool's callback finished the wait: %s job %s is %s",
+                self.job_kind,
+                ", ".join(snapshot.id for snapshot in wait_event.results),
+                wait_event.status,
+            )
+        return masking.redact(self._finish(context, wait_event))
 
     def _trigger_wait_options(self) -> dict[str, Any]:
         """The trigger kwargs of this try's wait: its execution_timeout, the first poll, adaptive polling."""

@@ -32,7 +32,6 @@ non-final callback changes nothing either.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -168,18 +167,6 @@ def _credentials(route: CallbackRoute, conn_id: str) -> tuple[str, str] | None:
         )
         return None
     return login, password
-
-
-def handle_callback(route: CallbackRoute, token: str, body: bytes) -> int:
-    """Verify a callback and act on it, waiting out a fresh deferral; return the HTTP status to answer."""
-    verified = verify_callback(route, body)
-    if isinstance(verified, int):
-        return verified
-    while True:
-        answer = act_on_callback(route, token, verified)
-        if isinstance(answer, int):
-            return answer
-        time.sleep(answer)
 
 
 def act_on_callback(route: CallbackRoute, token: str, verified: VerifiedCallback) -> int | float:
@@ -380,7 +367,7 @@ def _resume(route: CallbackRoute, token: str, verified: VerifiedCallback, sessio
         return settle - age
     # The mark first: the trigger stopped by this event reads it in on_kill and cancels nothing.
     leave_mark(expectation)
-    Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.to_payload()), session=session)
+    Trigger.submit_event(ti.trigger_id, TriggerEvent(fired.by_callback().to_payload()), session=session)
     log.info("Akool job %s is %s: resumed %s by its callback", event.id, event.status.label, route.task_id)
     return None
 
@@ -408,8 +395,17 @@ def _fastapi_apps() -> list[dict[str, Any]]:
     return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Akool webhook receiver"}]
 
 
+class _AppsOnDemand:
+    """``fastapi_apps``, built when read (by the API server), on the class as on an instance."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> list[dict[str, Any]]:
+        return _fastapi_apps()
+
+
 class AkoolWebhookPlugin(AirflowPlugin):
     """Mount the Akool webhook receiver on the API server when ``[akool] webhook_receiver`` is true."""
 
     name = "akool_webhook"
-    fastapi_apps = _fastapi_apps()
+    # Built when the API server asks, as the views plugin does: every other component that loads plugins
+    # (scheduler, triggerer, workers) neither reads the setting nor imports FastAPI for it.
+    fastapi_apps = _AppsOnDemand()

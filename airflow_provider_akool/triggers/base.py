@@ -279,7 +279,7 @@ class AkoolJobTrigger(BaseTrigger):
                 # the deferring worker exit gets the resumed task failed (see resume_settle_seconds). This
                 # trigger started after the deferral, so waiting from here is enough.
                 await asyncio.sleep(resume_settle_seconds())
-                yield TriggerEvent(early.to_payload())
+                yield TriggerEvent(early.by_callback().to_payload())
                 return
         await import_first_poll_modules()
         poller = self.shared_poller() if self.coalesce else None

@@ -16,7 +16,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -225,11 +225,12 @@ class JobGate:
         with self._lock:
             return time.monotonic() - min(self.held.values()) if self.held else 0.0
 
-    def release(self) -> list[str]:
-        """Let every held job succeed, except jobs cancelled meanwhile; return their ids."""
+    def release(self, only: Iterable[str] | None = None) -> list[str]:
+        """Let every held job (or those of ``only``) succeed, but cancelled ones; return their ids."""
         with self._lock:
-            ids = list(self.held)
-            self.held.clear()
+            ids = list(self.held) if only is None else [job_id for job_id in only if job_id in self.held]
+            for job_id in ids:
+                del self.held[job_id]
             if not ids:
                 return []
             jobs = self._stack.ledger()["jobs"]

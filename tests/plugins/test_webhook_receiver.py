@@ -16,7 +16,10 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -954,6 +957,31 @@ def test_the_receiver_mounts_nothing_unless_switched_on(monkeypatch: pytest.Monk
     assert names["akool_webhook"] == "airflow_provider_akool.plugins.webhook_receiver:AkoolWebhookPlugin"
 
 
+def test_the_receiver_s_app_is_built_only_when_the_api_server_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every component loads the plugin; only the API server reads fastapi_apps. Importing the plugin, even
+    # with the receiver on, neither builds the app nor imports its module (FastAPI and the handler).
+    probe = (
+        "import sys\n"
+        "from airflow_provider_akool.plugins.webhook_receiver import AkoolWebhookPlugin\n"
+        "app_module = 'airflow_provider_akool.plugins.webhook_app'\n"
+        "before = app_module in sys.modules\n"
+        "apps = AkoolWebhookPlugin.fastapi_apps\n"
+        "print(before, [a['url_prefix'] for a in apps], app_module in sys.modules)\n"
+    )
+    env = {**os.environ, "AIRFLOW__AKOOL__WEBHOOK_RECEIVER": "True"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False ['/akool-webhook'] True"
+    # Read when asked: the setting as it is then, on the class as on an instance.
+    from airflow_provider_akool.plugins.webhook_receiver import AkoolWebhookPlugin
+
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "False")
+    assert AkoolWebhookPlugin.fastapi_apps == []
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RECEIVER", "True")
+    assert [app["url_prefix"] for app in AkoolWebhookPlugin().fastapi_apps] == ["/akool-webhook"]
+
+
 @pytest.mark.parametrize("views_first", [True, False], ids=["views-first", "receiver-first"])
 def test_callbacks_reach_the_receiver_beside_the_akool_views_whichever_is_mounted_first(
     monkeypatch: pytest.MonkeyPatch, views_first: bool
@@ -1017,3 +1045,53 @@ def test_the_operator_refuses_webhook_url_airflow_without_a_public_url(
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "ftp://proxy")
     with pytest.raises(AkoolValidationError, match=r"\[akool\] webhook_base_url"):
         callbacks.public_base_url()
+
+
+CALLBACK_LOG_LINE = "Akool's callback finished the wait: reage job {} is success"
+
+
+@pytest.mark.parametrize("when", ["after_deferral", "before_deferral"])
+def test_the_task_log_says_that_akool_s_callback_finished_the_job(
+    setup: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    when: str,
+) -> None:
+    # The resumed task's own lines (execute_complete), whether the receiver fired the event or the trigger
+    # found the callback's mark: Airflow's triggerer only logs the stopped trigger as "cancelled by user
+    # action", which reads like a kill.
+    caplog.set_level(logging.INFO)
+    if when == "after_deferral":
+        harness = released_once_deferred(setup)
+    else:
+        monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "0")
+        harness = Harness(hold_before_deferred=2.0)
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id=f"webhook_log_{when}")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == (["webhook"] if when == "after_deferral" else ["trigger"])
+    (akool_id,) = run.ledger["jobs"]
+    out, err = capfd.readouterr()
+    log = "\n".join((out, err, caplog.text))
+    assert CALLBACK_LOG_LINE.format(akool_id) in log
+
+
+def test_a_polled_finish_does_not_claim_a_callback(
+    setup: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Akool cannot reach the receiver: the trigger's poll finishes the task, and the log says no callback.
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    harness = Harness()
+    run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_log_polled")
+    assert run.states[("reage", -1)] == "success", run.failures
+    assert harness.fired_by == ["trigger"]
+    out, err = capfd.readouterr()
+    log = "\n".join((out, err, caplog.text))
+    (akool_id,) = run.ledger["jobs"]
+    assert f"job {akool_id}" in log  # the task's lines are captured
+    assert "Akool's callback finished the wait" not in log

@@ -403,6 +403,8 @@ class AirflowStack:
                 self._start_redis()
             self._env = self._build_env()
             self._migrate_db()
+            # Airflow wrote its defaults there (webhook_receiver = False, ...): make it say what is in force.
+            write_settings_into_cfg(self.home / "airflow.cfg", self._env)
             triggerers = self.config.triggerer_names()
             for name in AIRFLOW_COMPONENTS:
                 self._start_component(triggerers[0] if name == "triggerer" else name)
@@ -1158,6 +1160,93 @@ class AirflowStack:
 # --- Command line --------------------------------------------------------------------------------
 
 
+#: The parts of a setting's name that mark a secret: written into airflow.cfg as a comment, not a value.
+_SECRET_SETTING = re.compile(
+    r"SECRET|PASSWORD(?!S_FILE)|FERNET|SQL_ALCHEMY_CONN|BROKER_URL|RESULT_BACKEND|TOKEN"
+)
+_SECRET_NOTE = "(a secret: set in each process's environment by tests/stack)"
+_SETTING_ENV = re.compile(r"AIRFLOW__([A-Z0-9_]+?)__([A-Z0-9_]+)")
+_SETTING_ARG = re.compile(r"([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)=(.*)", re.DOTALL)
+
+
+def setting_env(assignment: str) -> tuple[str, str]:
+    """
+    Return the environment variable and value of a ``--set section.key=value``.
+
+    :raises ValueError: naming ``--set`` and the form it takes.
+    """
+    match = _SETTING_ARG.fullmatch(assignment)
+    if match is None:
+        raise ValueError(
+            f"--set takes section.key=value (letters, digits, _ in section and key), e.g. "
+            f"--set akool.webhook_resume_settle=5; got {assignment!r}"
+        )
+    section, key, value = match.groups()
+    return f"AIRFLOW__{section.upper()}__{key.upper()}", value
+
+
+def write_settings_into_cfg(cfg: Path, env: dict[str, str]) -> None:
+    """
+    Write the ``AIRFLOW__SECTION__KEY`` settings of ``env`` into ``cfg``, where Airflow wrote its defaults.
+
+    The processes read them from their environment, which wins over the file; written here too so that the
+    file reads what is in force (it said ``webhook_receiver = False`` while the stack switched it on). A
+    setting already in a section (set or commented out) is replaced in place, another one is added at the
+    section's end, a missing section at the file's end. A secret is written as a comment that says where it
+    comes from, never its value.
+    """
+    settings: dict[str, dict[str, str]] = {}
+    for name, value in sorted(env.items()):
+        match = _SETTING_ENV.fullmatch(name)
+        if match is None:
+            continue
+        section, key = (part.lower() for part in match.groups())
+        if _SECRET_SETTING.search(name):
+            line = f"# {key} = {_SECRET_NOTE}"
+        else:
+            # configparser's interpolation: a literal % is written %%.
+            line = f"{key} = {value.replace('%', '%%')}"
+        settings.setdefault(section, {})[key] = line
+    lines = cfg.read_text().splitlines() if cfg.exists() else []
+    # Where each section's lines end (before its trailing blank lines), and where each of its keys is set.
+    sections: dict[str, int] = {}
+    where: dict[tuple[str, str], int] = {}
+    section: str | None = None
+    for index, line in enumerate(lines):
+        header = re.fullmatch(r"\[([^\]]+)\]\s*", line)
+        if header:
+            section = header.group(1).strip().lower()
+            sections[section] = index + 1
+            continue
+        if section is None:
+            continue
+        # A setting, not a comment; or a secret's note left by an earlier start.
+        key = re.match(r"([A-Za-z0-9_]+)\s*=", line) or re.fullmatch(
+            rf"# ([A-Za-z0-9_]+) = {re.escape(_SECRET_NOTE)}", line
+        )
+        if key:
+            where[(section, key.group(1).lower())] = index
+        if line.strip():
+            sections[section] = index + 1
+    additions: dict[int, list[str]] = {}
+    for name, entries in settings.items():
+        for key, line in entries.items():
+            if (name, key) in where:
+                lines[where[(name, key)]] = line
+            elif name in sections:
+                additions.setdefault(sections[name], []).append(line)
+            else:
+                additions.setdefault(len(lines), []).extend(["", f"[{name}]"])
+                sections[name] = len(lines)  # added at the end: its other keys follow it
+                additions[len(lines)].append(line)
+    out: list[str] = []
+    for index in range(len(lines) + 1):
+        out.extend(additions.get(index, []))
+        if index < len(lines):
+            out.append(lines[index])
+    cfg.write_text("\n".join(out) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``make airflow``."""
     parser = argparse.ArgumentParser(
@@ -1181,6 +1270,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
     parser.add_argument("--video-processing-seconds", type=float, default=defaults.video_processing_seconds)
     parser.add_argument("--bg-processing-seconds", type=float, default=defaults.bg_processing_seconds)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="an Airflow setting for every process of the stack, over the stack's own (repeatable), e.g. "
+        "--set akool.webhook_resume_settle=5; the stack ignores AIRFLOW__* variables of your environment",
+    )
     distributed = parser.add_argument_group(
         "distributed", "the engine teams run: PostgreSQL, Redis, CeleryExecutor, several triggerers"
     )
@@ -1267,8 +1365,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("workers", "worker_concurrency", "triggerers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    try:
+        extra_env = dict(setting_env(assignment) for assignment in args.settings)
+    except ValueError as error:
+        parser.error(str(error))
     config = StackConfig(
         home=home,
+        extra_env=extra_env,
         celery=args.celery,
         celery_workers=args.workers,
         worker_concurrency=args.worker_concurrency,

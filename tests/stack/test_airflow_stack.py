@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,9 +23,13 @@ from tests.stack.airflow_stack import (
     StackConfig,
     StackError,
     banner,
+    build_parser,
     choose_port,
     port_free,
+    setting_env,
+    write_settings_into_cfg,
 )
+from tests.stack.airflow_stack import main as stack_main
 
 
 def _prepared(home: Path) -> AirflowStack:
@@ -150,8 +158,6 @@ def test_the_first_migration_writes_its_audit_row_once_the_log_table_exists(tmp_
 def test_the_canary_notes_when_it_could_not_run(tmp_path: Path) -> None:
     """Stopped as a starved process would be, the canary notes how late it woke when it runs again."""
     import signal
-    import subprocess
-    import sys
 
     from tests.stack.canary import read, worst_lateness
 
@@ -173,3 +179,96 @@ def test_the_canary_notes_when_it_could_not_run(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert worst_lateness(noted, stopped_at, time.time()) >= 0.4, noted
+
+
+# --- The settings: what airflow.cfg says, --set ------------------------------------------------------------
+
+
+def _airflow_config(home: Path, *args: str) -> str:
+    """Run ``airflow config ...`` in ``home`` with no AIRFLOW__* variable: what the file alone says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(home)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "config", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+    )
+    return out.stdout.strip()
+
+
+def test_airflow_cfg_says_the_settings_the_stack_puts_in_force_and_no_secret(tmp_path: Path) -> None:
+    # Airflow writes its defaults into a new home's airflow.cfg (webhook_receiver = False); the stack's
+    # processes read theirs from the environment. The file must read what is in force, secrets aside.
+    stack = AirflowStack(
+        StackConfig(home=tmp_path / "home", extra_env={"AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE": "4"})
+    )
+    stack.prepare_home()
+    stack.api_port = 8080
+    assert _airflow_config(stack.home, "get-value", "akool", "webhook_receiver") == "False"
+    env = stack._build_env()
+    write_settings_into_cfg(stack.home / "airflow.cfg", env)
+    for section, key, value in (
+        ("akool", "webhook_receiver", "True"),
+        ("akool", "webhook_resume_settle", "4"),  # a --set, in a section Airflow wrote
+        ("core", "executor", "LocalExecutor"),
+        ("core", "dags_folder", env["AIRFLOW__CORE__DAGS_FOLDER"]),
+        ("api", "base_url", stack.url),
+    ):
+        assert _airflow_config(stack.home, "get-value", section, key) == value, (section, key)
+    text = (stack.home / "airflow.cfg").read_text()
+    for secret in stack.secret_values().values():
+        assert secret not in text
+    assert "# fernet_key = (a secret: set in each process's environment by tests/stack)" in text
+    # Written again at the next start of the same home: the same file.
+    write_settings_into_cfg(stack.home / "airflow.cfg", env)
+    assert (stack.home / "airflow.cfg").read_text() == text
+
+
+def test_a_setting_of_a_section_the_file_lacks_gets_the_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "airflow.cfg"
+    cfg.write_text("[core]\n# executor = x\nexecutor = SequentialExecutor\n\n[api]\nport = 1\n")
+    write_settings_into_cfg(
+        cfg,
+        {
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__NEW_ONE__A_KEY": "50%",
+            "AIRFLOW__NEW_ONE__B_KEY": "b",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW_HOME": "/not/a/setting",
+        },
+    )
+    parser = configparser.ConfigParser()
+    parser.read(cfg)
+    assert parser["core"]["executor"] == "LocalExecutor"
+    assert dict(parser["api"]) == {"port": "1", "workers": "1"}
+    assert dict(parser["new_one"]) == {"a_key": "50%", "b_key": "b"}
+    assert "# executor = x" in cfg.read_text()  # comments are left as they are
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("akool.webhook_resume_settle=5", ("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "5")),
+        ("core.parallelism=4", ("AIRFLOW__CORE__PARALLELISM", "4")),
+        ("api.base_url=http://a.example/x=y", ("AIRFLOW__API__BASE_URL", "http://a.example/x=y")),
+        ("akool.webhook_base_url=", ("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "")),
+    ],
+)
+def test_set_takes_section_key_value(assignment: str, expected: tuple[str, str]) -> None:
+    assert setting_env(assignment) == expected
+    args = build_parser().parse_args(["--set", assignment, "--set", "core.parallelism=3"])
+    assert args.settings == [assignment, "core.parallelism=3"]
+
+
+@pytest.mark.parametrize("assignment", ["akool_webhook=1", "akool.=1", ".key=1", "akool.key", "a-b.key=1"])
+def test_a_malformed_set_is_refused_naming_the_option_and_its_form(
+    assignment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match=r"--set takes section\.key=value"):
+        setting_env(assignment)
+    with pytest.raises(SystemExit):
+        stack_main(["--set", assignment, "--home", "/nonexistent/never-started"])
+    assert "--set takes section.key=value" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from airflow.sdk import dag
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 
 MEDIA = os.environ.get("AKOOL_DEMO_MEDIA_BASE_URL", "http://127.0.0.1:8765/media/samples/").rstrip("/") + "/"
-TASKS = 3
+TASKS = 6
 
 
 @dag(dag_id="webhook_first", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
