@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -460,14 +460,7 @@ class AkoolHook(BaseHook):
         timeout = float(self.timeout)
         if timeout <= 0:
             raise AkoolValidationError(f"timeout must be a positive number of seconds; got {self.timeout!r}")
-        return AkoolConnectionSettings(
-            base_url=settings.base_url,
-            detect_url=settings.detect_url,
-            auth_type=settings.auth_type,
-            secret=settings.secret,
-            client_id=settings.client_id,
-            timeout=timeout,
-        )
+        return replace(settings, timeout=timeout)
 
     @property
     def session(self) -> requests.Session:
