@@ -47,11 +47,9 @@ def main(runs: int) -> int:
         finally:
             for spinner in spinners:
                 spinner.kill()
-        lines = [
-            line
-            for line in stack.component_output().get("scheduler.log", "").splitlines()
-            if MISMATCH in line
-        ]
+        scheduler_log = stack.component_output().get("scheduler.log", "")
+    shutil.rmtree(home, ignore_errors=True)
+    lines = [line for line in scheduler_log.splitlines() if MISMATCH in line]
     print(f"{failed} task(s) of {runs * 50} did not succeed on try 1; {len(lines)} 'state mismatch' line(s):")
     for line in lines:
         print("  ", line[:400])
