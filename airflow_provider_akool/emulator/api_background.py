@@ -9,14 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse  # noqa: TC002 - FastAPI resolves route annotations at runtime
 
 from airflow_provider_akool.emulator import inputs, validation
-from airflow_provider_akool.emulator.api_common import (
-    authorize,
-    base_url,
-    check_quota,
-    get_state,
-    read_json,
-    sample_name,
-)
+from airflow_provider_akool.emulator.api_common import admit_submission, authorized, base_url, sample_name
 from airflow_provider_akool.emulator.envelope import (
     BG_PROCESSING_ERROR,
     NOT_FOUND,
@@ -76,10 +69,7 @@ def _info(job: Job, now: float) -> dict[str, Any]:
 @router.post("/content/image/bg/replace")
 async def bg_replace(request: Request) -> JSONResponse:
     """Submit a background change job."""
-    state = get_state(request)
-    authorize(request, state)
-    params = validation.background(await read_json(request))
-    check_quota(request, state)
+    state, params = await admit_submission(request, validation.background)
     fetched = await inputs.fetch_inputs(
         {"origin_img": params["origin_img"], "template_url": params["template_url"]}, request, state
     )
@@ -118,8 +108,7 @@ async def bg_replace(request: Request) -> JSONResponse:
 @router.get("/content/image/infobymodelid")
 async def infobymodelid(request: Request) -> JSONResponse:
     """The record of a background change job; ``image`` appears once it succeeded."""
-    state = get_state(request)
-    authorize(request, state)
+    state = authorized(request)
     model_id = (request.query_params.get("image_model_id") or "").strip()
     if not model_id:
         raise ParamError("image_model_id", "is required (the _id returned by bg/replace)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_akool.emulator.envelope import BANNED, QUOTA, ApiError, ParamError
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 # answers as if the account were in that state, after the usual credential check.
 FAULT_SCOPE_KEY = "akool_emulator.fault"
 SAMPLES_PATH = "/media/samples/"
+
+Params = TypeVar("Params")
 
 
 def get_state(request: Request) -> EmulatorState:
@@ -49,6 +52,26 @@ def check_banned(request: Request, state: EmulatorState) -> None:
     """1200 if the account is banned (by state or by a ``banned`` fault)."""
     if state.banned or request.scope.get(FAULT_SCOPE_KEY) == "banned":
         raise ApiError(BANNED)
+
+
+def authorized(request: Request) -> EmulatorState:
+    """The emulator state, once the request's credentials and account passed (see :func:`authorize`)."""
+    state = get_state(request)
+    authorize(request, state)
+    return state
+
+
+async def admit_submission(
+    request: Request, validate: Callable[[Any], Params]
+) -> tuple[EmulatorState, Params]:
+    """
+    What every submission endpoint checks first, in Akool's order: credentials and account, then the body
+    (``validate`` turns it into the parameters or raises naming one), then the quota.
+    """
+    state = authorized(request)
+    params = validate(await read_json(request))
+    check_quota(request, state)
+    return state, params
 
 
 def check_quota(request: Request, state: EmulatorState) -> None:

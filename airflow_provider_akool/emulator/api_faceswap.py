@@ -13,14 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 
 from airflow_provider_akool.emulator import inputs, validation
-from airflow_provider_akool.emulator.api_common import (
-    authorize,
-    base_url,
-    check_quota,
-    get_state,
-    read_json,
-    sample_name,
-)
+from airflow_provider_akool.emulator.api_common import admit_submission, base_url, get_state, sample_name
 from airflow_provider_akool.emulator.envelope import OK, SUBMIT_MESSAGE, reply
 from airflow_provider_akool.emulator.jobs import VIDEO_KINDS, Job, JobKind
 
@@ -83,10 +76,7 @@ async def _create(
 
 
 async def _submit_v3(request: Request, kind: JobKind, media_field: str) -> JSONResponse:
-    state = get_state(request)
-    authorize(request, state)
-    params = validation.faceswap(await read_json(request), media_field)
-    check_quota(request, state)
+    _, params = await admit_submission(request, lambda body: validation.faceswap(body, media_field))
     job = await _create(request, kind, params, media_field, params[media_field])
     # As reage: the result's final address comes with the submit reply.
     return reply(
@@ -109,10 +99,7 @@ async def specifyvideo(request: Request) -> JSONResponse:
 @router_v4.post("/faceswap/faceswapByImage")
 async def faceswap_by_image(request: Request) -> JSONResponse:
     """Submit a Face Swap Pro job; its reply has no ``url`` (``listbyids`` gives it)."""
-    state = get_state(request)
-    authorize(request, state)
-    params = validation.faceswap_pro(await read_json(request))
-    check_quota(request, state)
+    _, params = await admit_submission(request, validation.faceswap_pro)
     job = await _create(request, "faceswapByImage", params, PRO_MEDIA_FIELD, params["targetImage"][0]["path"])
     # The v4 page's reply: msg "OK", only _id and job_id.
     return reply(OK, "OK", {"_id": job.id, "job_id": job.job_id})

@@ -12,10 +12,9 @@ from fastapi.responses import JSONResponse
 
 from airflow_provider_akool.emulator import inputs, validation
 from airflow_provider_akool.emulator.api_common import (
-    authorize,
+    admit_submission,
+    authorized,
     base_url,
-    check_quota,
-    get_state,
     read_json,
     sample_name,
     split_ids,
@@ -43,10 +42,7 @@ VIDEO_DURATION_SECONDS = 10
 
 
 async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -> JSONResponse:
-    state = get_state(request)
-    authorize(request, state)
-    params = validation.reage(await read_json(request), media_field)
-    check_quota(request, state)
+    state, params = await admit_submission(request, lambda body: validation.reage(body, media_field))
     fetched = await inputs.fetch_inputs(
         {
             media_field: params[media_field],
@@ -151,8 +147,7 @@ async def listbyids(request: Request) -> JSONResponse:
     Results of reage and face swap jobs by ``_id`` (any mix in one request); unknown ids are left out, the
     order is the emulator's own.
     """
-    state = get_state(request)
-    authorize(request, state)
+    state = authorized(request)
     ids = split_ids(request.query_params.get("_ids"))
     if not ids:
         raise ParamError("_ids", "is required (comma-separated _id values)")
@@ -182,8 +177,7 @@ async def job_del(request: Request) -> JSONResponse:
     Cancel reage and face swap jobs by ``job_id``: queued or processing ones fail (status 4), finished ones
     stay.
     """
-    state = get_state(request)
-    authorize(request, state)
+    state = authorized(request)
     body = await read_json(request)
     raw = body.get("job_ids") if isinstance(body, dict) else None
     if not isinstance(raw, str) or not split_ids(raw):
