@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_akool.emulator.envelope import BANNED, QUOTA, ApiError, ParamError
+from airflow_provider_akool.emulator.jobs import Job
 
 if TYPE_CHECKING:
     from fastapi import Request
 
+    from airflow_provider_akool.emulator.jobs import JobKind
     from airflow_provider_akool.emulator.state import Auth, EmulatorState
 
 # Set by the middleware when a queued ``banned`` or ``quota`` fault picked this request; the endpoint then
@@ -72,6 +74,41 @@ async def admit_submission(
     params = validate(await read_json(request))
     check_quota(request, state)
     return state, params
+
+
+def charge_new_job(
+    request: Request,
+    state: EmulatorState,
+    *,
+    kind: JobKind,
+    params: dict[str, Any],
+    inputs: list[str],
+    processing_seconds: float,
+    ext: str,
+    sample_url: str,
+) -> Job:
+    """
+    Charge for a job of ``kind`` and return it, not yet added; call under ``state.lock``, so that the charge
+    and the job's creation are one step (1006 when the balance cannot pay for it).
+    """
+    charged = state.charge(kind)
+    now = state.now()
+    job = Job(
+        id=state.new_object_id(now),
+        kind=kind,
+        created_at=now,
+        queued_seconds=state.config.queued_seconds,
+        processing_seconds=processing_seconds,
+        inputs=inputs,
+        url="",
+        params=params,
+        job_id=state.new_job_id(now),
+        webhook_url=params["webhookUrl"],
+    )
+    job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
+    job.extra["sample_name"] = sample_name(sample_url, request, state)
+    job.extra["credit"] = charged
+    return job
 
 
 def check_quota(request: Request, state: EmulatorState) -> None:

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 
 from airflow_provider_akool.emulator import inputs, validation
-from airflow_provider_akool.emulator.api_common import admit_submission, base_url, get_state, sample_name
+from airflow_provider_akool.emulator.api_common import (
+    admit_submission,
+    charge_new_job,
+    get_state,
+    sample_name,
+)
 from airflow_provider_akool.emulator.envelope import OK, SUBMIT_MESSAGE, reply
 from airflow_provider_akool.emulator.jobs import VIDEO_KINDS, Job, JobKind
 
@@ -42,27 +47,19 @@ async def _create(
     processing = config.video_processing_seconds if kind in VIDEO_KINDS else config.processing_seconds
     ext = "mp4" if kind in VIDEO_KINDS else "jpg"
     with state.lock:
-        # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
-        charged = state.charge(kind)
-        now = state.now()
-        job = Job(
-            id=state.new_object_id(now),
+        job = charge_new_job(
+            request,
+            state,
             kind=kind,
-            created_at=now,
-            queued_seconds=config.queued_seconds,
-            processing_seconds=processing,
+            params=params,
             inputs=list(
                 dict.fromkeys([media_url, *(f["path"] for f in targets), *(f["path"] for f in sources)])
             ),
-            url="",
-            params=params,
-            job_id=state.new_job_id(now),
-            webhook_url=params["webhookUrl"],
+            processing_seconds=processing,
+            ext=ext,
+            sample_url=media_url,
         )
-        job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
-        job.extra["sample_name"] = sample_name(media_url, request, state)
         job.extra["source_sample_names"] = [sample_name(f["path"], request, state) for f in sources]
-        job.extra["credit"] = charged
         inputs.remember(job.extra, fetched, media_field)
         job.extra["source_bytes"] = [
             next(

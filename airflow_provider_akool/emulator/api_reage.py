@@ -14,9 +14,8 @@ from airflow_provider_akool.emulator import inputs, validation
 from airflow_provider_akool.emulator.api_common import (
     admit_submission,
     authorized,
-    base_url,
+    charge_new_job,
     read_json,
-    sample_name,
     split_ids,
 )
 from airflow_provider_akool.emulator.envelope import (
@@ -54,25 +53,16 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
     config = state.config
     processing = config.processing_seconds if kind == "imgreage" else config.video_processing_seconds
     with state.lock:
-        # Charged with the job's creation under one lock: 1006 when the balance cannot pay for it.
-        charged = state.charge(kind)
-        now = state.now()
-        job_id = state.new_job_id(now)
-        job = Job(
-            id=state.new_object_id(now),
+        job = charge_new_job(
+            request,
+            state,
             kind=kind,
-            created_at=now,
-            queued_seconds=config.queued_seconds,
-            processing_seconds=processing,
-            inputs=[params[media_field], *(target["path"] for target in params["targetImage"])],
-            url="",
             params=params,
-            job_id=job_id,
-            webhook_url=params["webhookUrl"],
+            inputs=[params[media_field], *(target["path"] for target in params["targetImage"])],
+            processing_seconds=processing,
+            ext=ext,
+            sample_url=params[media_field],
         )
-        job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
-        job.extra["sample_name"] = sample_name(params[media_field], request, state)
-        job.extra["credit"] = charged
         inputs.remember(job.extra, fetched, media_field)
         state.add_job(job)
     return reply(
