@@ -161,7 +161,7 @@ class AkoolLineageMixin:
                 id=job["id"],
                 job_id=job.get("job_id"),
                 status=job.get("status"),
-                job_kind=getattr(self, "job_kind", None),
+                job_kind=getattr(getattr(self, "kind", None), "name", None),
             )
         return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
 

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urljoin
 
-from airflow_provider_akool import validation
+from airflow_provider_akool import result_hosts, validation
 from airflow_provider_akool.deprecation import renamed
 from airflow_provider_akool.exceptions import (
     ERROR_CODES,
@@ -715,6 +715,77 @@ def redirect_target(url: str, status: int, headers: Mapping[str, str]) -> str | 
     if status not in (301, 302, 303, 307, 308) or not location:
         return None
     return urljoin(url, location)
+
+
+class ResultRedirects:
+    """
+    The hops of one result download, followed by hand, with no I/O: which URL to check, which to request.
+
+    Both transports drive it the same way, resolving and sending themselves::
+
+        hops = ResultRedirects(url, own_host_private=...)
+        while True:
+            target = hops.check(resolve(hops.next_url()))  # result_hosts.check: raises on a refused host
+            response = get(target, allow_redirects=False)
+            if not hops.redirected(response.status, response.headers):
+                break  # the file's reply (or its error: download_error)
+            response.close()
+
+    Every URL requested has passed :func:`result_hosts.check` first, the first one and each redirect's;
+    a relative ``Location`` is taken relative to the URL that sent it; a download redirected more than
+    ``max_redirects`` times fails with :class:`AkoolResponseError`.
+
+    :param url: the result URL (http or https, checked by the caller).
+    :param own_host_private: whether the connection's own host is a non-public one (every host is then
+        allowed).
+    :param max_redirects: how many redirects to follow.
+    """
+
+    def __init__(
+        self, url: str, *, own_host_private: bool, max_redirects: int = result_hosts.MAX_REDIRECTS
+    ) -> None:
+        self._target = url
+        self._previous: str | None = None
+        self._own_host_private = own_host_private
+        self.max_redirects = max_redirects
+        #: How many redirects were followed so far.
+        self.redirects = 0
+        self._checked = False
+
+    def next_url(self) -> str:
+        """Return the URL to resolve and :meth:`check` next; raise when it is one redirect too many."""
+        if self.redirects > self.max_redirects:
+            raise AkoolResponseError(
+                f"the result download was redirected more than {self.max_redirects} times",
+                endpoint="download",
+            )
+        return self._target
+
+    def check(self, addresses: Sequence[str]) -> str:
+        """
+        Check the next URL's host, resolved to ``addresses``, and return the URL to request.
+
+        :raises AkoolResultHostError: the host is a loopback, private or link-local one (and the
+            connection's own host is not), named with the URL that redirected there.
+        """
+        target = self.next_url()
+        result_hosts.check(
+            target, addresses, own_host_private=self._own_host_private, redirected_from=self._previous
+        )
+        self._checked = True
+        return target
+
+    def redirected(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Take the reply to the checked URL (``headers`` lower-cased): True when it redirects, to follow."""
+        if not self._checked:
+            raise RuntimeError("a download requested a URL that did not pass ResultRedirects.check first")
+        self._checked = False
+        following = redirect_target(self._target, status, headers)
+        if following is None:
+            return False
+        self._previous, self._target = self._target, following
+        self.redirects += 1
+        return True
 
 
 def download_error(status: int, headers: Mapping[str, str]) -> AkoolError | None:

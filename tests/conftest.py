@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorConfig, EmulatorServer
 from airflow_provider_akool.hooks import akool as akool_hook_module
 from tests import floor
+from tests.support.connections import API_KEY, CLIENT_ID, S3_CONN_ID, ConnectionFactory
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,10 +33,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if not floor.is_versioned(Path(str(item.fspath)), tuple(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.airflow_independent)
-
-
-API_KEY = "emulator-api-key-0123456789"
-CLIENT_ID = "emulator-client-id"
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +72,6 @@ def _fresh_token_cache() -> Iterator[None]:
     akool_hook_module._TOKENS.clear()
 
 
-ConnectionFactory = Callable[..., str]
-
-
 @pytest.fixture
 def akool_connection(
     emulator: EmulatorServer, emulator_client: EmulatorClient, monkeypatch: pytest.MonkeyPatch
@@ -114,31 +108,10 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
-def run_dag(dag: Any, **test_kwargs: Any) -> Any:
-    """
-    Run ``dag`` with ``dag.test()`` and return the DagRun.
-
-    ``dag.test()`` only runs DAGs it finds serialized in the database, which it does by parsing the DAG
-    bundles; DAGs a test builds in memory are serialized here first, under the default bundle.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    try:
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:  # Airflow < 3.2
-        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[no-redef]
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test(**test_kwargs)
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[Any]:
     """A real S3 API (moto's server) on 127.0.0.1 for the session; stopped after."""
-    from tests.s3_server import LocalS3
+    from tests.support.s3_server import LocalS3
 
     server = LocalS3()
     server.start()
@@ -146,9 +119,6 @@ def s3_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
-
-
-S3_CONN_ID = "moto_s3"
 
 
 @pytest.fixture

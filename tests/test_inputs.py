@@ -24,7 +24,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_akool import inputs
 from airflow_provider_akool.exceptions import AkoolInputError, AkoolValidationError
-from tests.conftest import S3_CONN_ID
+from tests.support.connections import S3_CONN_ID
 
 BUCKET = "akool-inputs"
 
@@ -216,8 +216,8 @@ def test_object_storage_inputs_reach_akool_as_signed_urls_that_never_leak(
         AkoolImageReageOperator,
         AkoolVideoReageOperator,
     )
-    from tests.operators.test_reage import run_recorded, sample
-    from tests.reliability.test_secrets import all_xcom_values
+    from tests.support.dag_runs import all_xcom_values, run_recorded
+    from tests.support.samples import sample
 
     objects = {
         "portrait": requests.get(sample(emulator, "portrait.jpg"), timeout=10).content,

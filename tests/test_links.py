@@ -11,7 +11,8 @@ from airflow.sdk import dag
 from airflow_provider_akool.links import AkoolResultLink
 from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
-from tests.operators.test_reage import START, run_recorded, sample
+from tests.support.dag_runs import START, run_recorded
+from tests.support.samples import sample
 
 
 def test_submitting_operators_carry_the_link() -> None:

@@ -27,7 +27,7 @@ from airflow_provider_akool.models import (
     ReageJob,
     ReageResult,
 )
-from tests.test_protocol import (
+from tests.support.akool_replies import (
     SEED_BG_SUBMIT,
     SEED_INFOBYMODELID,
     SEED_JOB_DEL,

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.operators.test_reage import run_recorded
+from tests.support.dag_runs import run_recorded
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

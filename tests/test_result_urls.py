@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_akool import protocol
 from airflow_provider_akool.links import safe_link
-from tests.test_protocol import SEED_MODIFY_IMAGE, SEED_TARGET
+from tests.support.akool_replies import SEED_MODIFY_IMAGE, SEED_TARGET
 
 AKOOL_ID = "6b01b4f8296c2e5c1174aa5d"
 NOT_HTTP = {

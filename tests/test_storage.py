@@ -28,8 +28,9 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.storage import check_output_free, check_output_path, keep_result, public_url
-from tests.conftest import ConnectionFactory
-from tests.mounts import read_only_folder, small_disk
+from tests.support.connections import ConnectionFactory
+from tests.support.mounts import read_only_folder, small_disk
+from tests.support.samples import small_background_change
 
 AKOOL_ID = "65a1b2c3d4e5f60718293a4b"
 FAST: dict[str, Any] = {"retry_delay": 0.01, "retry_max_delay": 0.05}
@@ -61,14 +62,7 @@ def blob(size: int) -> bytes:
 
 def bg_result(hook: AkoolHook, emulator: EmulatorServer, emulator_client: EmulatorClient) -> tuple[str, str]:
     """Run a background change to success; return its ``_id`` and result URL."""
-    job = hook.submit_background_change(
-        origin_img=f"{emulator.url}/media/samples/product.png",
-        canvas_size=(64, 48),
-        modify_origin_img_size="32x24",
-        overlay_origin_x=8,
-        overlay_origin_y=8,
-        color_code="#c9aafb",
-    )
+    job = hook.submit_background_change(**small_background_change(emulator))
     emulator_client.advance_clock(2)
     result = hook.get_image_result(job.id)
     assert result.image_url

@@ -28,7 +28,6 @@ from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolInvalidTokenError,
     AkoolRateLimitError,
-    AkoolResponseError,
     AkoolValidationError,
 )
 from airflow_provider_akool.version import __version__
@@ -588,7 +587,7 @@ class AkoolHook(BaseHook):
         except requests.RequestException as err:
             raise _connection_error(request.endpoint, err) from None
         with response:
-            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            response_headers = _lower_keys(response.headers)
             content = _read_bounded(request.endpoint, response, response_headers)
         reply = protocol.HttpReply(status=response.status_code, headers=response_headers, content=content)
         return protocol.interpret(request, reply)
@@ -636,7 +635,7 @@ class AkoolHook(BaseHook):
                 # Streamed, so that no more than MAX_REPLY_BYTES of a reply are ever read.
                 response = await client.send(outgoing, stream=True)
                 try:
-                    response_headers = {k.lower(): v for k, v in response.headers.items()}
+                    response_headers = _lower_keys(response.headers)
                     content = await _aread_bounded(request.endpoint, response, response_headers)
                 finally:
                     await response.aclose()
@@ -858,32 +857,19 @@ class AkoolHook(BaseHook):
         )
 
         def open_stream() -> requests.Response:
-            target, previous = url, None
-            for _ in range(result_hosts.MAX_REDIRECTS + 1):
-                result_hosts.check(
-                    target,
-                    result_hosts.resolve(target)[1],
-                    own_host_private=own_private,
-                    redirected_from=previous,
-                )
+            hops = protocol.ResultRedirects(url, own_host_private=own_private)
+            while True:
+                target = hops.check(result_hosts.resolve(hops.next_url())[1])
                 try:
                     response = self.session.get(
                         target, stream=True, timeout=(min(10.0, timeout), timeout), allow_redirects=False
                     )
                 except requests.RequestException as err:
                     raise _connection_error("download", err) from None
-                following = protocol.redirect_target(
-                    target, response.status_code, {k.lower(): v for k, v in response.headers.items()}
-                )
-                if following is None:
+                if not hops.redirected(response.status_code, _lower_keys(response.headers)):
                     break
                 response.close()
-                target, previous = following, target
-            else:
-                raise _too_many_redirects()
-            error = protocol.download_error(
-                response.status_code, {k.lower(): v for k, v in response.headers.items()}
-            )
+            error = protocol.download_error(response.status_code, _lower_keys(response.headers))
             if error is not None:
                 response.close()
                 raise error
@@ -894,7 +880,7 @@ class AkoolHook(BaseHook):
         except AkoolError as error:
             raise protocol.explain_failure(request, error) from error
         if headers is not None:
-            headers.update({k.lower(): v for k, v in response.headers.items()})
+            headers.update(_lower_keys(response.headers))
         try:
 
             def chunks() -> Iterator[bytes]:
@@ -922,14 +908,9 @@ class AkoolHook(BaseHook):
         client = await self._aclient()
 
         async def open_stream() -> httpx.Response:
-            target, previous = url, None
-            for _ in range(result_hosts.MAX_REDIRECTS + 1):
-                result_hosts.check(
-                    target,
-                    (await result_hosts.aresolve(target))[1],
-                    own_host_private=own_private,
-                    redirected_from=previous,
-                )
+            hops = protocol.ResultRedirects(url, own_host_private=own_private)
+            while True:
+                target = hops.check((await result_hosts.aresolve(hops.next_url()))[1])
                 try:
                     response = await client.send(
                         client.build_request(
@@ -940,18 +921,10 @@ class AkoolHook(BaseHook):
                     )
                 except httpx.HTTPError as err:
                     raise _async_connection_error("download", err) from None
-                following = protocol.redirect_target(
-                    target, response.status_code, {k.lower(): v for k, v in response.headers.items()}
-                )
-                if following is None:
+                if not hops.redirected(response.status_code, _lower_keys(response.headers)):
                     break
                 await response.aclose()
-                target, previous = following, target
-            else:
-                raise _too_many_redirects()
-            error = protocol.download_error(
-                response.status_code, {k.lower(): v for k, v in response.headers.items()}
-            )
+            error = protocol.download_error(response.status_code, _lower_keys(response.headers))
             if error is not None:
                 await response.aclose()
                 raise error
@@ -1045,11 +1018,9 @@ async def _aread_bounded(endpoint: str, response: httpx.Response, headers: Mappi
     return bytes(body)
 
 
-def _too_many_redirects() -> AkoolResponseError:
-    return AkoolResponseError(
-        f"the result download was redirected more than {result_hosts.MAX_REDIRECTS} times",
-        endpoint="download",
-    )
+def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    """A reply's headers with lower-case names, as the protocol reads them."""
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def _download_request(url: str) -> protocol.AkoolRequest[None]:

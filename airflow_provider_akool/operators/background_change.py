@@ -9,7 +9,7 @@ from airflow.sdk import Asset
 
 from airflow_provider_akool import inputs, protocol
 from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
-from airflow_provider_akool.operators.base import AkoolJobOperator
+from airflow_provider_akool.operators.base import FROM_FIELD, AkoolJobOperator, WebhookUrl
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -112,7 +112,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
         self.overlay_template_y = overlay_template_y
         self.remove_bg = remove_bg
 
-    def request_params(self) -> dict[str, Any]:
+    def request_params(self, webhook_url: str | None = None) -> dict[str, Any]:
         """Return the keyword arguments of ``submit_background_change``, from the (rendered) attributes."""
         return {
             "origin_img": self.origin_img,
@@ -126,14 +126,14 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
             "overlay_template_x": self.overlay_template_x,
             "overlay_template_y": self.overlay_template_y,
             "remove_bg": self.remove_bg,
-            "webhook_url": self.webhook_url,
+            "webhook_url": webhook_url,
         }
 
     def validate_inputs(self) -> None:
         """Check every parameter after rendering by building the request once, without sending it."""
         # The protocol's own checks, so the operator and the hook can never disagree on what is valid; an
         # object-storage input is checked on its own and stands in as an http(s) URL there.
-        params = self.request_params()
+        params = self.request_params(self.webhook_url)
         self.origin_img = inputs.check_media("origin_img", self.origin_img)
         params["origin_img"] = inputs.stand_in("origin_img", self.origin_img)
         if self.template_url not in (None, ""):
@@ -141,9 +141,9 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
             params["template_url"] = inputs.stand_in("template_url", self.template_url)
         protocol.build_background_change(**params)
 
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Submit ``bg/replace``; the status is the one Akool's reply gave."""
-        params = self.request_params()
+        params = self.request_params(self.webhook_url_of(webhook_url))
         params["origin_img"] = self.signed_input("origin_img", self.origin_img)
         if self.template_url not in (None, ""):
             params["template_url"] = self.signed_input("template_url", self.template_url)

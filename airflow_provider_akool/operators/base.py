@@ -15,14 +15,17 @@ compat stand-in has no store and every try submits anew, as before.
 
 from __future__ import annotations
 
+import enum
+import inspect
 import os
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
@@ -31,7 +34,6 @@ from airflow_provider_akool import inputs, masking, validation
 from airflow_provider_akool.callbacks import (
     AIRFLOW_RECEIVER,
     CALLBACK_XCOM_KEY,
-    digest_of_record,
     new_callback_url,
     pending_mark,
     public_base_url,
@@ -47,6 +49,7 @@ from airflow_provider_akool.exceptions import (
 from airflow_provider_akool.lineage import AkoolLineageMixin
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink, safe_link
 from airflow_provider_akool.models import JobStatus
+from airflow_provider_akool.operators.job_state import JobRecord, TryState
 from airflow_provider_akool.protocol import RESULT_RETENTION_DAYS
 from airflow_provider_akool.wait import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -71,7 +74,7 @@ if TYPE_CHECKING:
 AKOOL_ID_XCOM_KEY = "akool_id"
 JOB_ID_XCOM_KEY = "akool_job_id"
 
-#: The ``task_state_store`` key of the submitted job: ``{"id", "job_id", "url", "submitted_at", "kind"}``.
+#: The ``task_state_store`` key of the submitted job (a :class:`~.job_state.JobRecord`).
 #: Renaming it would make the retries of tasks in flight submit again.
 JOB_RECORD_KEY = "akool_job"
 #: What :meth:`AkoolJobOperator.get_job_status` says of a recorded job Akool does not know (yet).
@@ -83,6 +86,17 @@ UNREADABLE_STATUS = "unreadable"
 #: ... of a recorded job that succeeded too long ago for Akool to still keep its result: submitted anew.
 EXPIRED_STATUS = "expired"
 _ACTIVE_STATUSES = frozenset({JobStatus.QUEUED.label, JobStatus.PROCESSING.label, UNKNOWN_STATUS})
+
+
+class _Unset(enum.Enum):
+    FIELD = enum.auto()
+
+
+#: The ``webhook_url`` a built-in :meth:`AkoolJobOperator.submit` gets from a subclass written before submit
+#: took one (``super().submit(hook, context)``): the operator's ``webhook_url``, as it was then.
+FROM_FIELD: Final = _Unset.FIELD
+#: What ``submit`` takes as ``webhook_url``: the URL, None, or :data:`FROM_FIELD`.
+WebhookUrl = str | None | Literal[_Unset.FIELD]
 
 DEFAULT_POLL_INTERVAL = 10.0
 #: Akool's own advice: a job not done within 3 hours has a problem with its input.
@@ -180,19 +194,8 @@ class AkoolJobOperator(
         self.output_path = output_path
         self.adaptive_polling = adaptive_polling
         self.input_url_expiry = input_url_expiry
-        # Signed URLs of object-storage inputs, by parameter: made once per submission, never in a field.
-        self._signed_inputs: dict[str, str] = {}
-        # When this try began (epoch seconds), the origin of execution_timeout. Set by each execute().
-        self._try_started_at = time.time()
-        # After the check made before deferring: when the trigger polls first (epoch seconds).
-        self._first_poll_at = 0.0
-        # The job being waited for in this worker, for on_kill; None once it finished.
-        self._running_job: JobSnapshot | None = None
-        # The job this try works on and when it was submitted (epoch seconds); whether this try submitted
-        # it; the return value once the wait ended. Reset by each execute().
-        self._job: tuple[JobSnapshot, float] | None = None
-        self._submitted_now = False
-        self._result: dict[str, Any] | None = None
+        # What this try learns on its way (the job, its wait, its result); each execute() starts anew.
+        self._try_state = TryState()
 
     @cached_property
     def hook(self) -> AkoolHook:
@@ -208,7 +211,12 @@ class AkoolJobOperator(
 
     @property
     def job_kind(self) -> str:
-        """The kind of job as messages say it (``reage``, ``background change``)."""
+        """Deprecated alias of ``kind.name``: the kind of job as messages say it (``reage``)."""
+        warnings.warn(
+            "AkoolJobOperator.job_kind is deprecated; use kind.name",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.kind.name
 
     # --- What a subclass says ------------------------------------------------------------------
@@ -218,8 +226,17 @@ class AkoolJobOperator(
         """Check the job's own rendered parameters; raise ``AkoolValidationError`` naming the parameter."""
 
     @abstractmethod
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
-        """Submit the job (after validation) and return what the submission said (``kind.submitted``)."""
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: str | None) -> JobSnapshot:
+        """
+        Submit the job (after validation) and return what the submission said (``kind.submitted``).
+
+        ``webhook_url`` is the URL to give Akool as ``webhookUrl``: the rendered ``webhook_url``, or with
+        ``webhook_url="airflow"`` this task's callback URL (whose token stays out of fields, logs and XCom).
+        """
+
+    def webhook_url_of(self, given: WebhookUrl) -> str | None:
+        """Return the URL ``submit`` gives Akool: ``given``, or the operator's own for :data:`FROM_FIELD`."""
+        return self.webhook_url if given is FROM_FIELD else given
 
     # --- What the kind says --------------------------------------------------------------------
 
@@ -259,9 +276,8 @@ class AkoolJobOperator(
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, then submit and wait (here or deferred), or resume the job an earlier try recorded."""
         # Airflow's execution_timeout timer starts right before execute(): count from here too.
-        self._try_started_at = time.time()
+        self._try_state = TryState(started_at=time.time())
         self._validate()
-        self._job, self._submitted_now, self._result = None, False, None
         if context.get("task_state_store") is not None:
             # Not the mixin's return value: when it resumes a running job it returns what
             # poll_until_complete returned, which its own signature says is None.
@@ -272,9 +288,9 @@ class AkoolJobOperator(
             record = self.submit_job(context)
             self.poll_until_complete(record, context)
             self.get_job_result(record, context)
-        if self._result is None:  # pragma: no cover - poll_until_complete or get_job_result set it
-            raise AkoolError(f"the {self.job_kind} job ended without a result")
-        return masking.redact(self._result)
+        if self._try_state.result is None:  # pragma: no cover - poll_until_complete or get_job_result set it
+            raise AkoolError(f"the {self.kind.name} job ended without a result")
+        return masking.redact(self._try_state.result)
 
     def _validate(self) -> None:
         """Check every parameter; a secret rendered into one (by mistake) is masked in the error."""
@@ -291,47 +307,53 @@ class AkoolJobOperator(
 
     def submit_job(self, context: Context) -> JsonValue:
         """Submit the job, push its ids to XCom and return the record the mixin stores."""
-        if self.wait_for_completion and self.output_path:
+        output_path = self._output_path_to_keep()
+        if output_path is not None:
             from airflow_provider_akool import storage  # fsspec only when a result is kept
 
             # Only before a new job: a resumed one was checked when it was submitted, and its result may
             # be the file already there.
             storage.check_mapped_output(self, context)
-            storage.check_output_free(self.output_path, overwrite=self.overwrite)
+            storage.check_output_free(output_path, overwrite=self.overwrite)
         started_at = time.time()
         job, webhook_digest = self._submit_with_webhook(context)
-        self.log.info("Submitted %s job %s (job_id %s)", self.job_kind, job.id, job.job_id or "none")
+        self.log.info("Submitted %s job %s (job_id %s)", self.kind.name, job.id, job.job_id or "none")
         self._push_job(context, job)
-        self._job, self._submitted_now = (job, started_at), True
-        record: dict[str, Any] = {
-            "id": job.id,
-            "job_id": job.job_id,
-            "url": job.url,
-            "submitted_at": started_at,
-            "kind": self.job_kind,
-        }
-        if webhook_digest:
-            # Only the digest: a later try that resumes this job expects the same callback URL.
-            record["webhook_token_sha256"] = webhook_digest
-        return record
+        # With the digest only: a later try that resumes this job expects the same callback URL.
+        record = JobRecord(job, started_at, kind=self.kind.name, webhook_token_sha256=webhook_digest)
+        self._try_state.job, self._try_state.submitted_now = record, True
+        return record.to_stored()
 
     def _submit_with_webhook(self, context: Context) -> tuple[JobSnapshot, str | None]:
         """Submit; with ``webhook_url="airflow"`` give Akool this task's callback URL, return its digest."""
         if self.webhook_url != AIRFLOW_RECEIVER:
-            return self.submit(self.hook, context), None
+            return self._submit(context, self.webhook_url), None
         url, digest = new_callback_url(context, self.akool_conn_id)
         # The pending mark first: the receiver checks a callback that comes before the deferral by it (the
         # token's digest and this task's connection), and the trigger reads this key when it starts (Airflow's
         # client logs an error-level "XCom not found" for a key that does not exist). Before the submission,
         # so that a callback arriving before the deferral overwrites it, never the other way round.
         self._leave_pending_mark(context, digest)
-        # The subclasses read self.webhook_url: swapped only for the submission, so the rendered field,
-        # logs and XCom keep "airflow" and never the token.
-        self.webhook_url = url
+        # Passed as a value: the rendered field, logs and XCom keep "airflow" and never the token.
+        return self._submit(context, url), digest
+
+    def _submit(self, context: Context, webhook_url: str | None) -> JobSnapshot:
+        """Call :meth:`submit` with ``webhook_url`` (the old way for a subclass written before it did)."""
+        if "webhook_url" in inspect.signature(self.submit).parameters:
+            return self.submit(self.hook, context, webhook_url)
+        warnings.warn(
+            f"{type(self).__name__}.submit(hook, context) is deprecated: take the URL to give Akool as "
+            "submit(hook, context, webhook_url) instead of reading self.webhook_url",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        given = self.webhook_url
+        # What the old signature reads; swapped only for the submission.
+        self.webhook_url = webhook_url
         try:
-            return self.submit(self.hook, context), digest
+            return self.submit(self.hook, context)  # type: ignore[call-arg]
         finally:
-            self.webhook_url = AIRFLOW_RECEIVER
+            self.webhook_url = given
 
     def _leave_pending_mark(self, context: Context, webhook_digest: str) -> None:
         """Leave the mark the receiver checks the callbacks of this task's job by (see ``callbacks``)."""
@@ -346,7 +368,7 @@ class AkoolJobOperator(
         is neither active nor succeeded, so a new job is submitted.
         A failed read raises: the task fails and its next try asks again, rather than paying twice.
         """
-        recorded = _read_record(external_id)
+        recorded = JobRecord.from_stored(external_id)
         if recorded is None:
             self.log.warning(
                 "task_state_store holds %s under %s, which is not an Akool job record; submitting a new job",
@@ -354,19 +376,19 @@ class AkoolJobOperator(
                 self.external_id_key,
             )
             return UNREADABLE_STATUS
-        job, submitted_at = recorded
+        job, submitted_at = recorded.job, recorded.submitted_at
         try:
             snapshot = self.poll(self.hook, job)
         except AkoolNotFoundError:
             snapshot = None
         age = time.time() - submitted_at
         if snapshot is None or snapshot.status is None:
-            self._job = (job, submitted_at)
+            self._try_state.job = recorded
             if age < DEFAULT_NOT_FOUND_GRACE:
                 return UNKNOWN_STATUS  # just submitted: the wait gives it the rest of the grace
             self.log.warning(
                 "%s job %s of an earlier try (%.0f s ago) is unknown to Akool; submitting a new job",
-                self.job_kind,
+                self.kind.name,
                 job.id,
                 age,
             )
@@ -376,20 +398,20 @@ class AkoolJobOperator(
             self.log.warning(
                 "%s job %s of an earlier try succeeded more than %d days ago and its result is gone; "
                 "submitting a new job",
-                self.job_kind,
+                self.kind.name,
                 job.id,
                 RESULT_RETENTION_DAYS,
             )
             return EXPIRED_STATUS
-        self._job = (
-            JobSnapshot(
+        self._try_state.job = replace(
+            recorded,
+            job=JobSnapshot(
                 id=job.id,
                 status=snapshot.status,
                 url=snapshot.url or job.url,
                 job_id=snapshot.job_id or job.job_id,
                 reasons=snapshot.reasons,
             ),
-            submitted_at,
         )
         # Said once, by poll_until_complete or get_job_result, with what this try does about it.
         return snapshot.label or UNKNOWN_STATUS
@@ -404,12 +426,13 @@ class AkoolJobOperator(
 
     def poll_until_complete(self, external_id: JsonValue, context: Context) -> None:
         """Wait for the job here, or defer; keep the task's value for :meth:`get_job_result`."""
-        job, started_at = self._job_of(external_id)
-        if not self._submitted_now:
+        record = self._record_of(external_id)
+        job, started_at = record.job, record.submitted_at
+        if not self._try_state.submitted_now:
             self.log.info(
                 "Resuming %s job %s (job_id %s) of an earlier try, submitted %.0f s ago and %s, instead of "
                 "submitting a new one",
-                self.job_kind,
+                self.kind.name,
                 job.id,
                 job.job_id or "none",
                 time.time() - started_at,
@@ -417,26 +440,26 @@ class AkoolJobOperator(
             )
             self._push_job(context, job)
         if not self.wait_for_completion:
-            self._result = job.as_return_value()
+            self._try_state.result = job.as_return_value()
             return
         # The deadline counts from the first submission, also when a later try resumes the job.
         deadline = started_at + self.timeout
-        self._running_job = job
+        self._try_state.running_job = job
         # Deferrable: check once, since a quick job may be done already and a deferral costs a round trip.
         # In the worker, execution_timeout is Airflow's own timer, which calls on_kill (the job is cancelled).
-        webhook_digest = digest_of_record(external_id) if self.webhook_url == AIRFLOW_RECEIVER else None
-        if webhook_digest and not self._submitted_now:
+        webhook_digest = record.webhook_token_sha256 if self.webhook_url == AIRFLOW_RECEIVER else None
+        if webhook_digest and not self._try_state.submitted_now:
             # A resumed job: Airflow cleared the XComs of the earlier try, its mark among them, and the job's
             # callbacks still carry the token of its first submission.
             self._leave_pending_mark(context, webhook_digest)
-        if webhook_digest and self.deferrable and self._submitted_now:
+        if webhook_digest and self.deferrable and self._try_state.submitted_now:
             # Just submitted: the callback will say when it is done, and a poll now would only cost a request.
             event = None
-            self._first_poll_at = time.time() + relaxed_poll_interval(self.poll_interval)
+            self._try_state.first_poll_at = time.time() + relaxed_poll_interval(self.poll_interval)
         else:
             event = self._wait_here(job, started_at, deadline, once=self.deferrable)
         if event is None:
-            self._running_job = None  # from now on the trigger owns the job (and its on_kill)
+            self._try_state.running_job = None  # from now on the trigger owns the job (and its on_kill)
             self.defer(
                 trigger=self.make_trigger(
                     job,
@@ -450,26 +473,27 @@ class AkoolJobOperator(
                 # execute_complete and every on_kill, leaving the remote job running unseen.
                 timeout=None,
             )
-        self._result = self._finish(context, event)
+        self._try_state.result = self._finish(context, event)
 
     def get_job_result(self, external_id: JsonValue, context: Context) -> dict[str, Any]:
         """Return the value of the wait, or of a job that had succeeded before this try began."""
-        if self._result is not None:
-            return self._result
-        job, _ = self._job_of(external_id)
-        self.log.info("%s job %s had succeeded before this try; not submitting again", self.job_kind, job.id)
+        if self._try_state.result is not None:
+            return self._try_state.result
+        job = self._record_of(external_id).job
+        self.log.info("%s job %s had succeeded before this try; not submitting again", self.kind.name, job.id)
         self._push_job(context, job)
         if not self.wait_for_completion:
-            self._result = job.as_return_value()
+            self._try_state.result = job.as_return_value()
         else:
-            self._result = self._finish(context, WaitEvent(SUCCESS, f"job {job.id} succeeded", (job,)))
-        return self._result
+            succeeded = WaitEvent(SUCCESS, f"job {job.id} succeeded", (job,))
+            self._try_state.result = self._finish(context, succeeded)
+        return self._try_state.result
 
-    def _job_of(self, external_id: JsonValue) -> tuple[JobSnapshot, float]:
+    def _record_of(self, external_id: JsonValue) -> JobRecord:
         """The job this try works on: submitted or polled by this try, else read from ``external_id``."""
-        if self._job is not None:
-            return self._job
-        recorded = _read_record(external_id)
+        if self._try_state.job is not None:
+            return self._try_state.job
+        recorded = JobRecord.from_stored(external_id)
         if recorded is None:
             raise AkoolError(f"not an Akool job record: {external_id!r}")
         return recorded
@@ -483,11 +507,11 @@ class AkoolJobOperator(
         timeout = self.execution_timeout
         options: dict[str, Any] = {
             "execution_deadline": try_deadline(
-                self._try_started_at, timeout.total_seconds() if timeout is not None else None
+                self._try_state.started_at, timeout.total_seconds() if timeout is not None else None
             ),
             # The check before deferring was a poll: the next one comes a poll_interval (or a
             # Retry-After) later, not as soon as the trigger starts.
-            "first_poll_at": self._first_poll_at,
+            "first_poll_at": self._try_state.first_poll_at,
         }
         if self.adaptive_polling:
             options["adaptive_polling"] = True
@@ -500,22 +524,22 @@ class AkoolJobOperator(
         Airflow calls this on ``execution_timeout`` in the worker too (its timer raises
         ``AirflowTaskTimeout`` in ``execute``), so the job is cancelled there as on the deferred path.
         """
-        job = self._running_job
+        job = self._try_state.running_job
         if job is None:
             return
-        self._running_job = None
+        self._try_state.running_job = None
         # A hook of its own: on_kill may interrupt the worker's hook in the middle of a request.
         if self.cancel(self.make_hook(), job):
             self.log.info(
                 "Cancelled %s job %s (job_id %s) because the task was killed",
-                self.job_kind,
+                self.kind.name,
                 job.id,
                 job.job_id,
             )
         else:
             self.log.warning(
                 "Akool cannot cancel a %s job: job %s may still finish and be billed",
-                self.job_kind,
+                self.kind.name,
                 job.id,
             )
 
@@ -544,7 +568,7 @@ class AkoolJobOperator(
             raise AkoolValidationError(
                 f"output_path must be a local path or a URI such as s3://bucket/prefix/; got {path!r}"
             )
-        if path is not None and self.wait_for_completion:
+        if (path := self._output_path_to_keep()) is not None:
             # Imported here: fsspec and ObjectStoragePath are only needed when a result is kept.
             from airflow_provider_akool import storage
 
@@ -555,6 +579,12 @@ class AkoolJobOperator(
         self.input_url_expiry = inputs.expiry_seconds(self.input_url_expiry)
         self.validate_inputs()
 
+    def _output_path_to_keep(self) -> str | os.PathLike[str] | None:
+        """Return where the result is kept: ``output_path`` if given and the task waits, else None."""
+        if self.output_path is None or not self.wait_for_completion:
+            return None
+        return self.output_path
+
     def signed_input(self, name: str, value: Any) -> str:
         """
         Return the URL Akool downloads the media parameter ``name`` from (see :mod:`..inputs`).
@@ -562,11 +592,12 @@ class AkoolJobOperator(
         An object-storage input is checked and signed once per operator instance, right before the
         submission; the URL stays out of the operator's fields, so out of rendered templates and XCom.
         """
-        if name not in self._signed_inputs:
-            self._signed_inputs[name] = inputs.signed_url(
+        signed = self._try_state.signed_inputs
+        if name not in signed:
+            signed[name] = inputs.signed_url(
                 name, value, expiry=inputs.expiry_seconds(self.input_url_expiry), logger=self.log
             )
-        return self._signed_inputs[name]
+        return signed[name]
 
     def _push_job(self, context: Context, job: JobSnapshot) -> None:
         """Push the ids (and the result URL, where known) so the UI link works while the job runs."""
@@ -599,7 +630,8 @@ class AkoolJobOperator(
             while (event := self._poll_once(waiter, poll_hook, job)) is None and not once:
                 time.sleep(waiter.delay)
             # After the last check: when the trigger polls first, if this wait is deferred.
-            self._first_poll_at = first_poll_at(waiter, time.time(), adaptive=bool(self.adaptive_polling))
+            adaptive = bool(self.adaptive_polling)
+            self._try_state.first_poll_at = first_poll_at(waiter, time.time(), adaptive=adaptive)
             return event
         finally:
             poll_hook.close()
@@ -613,7 +645,7 @@ class AkoolJobOperator(
 
     def _finish(self, context: Context, event: WaitEvent) -> dict[str, Any]:
         """Act on how the wait ended: cancel on the deadline, fail on failure, keep and return on success."""
-        self._running_job = None
+        self._try_state.running_job = None
         if event.results:  # for the lineage events, also of a failed or timed out wait
             self.note_lineage_job(event.results[0].as_return_value())
         if event.status == "timeout":
@@ -626,13 +658,10 @@ class AkoolJobOperator(
         event.raise_for_status()
         (job,) = event.results
         job = self._with_result_url(context, job)
-        self.log.info("%s job %s succeeded: %s", self.job_kind, job.id, job.url)
+        self.log.info("%s job %s succeeded: %s", self.kind.name, job.id, job.url)
         context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
         self.result_link_url = job.url
-        output_path = None
-        if self.output_path:
-            output_path = self._keep(job)
-        result = job.as_return_value(output_path)
+        result = job.as_return_value(self._keep(job))
         self.note_lineage_job(result)
         return result
 
@@ -647,8 +676,8 @@ class AkoolJobOperator(
         if job.url:
             return job
         url = None
-        if self._job is not None and self._job[0].id == job.id:
-            url = self._job[0].url
+        if self._try_state.job is not None and self._try_state.job.job.id == job.id:
+            url = self._try_state.job.job.url
         else:
             ti = context["ti"]
             # Only if the ids pushed beside it name this very job.
@@ -658,13 +687,13 @@ class AkoolJobOperator(
                 url = safe_link(pushed) or None
         if not url:
             raise AkoolResponseError(
-                f"Akool says {self.job_kind} job {job.id} succeeded, but gave no usable result URL (none, "
+                f"Akool says {self.kind.name} job {job.id} succeeded, but gave no usable result URL (none, "
                 "or not http(s)) and its submission gave none either: find the result of job "
                 f"{job.id} in Akool, or retry the task"
             )
         self.log.warning(
             "Akool gave no usable result URL for %s job %s; using the one its submission returned",
-            self.job_kind,
+            self.kind.name,
             job.id,
         )
         return replace(job, url=url)
@@ -682,38 +711,28 @@ class AkoolJobOperator(
                 return f"cancelling job {job.id} failed too ({error}): cancel it in Akool yourself"
             if not cancelled:
                 return (
-                    f"Akool cannot cancel a {self.job_kind} job: job {job.id} may still finish and be billed"
+                    f"Akool cannot cancel a {self.kind.name} job: job {job.id} may still finish and be billed"
                 )
             done.append(f"{job.id} (job_id {job.job_id})")
         return f"cancelled job {', '.join(done)} (job/del)"
 
-    def _keep(self, job: JobSnapshot) -> str:
+    def _keep(self, job: JobSnapshot) -> str | None:
+        """Keep the result at ``output_path`` and return where it went; None when it is not kept."""
+        output_path = self._output_path_to_keep()
+        if output_path is None:
+            return None
         if not job.url:
-            raise AkoolError(f"{self.job_kind} job {job.id} succeeded without a result URL to keep")
+            raise AkoolError(f"{self.kind.name} job {job.id} succeeded without a result URL to keep")
         from airflow_provider_akool import storage  # fsspec only when a result is kept
 
         # Akool keeps a result 7 days after the job finished; the submission time is a safe lower bound.
-        finished_by = self._job[1] if self._job is not None else time.time()
+        finished_by = self._try_state.job.submitted_at if self._try_state.job is not None else time.time()
         # keep_result logs where the file went (one line, with its size).
         return storage.keep_result(
             self.hook,
             job.url,
-            self.output_path or "",
+            output_path,
             akool_id=job.id,
             overwrite=self.overwrite,
             kept_until=finished_by + RESULT_RETENTION_DAYS * 24 * 3600,
         )
-
-
-def _read_record(record: Any) -> tuple[JobSnapshot, float] | None:
-    """Return the job and its submission time from a ``task_state_store`` record, or None if it is not one."""
-    if not isinstance(record, dict):
-        return None
-    akool_id, job_id, url, submitted_at = (record.get(k) for k in ("id", "job_id", "url", "submitted_at"))
-    if not (isinstance(akool_id, str) and akool_id):
-        return None
-    if not all(v is None or isinstance(v, str) for v in (job_id, url)):
-        return None
-    if isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float)):
-        return None
-    return JobSnapshot(id=akool_id, status=None, url=url, job_id=job_id), float(submitted_at)

@@ -17,7 +17,7 @@ from airflow_provider_akool.exceptions import (
     AkoolValidationError,
 )
 from airflow_provider_akool.kinds.reage import REAGE
-from airflow_provider_akool.operators.base import AkoolJobOperator
+from airflow_provider_akool.operators.base import FROM_FIELD, AkoolJobOperator, WebhookUrl
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -120,14 +120,14 @@ class _AkoolReageOperator(AkoolJobOperator):
         """Return the faces to reage: ``target_image``, checked by :meth:`validate_inputs`."""
         return [dict(face) for face in self.target_image or ()]
 
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Submit the reage job; its status is ``queued`` until the first poll says otherwise."""
         faces = [
             {**face, "path": self.signed_input(f"target_image[{index}].path", face["path"])}
             for index, face in enumerate(self.faces(hook))
         ]
         params = {**self.media(), "face_reage": self.face_reage, "target_image": faces}
-        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url})
+        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url_of(webhook_url)})
 
 
 class AkoolImageReageOperator(_AkoolReageOperator):

@@ -7,7 +7,6 @@ the asset the producer updates and reads the files the events name.
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.dags.test_example_dags import parse_examples
-from tests.operators.test_reage import run_recorded
+from tests.support.dag_runs import run_recorded
+from tests.support.example_dags import parse_for_emulator, parse_offline
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "akool_background_change.py"
 PRODUCER, CONSUMER = "akool_background_change", "publish_product_photos"
@@ -29,20 +28,11 @@ BRAND_COLOUR = (0xC9, 0xAA, 0xFB)
 @pytest.fixture
 def examples(akool_connection: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """The example DAGs parsed for the emulator, as ``make demo`` sets them up (no trailing slash here)."""
-    monkeypatch.setenv("AKOOL_DEMO_MEDIA_BASE_URL", f"{emulator.url}/media/samples/")
-    monkeypatch.setenv("AKOOL_DEMO_POLL_INTERVAL", "0.2")
-    monkeypatch.setenv("AKOOL_DEMO_OUTPUT_PATH", f"{tmp_path}/kept")
-    return parse_examples()
+    return parse_for_emulator(emulator, monkeypatch, f"{tmp_path}/kept")
 
 
 def test_the_example_parses_without_touching_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_network(*args: Any) -> None:
-        raise AssertionError(f"a DAG file opened a connection at parse time: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
-
-    bag = parse_examples()
+    bag = parse_offline(monkeypatch)
 
     assert "akool_background_change.py" not in {Path(path).name for path in bag.import_errors}
     assert {PRODUCER, CONSUMER} <= set(bag.dag_ids)

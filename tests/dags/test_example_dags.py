@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.operators.test_reage import run_recorded
+from tests.support.dag_runs import run_recorded
+from tests.support.example_dags import parse_for_emulator, parse_offline
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 #: The example DAGs of reage, by dag_id, and their files.
 EXAMPLES = {name: f"{name}.py" for name in ("akool_image_reage", "akool_video_reage", "akool_batch_reage")}
-
-
-def parse_examples() -> Any:
-    try:  # Airflow 3.2+
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    return DagBag(dag_folder=str(DAGS_FOLDER))
 
 
 @pytest.fixture
 def examples(akool_connection: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """The example DAGs parsed for the emulator, as ``make demo`` sets them up."""
-    monkeypatch.setenv("AKOOL_DEMO_MEDIA_BASE_URL", f"{emulator.url}/media/samples/")
-    monkeypatch.setenv("AKOOL_DEMO_POLL_INTERVAL", "0.2")
-    monkeypatch.setenv("AKOOL_DEMO_OUTPUT_PATH", f"{tmp_path}/kept/")
-    return parse_examples()
+    return parse_for_emulator(emulator, monkeypatch, f"{tmp_path}/kept/")
 
 
 def test_examples_parse_without_touching_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_network(*args: Any) -> None:
-        raise AssertionError(f"a DAG file opened a connection at parse time: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
-
-    bag = parse_examples()
+    bag = parse_offline(monkeypatch)
 
     assert {Path(path).name for path in bag.import_errors} & set(EXAMPLES.values()) == set()
     assert set(EXAMPLES) <= set(bag.dag_ids)

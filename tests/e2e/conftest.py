@@ -18,21 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
-from packaging.version import Version
 
 from tests.stack.airflow_stack import AirflowStack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: The Airflow the stack runs (the same venv as the tests): some behaviour differs on the floor (3.1).
-AIRFLOW_VERSION: tuple[int, ...] = Version(version("apache-airflow")).release
 
 #: The example DAGs every build must have; any other DAG in dags/ whose id starts with "akool_" is run too.
 REQUIRED_EXAMPLE_DAGS = (

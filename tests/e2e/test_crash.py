@@ -17,14 +17,14 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.conftest import AIRFLOW_VERSION, wait_for, xcom_value
+from tests.e2e.conftest import wait_for, xcom_value
 from tests.stack.airflow_stack import AirflowStack
+from tests.support.airflow_version import HAS_TASK_STATE_STORE
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "reliability_crash_resume"
 PROCESSING, SUCCESS = 2, 3
-HAS_TASK_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
 
 
 def task_process(stack: AirflowStack, ti: dict[str, Any]) -> psutil.Process | None:

@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from tests.e2e.conftest import (
-    AIRFLOW_VERSION,
     IMAGE_REAGE_DAG,
     REQUIRED_EXAMPLE_DAGS,
     SUBMIT_ENDPOINTS,
@@ -33,6 +32,7 @@ from tests.e2e.conftest import (
     xcom_value,
 )
 from tests.stack.airflow_stack import CONNECTION_ID, LOOPBACK, AirflowStack
+from tests.support.airflow_version import AIRFLOW_VERSION
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,7 @@ import requests
 from PIL import Image
 
 from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer, compose, media
+from tests.support.akool_replies import SEED_BG_SUBMIT
 
 KEY = {"x-api-key": "emulator-api-key"}
 API = "/api/open/v3/content/image"
@@ -59,22 +60,8 @@ SEED_BODIES: list[dict[str, Any]] = [
         "overlay_origin_y": 8,
     },
 ]
-SEED_SUBMIT_DATA = {
-    "create_time": 1712133151184,
-    "uid": 1432101,
-    "type": 3,
-    "faceswap_quality": 2,
-    "image_id": "c7ed5294-6783-481e-af77-61a850cd19c7",
-    "image_sub_status": 1,
-    "image_status": 1,
-    "deduction_credit": 4,
-    "buttons": [],
-    "used_buttons": [],
-    "upscaled_urls": [],
-    "error_reasons": [],
-    "_id": "660d15b83ec46e810ca642f5",
-    "__v": 0,
-}
+#: The seed page's bg/replace reply: the emulator's has the same fields, in order, of the same types.
+SEED_SUBMIT_DATA: dict[str, Any] = SEED_BG_SUBMIT["data"]
 SEED_INFO_KEYS = ["_id", *(k for k in SEED_SUBMIT_DATA if k != "_id"), "external_img", "image"]
 
 

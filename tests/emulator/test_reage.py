@@ -13,6 +13,7 @@ from PIL import Image
 
 from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_akool.emulator.media import MP4_HEADER, pattern_block
+from tests.support.akool_replies import SEED_LISTBYIDS
 
 KEY = {"x-api-key": "emulator-api-key"}
 API = "/api/open/v3"
@@ -21,21 +22,7 @@ SUBMIT_MSG = (
 )
 OPTS = "2804,2182:3607,1897:3341,2566:3519,2920"
 # The listbyids example of the seed page, the reference for field names.
-SEED_RESULT = {
-    "faceswap_type": 1,
-    "faceswap_quality": 2,
-    "faceswap_status": 1,
-    "deduction_status": 1,
-    "image": 1,
-    "video_duration": 0,
-    "deduction_duration": 0,
-    "update_time": 0,
-    "_id": "64dae65af6e250d4fb2bca63",
-    "userId": "64d985c5571729d3e2999477",
-    "uid": 378337,
-    "url": "https://d21ksh0k4smeql.cloudfront.net/final_material.jpg",
-    "createdAt": "2023-08-15T02:43:38.536Z",
-}
+SEED_RESULT: dict[str, Any] = SEED_LISTBYIDS["data"]["result"][0]
 
 
 @pytest.fixture(scope="module")

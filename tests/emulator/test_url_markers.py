@@ -8,7 +8,7 @@ import requests
 
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.emulator.jobs import JS_URL
-from tests.conftest import API_KEY
+from tests.support.connections import API_KEY
 
 API = "/api/open/v3"
 OPTS = "1,2:3,4:5,6:7,8"

@@ -31,7 +31,8 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.hooks.akool import USER_AGENT, AkoolHook
 from airflow_provider_akool.models import JobStatus
-from tests.conftest import API_KEY, CLIENT_ID, ConnectionFactory
+from tests.support.connections import API_KEY, CLIENT_ID, ConnectionFactory
+from tests.support.samples import small_background_change
 
 FAST = {"retry_delay": 0.01, "retry_max_delay": 0.05}
 
@@ -332,16 +333,7 @@ class TestCalls:
         emulator_client: EmulatorClient,
     ) -> None:
         hook = AkoolHook()
-        job = call(
-            hook,
-            "submit_background_change",
-            origin_img=f"{emulator.url}/media/samples/product.png",
-            canvas_size=(64, 48),
-            modify_origin_img_size="32x24",
-            overlay_origin_x=8,
-            overlay_origin_y=8,
-            color_code="#c9aafb",
-        )
+        job = call(hook, "submit_background_change", **small_background_change(emulator))
         assert job.status is JobStatus.QUEUED
         emulator_client.advance_clock(2)
         result = call(hook, "get_background_change_result", job.id)

@@ -28,9 +28,7 @@ from airflow_provider_akool.triggers.base import AkoolJobTrigger, AkoolKindTrigg
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
-from tests.conftest import ConnectionFactory
 from tests.kinds.echo_kind import ECHO, AkoolEchoOperator, AkoolEchoSensor
-from tests.operators.test_reage import START, run_recorded, sample
 from tests.plugins import test_views, test_webhook_receiver
 from tests.plugins.test_views import token
 from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that webhook_setup asks for by name)
@@ -39,6 +37,9 @@ from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that w
     released_once_deferred,
     wh_emulator,
 )
+from tests.support.connections import ConnectionFactory
+from tests.support.dag_runs import START, run_recorded
+from tests.support.samples import sample
 
 #: The views' auth manager, and the receiver's emulator and connection: fixtures of their own modules.
 views_auth = test_views.auth

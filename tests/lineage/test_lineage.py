@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_akool.lineage import dataset_name, input_media, result_location
-from tests.conftest import API_KEY
 from tests.lineage.run_dag import SIGNATURE
+from tests.support.connections import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 

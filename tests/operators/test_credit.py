@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +15,8 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.operators.credit import AkoolCheckCreditOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
-from tests.conftest import API_KEY
-from tests.operators.test_reage import START, RecordedRun, run_recorded, sample
+from tests.support.dag_runs import START, RecordedRun, run_recorded
+from tests.support.samples import sample
 
 BALANCE = 1
 #: Every task may retry; those that must not use their retries prove it by their try number.
@@ -26,17 +24,8 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 
 
 @pytest.fixture(scope="module")
-def checks(emulator: Any, airflow_db: Any) -> Iterator[RecordedRun]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_AKOOL_DEFAULT",
-            json.dumps({"conn_type": "akool", "host": emulator.url, "password": API_KEY}),
-        )
-        emulator.client.reset()
-        try:
-            yield run_checks(emulator)
-        finally:
-            emulator.client.reset()
+def checks(module_emulator: Any) -> RecordedRun:
+    return run_checks(module_emulator)
 
 
 def run_checks(emulator: Any) -> RecordedRun:

@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
 from airflow_provider_akool.plugins import views, views_app
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.samples import sample
 
 OPEN_DAG = "akool_views_open"
 HIDDEN_DAG = "akool_views_hidden"

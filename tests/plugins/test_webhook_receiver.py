@@ -36,7 +36,7 @@ from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.plugins import webhook_receiver
 from airflow_provider_akool.webhook import MAX_BODY_BYTES, build_callback
-from tests.operators.test_reage import RecordedRun, run_recorded
+from tests.support.dag_runs import RecordedRun, run_recorded
 
 CLIENT_ID = "webhook-test-client-0001"
 SECRET = "webhook-test-secret-0024"  # 24 characters: an AES-192 key, as Akool's

@@ -28,7 +28,8 @@ from airflow_provider_akool.operators.reage import (
 )
 from airflow_provider_akool.sensors.image_result import AkoolImageResultSensor
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from tests.operators.test_reage import StubTaskInstance, run_recorded
+from tests.support.dag_runs import run_recorded
+from tests.support.task_context import StubTaskInstance
 
 try:  # written beside this suite; its rows join the table once it exists
     from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator

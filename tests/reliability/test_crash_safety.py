@@ -28,15 +28,11 @@ from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.operators.base import JOB_RECORD_KEY
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.wait import JobSnapshot
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
-from tests.reliability.conftest import (
-    FAILED,
-    HAS_TASK_STATE_STORE,
-    PROCESSING,
-    SUCCESS,
-    running_jobs,
-    submissions,
-)
+from tests.support.airflow_version import HAS_TASK_STATE_STORE
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import FAILED, PROCESSING, SUCCESS, running_jobs, submissions
+from tests.support.samples import sample
+from tests.support.task_context import FakeTaskStateStore, RetryTaskInstance, record_of
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 POLL = 0.2
@@ -258,46 +254,6 @@ def test_the_job_is_recorded_in_task_state_store_where_airflow_has_one(
 
 
 # --- What a later try does with each kind of record (execute() with a store, no DAG run) -------------
-
-
-class FakeTaskStateStore:
-    """``context["task_state_store"]`` in memory: what the task runner hands a task on Airflow 3.3."""
-
-    def __init__(self, values: dict[str, Any] | None = None) -> None:
-        self.values: dict[str, Any] = dict(values or {})
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-class RetryTaskInstance:
-    """Just enough of a task instance for the mixin: XCom pushes, stats tags and a try number."""
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-        self.stats_tags: dict[str, str] = {}
-        self.try_number = 2
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
-
-
-def record_of(akool_id: str, job_id: str | None, *, age: float = 1.0) -> dict[str, Any]:
-    import time
-
-    return {
-        "id": akool_id,
-        "job_id": job_id,
-        "url": None,
-        "submitted_at": time.time() - age,
-        "kind": "reage",
-    }
 
 
 EIGHT_DAYS = 8 * 24 * 3600.0

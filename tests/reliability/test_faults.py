@@ -30,16 +30,11 @@ from airflow_provider_akool.exceptions import (
 )
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
-from tests.conftest import API_KEY, CLIENT_ID
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
-from tests.reliability.conftest import (
-    FAILED,
-    HAS_TASK_STATE_STORE,
-    PROCESSING,
-    SUCCESS,
-    running_jobs,
-    submissions,
-)
+from tests.support.airflow_version import HAS_TASK_STATE_STORE
+from tests.support.connections import API_KEY, CLIENT_ID
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import FAILED, PROCESSING, SUCCESS, running_jobs, submissions
+from tests.support.samples import sample
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 POLL = 0.2

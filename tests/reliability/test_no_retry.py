@@ -33,8 +33,10 @@ from airflow_provider_akool.exceptions import (
     AkoolValidationError,
 )
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
-from tests.operators.test_reage import run_recorded, sample
-from tests.reliability.conftest import HAS_TASK_STATE_STORE, submissions
+from tests.support.airflow_version import HAS_TASK_STATE_STORE
+from tests.support.dag_runs import run_recorded
+from tests.support.ledger import submissions
+from tests.support.samples import sample
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 POLL = 0.1

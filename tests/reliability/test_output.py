@@ -36,9 +36,10 @@ from airflow_provider_akool.exceptions import (
 from airflow_provider_akool.links import RESULT_URL_XCOM_KEY, AkoolResultLink
 from airflow_provider_akool.operators.background_change import AkoolBackgroundChangeOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
-from tests.mounts import read_only_folder, small_disk
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
-from tests.reliability.conftest import PROCESSING, SUCCESS, submissions
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import PROCESSING, SUCCESS, submissions
+from tests.support.mounts import read_only_folder, small_disk
+from tests.support.samples import sample
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 POLL = 0.2
@@ -399,8 +400,8 @@ def test_a_retry_resuming_its_job_is_not_refused_before_submitting_and_re_keeps_
 ) -> None:
     from airflow_provider_akool.hooks.akool import AkoolHook
     from airflow_provider_akool.operators.base import JOB_RECORD_KEY
-    from tests.reliability.conftest import HAS_TASK_STATE_STORE
-    from tests.reliability.test_crash_safety import FakeTaskStateStore, RetryTaskInstance, record_of
+    from tests.support.airflow_version import HAS_TASK_STATE_STORE
+    from tests.support.task_context import FakeTaskStateStore, RetryTaskInstance, record_of
 
     portrait = sample(emulator, "portrait.jpg")
     earlier = AkoolHook().submit_image_reage(portrait, 3, [{"path": portrait, "opts": FACE}])

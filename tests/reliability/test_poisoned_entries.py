@@ -22,8 +22,9 @@ from airflow_provider_akool.exceptions import AkoolUnreadableResultError
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
-from tests.reliability.conftest import SUCCESS
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import SUCCESS
+from tests.support.samples import sample
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 POLL = 0.1

@@ -32,8 +32,9 @@ from airflow_provider_akool.operators.reage import (
     AkoolImageReageOperator,
 )
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from tests.conftest import API_KEY, CLIENT_ID
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
+from tests.support.connections import API_KEY, CLIENT_ID
+from tests.support.dag_runs import RecordedRun, all_xcom_values, run_recorded
+from tests.support.samples import sample
 
 REPO = Path(__file__).resolve().parents[2]
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -172,21 +173,6 @@ def test_no_secret_reaches_logs_errors_xcom_or_rendered_fields(
     for key in run.tis:
         rendered = json.dumps(run.rendered(*key), default=str)
         assert leaked(rendered, secrets) == [], f"a secret is in the rendered fields of {key}"
-
-
-def all_xcom_values(run: RecordedRun) -> str:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    ti = next(iter(run.tis.values()))
-    with create_session() as session:
-        rows = session.execute(
-            select(XComModel.task_id, XComModel.key, XComModel.value).where(
-                XComModel.dag_id == ti.dag_id, XComModel.run_id == ti.run_id
-            )
-        ).all()
-    return "\n".join(f"{task_id} {key} {value}" for task_id, key, value in rows)
 
 
 # --- The masker ------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import EXECUTION_TIMEOUT, JobSnapshot, Waiter
-from tests.operators.test_reage import RecordedRun, run_recorded, sample
-from tests.reliability.conftest import FAILED, PROCESSING
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.ledger import FAILED, PROCESSING
+from tests.support.samples import sample
 
 try:  # Airflow 3.2+
     from airflow.sdk.serde import deserialize, serialize

@@ -20,7 +20,7 @@ from airflow_provider_akool.exceptions import (
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.sensors.image_result import AkoolImageResultSensor
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger, with_job_fields
-from tests.conftest import run_dag
+from tests.support.dag_runs import run_dag
 
 IMAGE_ID = "65a1b2c3d4e5f60718293a4b"
 #: The emulator's URL for tasks that dag.test() runs, which cannot take fixtures.

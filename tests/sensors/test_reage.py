@@ -11,12 +11,8 @@ from airflow.sdk import dag, task
 from airflow_provider_akool.exceptions import AkoolJobFailedError, AkoolNotFoundError, AkoolValidationError
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from tests.operators.test_reage import (
-    START,
-    RecordedRun,
-    run_recorded,
-    sample,
-)
+from tests.support.dag_runs import START, RecordedRun, run_recorded
+from tests.support.samples import sample
 
 POLL = 0.2
 UNKNOWN_ID = "0123456789abcdef01234567"

@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
-from tests.conftest import API_KEY, ConnectionFactory
+from tests.support.connections import API_KEY, ConnectionFactory
 from tests.triggers.poll_records import PATIENCE, requests_seen, until
 
 try:  # Airflow 3.2+

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import ConnectionFactory
+from tests.support.connections import ConnectionFactory
 
 SCRIPT = textwrap.dedent(
     """

@@ -35,7 +35,7 @@ from airflow_provider_akool.triggers.poller import (
 )
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
-from tests.conftest import ConnectionFactory
+from tests.support.connections import ConnectionFactory
 from tests.triggers.poll_records import PATIENCE, PollsAsked, RequestsSent, requests_seen, until
 
 try:  # Airflow 3.2+

@@ -24,7 +24,7 @@ from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.models import ReageJob
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import WaitEvent
-from tests.conftest import API_KEY
+from tests.support.connections import API_KEY
 from tests.triggers.poll_records import PATIENCE, PollsAsked, requests_seen, until
 
 try:  # Airflow 3.2+

@@ -38,17 +38,10 @@ import psutil
 import pytest
 import requests
 
-from tests.e2e.conftest import (
-    AIRFLOW_VERSION,
-    JobGate,
-    Run,
-    RunWatcher,
-    trigger_log_files,
-    wait_for,
-    xcom_value,
-)
+from tests.e2e.conftest import JobGate, Run, RunWatcher, trigger_log_files, wait_for, xcom_value
 from tests.stack.airflow_stack import AirflowStack, StackConfig, missing_distributed_packages
 from tests.stack.canary import canary, read
+from tests.support.airflow_version import AIRFLOW_VERSION
 
 DAGS = Path(__file__).resolve().parent / "dags"
 BATCH_DAG = "distributed_reage_batch"

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import AIRFLOW_VERSION, trigger_log_files, xcom_value
+from tests.e2e.conftest import trigger_log_files, xcom_value
 from tests.e2e.distributed.conftest import (
     BATCH,
     BLOCKED_WARNING,
@@ -32,6 +32,7 @@ from tests.e2e.distributed.conftest import (
 )
 from tests.stack.airflow_stack import LOOPBACK, AirflowStack
 from tests.stack.canary import worst_lateness
+from tests.support.airflow_version import AIRFLOW_VERSION
 
 # The stack and the scenario run inside the first test that needs them: about 7 minutes on two idle cores
 # (the budget in CI is 10), 14 on two cores shared with other test runs. The timeout only stops a hang.

@@ -1,19 +1,10 @@
-"""
-Shared pieces of the reliability suite: the Airflow version (some guarantees need 3.3), a connection to the
-session's emulator for module-scoped DAG runs, and the questions every case asks the emulator's ledger.
-"""
+"""The questions tests ask the emulator's ledger, and the job statuses it records (Akool's codes)."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
-from packaging.version import Version
-
-#: The Airflow under test: ``task_state_store`` (crash safety) and trigger ``on_kill`` need 3.3.
-AIRFLOW_VERSION: tuple[int, ...] = Version(version("apache-airflow")).release
-HAS_TASK_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
-
+#: The endpoints that create a job (a request to one may be paid for).
 SUBMIT_ENDPOINTS = ("imgreage", "vidreage", "bg_replace")
 QUEUED, PROCESSING, SUCCESS, FAILED = 1, 2, 3, 4
 
