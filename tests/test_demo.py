@@ -181,7 +181,7 @@ def test_make_demo_leaves_out_the_dag_that_waits_for_a_person_and_says_so(
     assert "Running akool_face_swap_review" not in done.stdout
     assert "Not run: akool_face_swap_review waits for a person to approve its result" in done.stdout
     demo = load_demo()
-    from tests.dags.test_example_dags import parse_examples
+    from tests.support.example_dags import parse_examples
 
     bag = parse_examples()
     assert demo.waiting_for_a_person(bag) == ["akool_face_swap_review"]

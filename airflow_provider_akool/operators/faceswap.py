@@ -26,7 +26,7 @@ from airflow_provider_akool.kinds.faceswap import (
     MAX_PRO_PAIRS,
     face_enhance_flag,
 )
-from airflow_provider_akool.operators.base import AkoolJobOperator
+from airflow_provider_akool.operators.base import FROM_FIELD, AkoolJobOperator, WebhookUrl
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -191,7 +191,7 @@ class _AkoolFaceSwapOperator(AkoolJobOperator):
         """The signed picture or video changed (``{"modify_image": <URL>}``)."""
         raise NotImplementedError
 
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Pair the faces (detecting where needed), then submit; ``queued`` until the first poll."""
         targets = self.targets(hook)
         params = {
@@ -200,7 +200,7 @@ class _AkoolFaceSwapOperator(AkoolJobOperator):
             "source_image": self.sources(hook),
             "face_enhance": self.face_enhance,
         }
-        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url})
+        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url_of(webhook_url)})
 
 
 class AkoolImageFaceSwapOperator(_AkoolFaceSwapOperator):
@@ -378,7 +378,7 @@ class AkoolFaceSwapProOperator(_AkoolFaceSwapOperator):
         """No ``modifyImage``: the targets' path is the picture changed."""
         return {}
 
-    def submit(self, hook: AkoolHook, context: Context) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Submit Face Swap Pro; ``queued``, without a URL, until the first poll."""
         params = {
             "target_image": self.targets(hook),
@@ -386,7 +386,7 @@ class AkoolFaceSwapProOperator(_AkoolFaceSwapOperator):
             "face_enhance": self.face_enhance,
             "single_face_mode": self.single_face_mode,
         }
-        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url})
+        return self.kind.submit_job(hook, {**params, "webhook_url": self.webhook_url_of(webhook_url)})
 
 
 __all__ = ["AkoolFaceSwapProOperator", "AkoolImageFaceSwapOperator", "AkoolVideoFaceSwapOperator"]

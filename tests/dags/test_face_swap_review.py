@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from tests.dags.test_example_dags import examples  # noqa: F401 (a fixture: the example DAGs for the emulator)
-from tests.operators.test_reage import RecordedRun, run_recorded
+from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.example_dags import parse_for_emulator
 
 DAG_ID = "akool_face_swap_review"
 #: From 3.3 dag.test() parks a HITL task and waits for an answer from outside; 3.1's dag.test() runs
@@ -83,9 +83,15 @@ def run_reviewed(
     return run, answered[0]
 
 
+@pytest.fixture
+def examples(akool_connection: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The example DAGs parsed for the emulator, as ``make demo`` sets them up."""
+    return parse_for_emulator(emulator, monkeypatch, f"{tmp_path}/kept/")
+
+
 @pytest.mark.skipif(not PARKS_HITL, reason="dag.test() answers HITL from outside on Airflow 3.3+")
 def test_an_approved_swap_is_published_and_a_rejected_one_is_not(
-    examples: Any,  # noqa: F811
+    examples: Any,
     emulator: Any,
     airflow_db: Any,
     tmp_path: Path,

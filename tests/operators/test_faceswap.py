@@ -34,8 +34,9 @@ from airflow_provider_akool.operators.reage import (
 )
 from airflow_provider_akool.sensors.faceswap import AkoolFaceSwapSensor
 from airflow_provider_akool.triggers.base import AkoolKindTrigger
-from tests.conftest import API_KEY
-from tests.operators.test_reage import POLL, START, RecordedRun, run_recorded, sample
+from tests.support.connections import API_KEY
+from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
+from tests.support.samples import sample
 
 
 def test_the_operators_and_sensor_share_the_kinds_which_ride_in_reages_rounds() -> None:

@@ -26,8 +26,6 @@ from airflow_provider_akool.operators.faceswap import (
     AkoolImageFaceSwapOperator,
     AkoolVideoFaceSwapOperator,
 )
-from tests.conftest import ConnectionFactory
-from tests.operators.test_reage import START, run_recorded, sample
 from tests.plugins import test_views, test_webhook_receiver
 from tests.plugins.test_views import token
 from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that webhook_setup asks for by name)
@@ -36,7 +34,10 @@ from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that w
     released_once_deferred,
     wh_emulator,
 )
-from tests.test_inputs import bucket, put, signature_values  # noqa: F401 (bucket: a fixture)
+from tests.support.connections import ConnectionFactory
+from tests.support.dag_runs import START, run_recorded
+from tests.support.samples import sample
+from tests.test_inputs import bucket, put  # noqa: F401 (bucket: a fixture)
 
 views_auth = test_views.auth
 webhook_setup = test_webhook_receiver.setup

@@ -20,7 +20,7 @@ from airflow_provider_akool.operators.faceswap import (
 )
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.triggers.poller import pollers_of_this_loop
-from tests.conftest import ConnectionFactory
+from tests.support.connections import ConnectionFactory
 from tests.triggers.poll_records import until
 from tests.triggers.test_poller import (  # noqa: F401 (an autouse fixture of that module, used here too)
     POLL,
