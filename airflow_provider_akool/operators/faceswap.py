@@ -10,7 +10,6 @@ pair fails before the submission, naming the parameter and the form it takes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -74,30 +73,26 @@ def check_sources(value: Any, *, most: int) -> list[dict[str, Any]]:
 
 def check_targets(value: Any, *, most: int) -> list[dict[str, Any]]:
     """Return ``target_image``: 1 to ``most`` ``{"path", "opts"}`` faces (a path may be an object URI)."""
+    allowed = f'a list of 1 to {most} {{"path", "opts"}} faces (e.g. the output of AkoolDetectFacesOperator)'
     if isinstance(value, Mapping):
         value = [value]
-    if isinstance(value, list | tuple) and len(value) > validation.MAX_FACES:
-        if len(value) > most:
+    if not isinstance(value, list | tuple) or not value or len(value) > most:
+        shown = f"{len(value)} faces" if isinstance(value, list | tuple) and value else repr(value)
+        raise AkoolValidationError(f"target_image must be {allowed}; got {shown}")
+    faces: list[dict[str, Any]] = []
+    for index, face in enumerate(value):
+        where = f"target_image[{index}]"
+        if not isinstance(face, Mapping) or set(face) != {"path", "opts"}:
             raise AkoolValidationError(
-                f'target_image must be a list of 1 to {most} {{"path", "opts"}} faces; got {len(value)} faces'
+                f'{where} must be an object with exactly the keys "path" and "opts"; got {face!r}'
             )
-        # validation.target_image stops at v3's 8: check the rest in chunks of 8, names kept.
-        return [
-            {**face}
-            for start in range(0, len(value), validation.MAX_FACES)
-            for face in _renamed(value[start : start + validation.MAX_FACES], start)
-        ]
-    return validation.target_image(value, path=inputs.check_media)
-
-
-def _renamed(chunk: Sequence[Any], start: int) -> list[dict[str, Any]]:
-    try:
-        return validation.target_image(list(chunk), path=inputs.check_media)
-    except AkoolValidationError as error:
-        message = re.sub(
-            r"target_image\[(\d+)\]", lambda m: f"target_image[{int(m.group(1)) + start}]", str(error)
+        faces.append(
+            {
+                "path": inputs.check_media(f"{where}.path", face["path"]),
+                "opts": validation.face_opts(f"{where}.opts", face["opts"]),
+            }
         )
-        raise AkoolValidationError(message) from None
+    return faces
 
 
 def mismatch(sources: int, targets: int, where: str) -> AkoolValidationError:
