@@ -9,11 +9,14 @@ As in ``test_reage``, one module DAG run holds the outcomes and several tests re
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import dag
 
 from airflow_provider_akool.exceptions import (
@@ -34,9 +37,11 @@ from airflow_provider_akool.operators.reage import (
 )
 from airflow_provider_akool.sensors.faceswap import AkoolFaceSwapSensor
 from airflow_provider_akool.triggers.base import AkoolKindTrigger
+from tests.operators.test_reage import wait_until
 from tests.support.connections import API_KEY
 from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
 from tests.support.samples import sample
+from tests.support.task_context import StubTaskInstance
 
 
 def test_the_operators_and_sensor_share_the_kinds_which_ride_in_reages_rounds() -> None:
@@ -383,3 +388,67 @@ def test_faces_that_do_not_pair_fail_after_detect_and_before_the_submission(
     counts = run.ledger["counts"]
     assert counts["specifyimage"] == 0
     assert sum(counts.values()) == 0 or set(k for k, v in counts.items() if v) <= {"detect"}
+
+
+# --- Kill: the job is cancelled, waiting in the worker or deferred ----------------------------------
+
+
+def stuck_swap(
+    emulator: Any, pro: bool, **kwargs: Any
+) -> AkoolImageFaceSwapOperator | AkoolFaceSwapProOperator:
+    stuck, alice = sample(emulator, "portrait-emulator-stuck.jpg"), sample(emulator, "alice.jpg")
+    if pro:
+        return AkoolFaceSwapProOperator(task_id="pro", modify_image=stuck, source_image=alice, **kwargs)
+    return AkoolImageFaceSwapOperator(task_id="image", modify_image=stuck, source_image=alice, **kwargs)
+
+
+@pytest.mark.parametrize("pro", [False, True], ids=["image", "pro"])
+def test_killing_the_waiting_task_cancels_the_job(
+    akool_connection: Any, emulator: Any, emulator_client: Any, pro: bool
+) -> None:
+    operator = stuck_swap(emulator, pro, poll_interval=POLL)
+    ti = StubTaskInstance()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            operator.execute({"ti": ti})
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_until(lambda: emulator_client.counts()["listbyids"] >= 2)
+
+    operator.on_kill()
+
+    akool_id = ti.pushed["akool_id"]
+    assert emulator_client.counts()["job_del"] == 1
+    assert emulator_client.ledger()["jobs"][akool_id]["cancelled"] is True
+    worker.join(10)
+    assert isinstance(outcome[0], AkoolJobFailedError)
+
+
+@pytest.mark.parametrize("pro", [False, True], ids=["image", "pro"])
+def test_deferring_hands_the_kind_trigger_the_job_and_killing_it_cancels_the_job(
+    akool_connection: Any, emulator: Any, emulator_client: Any, pro: bool
+) -> None:
+    operator = stuck_swap(emulator, pro, poll_interval=POLL, deferrable=True, timeout=600)
+    ti = StubTaskInstance()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": ti})
+
+    akool_id, job_id = ti.pushed["akool_id"], ti.pushed["akool_job_id"]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, AkoolKindTrigger)
+    _, kwargs = trigger.serialize()
+    assert (kwargs["kind"], kwargs["ids"]) == (operator.kind.name, [akool_id])
+    assert kwargs["job_ids"] == {akool_id: job_id}
+    if not pro:  # Face Swap Pro's submit reply has no URL: it comes with the poll that finds the job done
+        assert ti.pushed["akool_result_url"].endswith(f"/media/results/{akool_id}.jpg")
+
+    asyncio.run(trigger.on_kill())
+
+    assert emulator_client.counts()["job_del"] == 1
+    assert emulator_client.ledger()["jobs"][akool_id]["cancelled"] is True
