@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     f"{PACKAGE}.operators.reage",
+                    f"{PACKAGE}.operators.faceswap",
                     f"{PACKAGE}.operators.background_change",
                     f"{PACKAGE}.operators.credit",
                 ],
@@ -40,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     f"{PACKAGE}.sensors.reage",
+                    f"{PACKAGE}.sensors.faceswap",
                     f"{PACKAGE}.sensors.background_change",
                     f"{PACKAGE}.sensors.image_result",
                 ],

@@ -11,6 +11,11 @@ emulator's ledger counts the status requests.
 
     python benchmarks/bench_triggers.py                       # the default scenarios, a table, JSON
     python benchmarks/bench_triggers.py --sizes 1000 --off-sizes 1000 --adaptive-sizes ""
+
+The "shared-mixed" scenario waits for reage and face swap jobs half and half, each kind through its own
+trigger (``AkoolReageTrigger``, and the generic ``AkoolKindTrigger`` of the face swap kind) in one loop:
+the kinds share one poller, so their ids ride in the same ``listbyids`` requests ("mixed req" says how
+many of the requests carried both kinds).
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ class Scenario:
     """One run: how many waits, and whether they share the poller and poll adaptively."""
 
     #: "shared" (the default trigger: coalesced, every poll_interval), "per-task" (coalescing off: the dbt
-    #: Cloud way); "-adaptive": adaptive polling switched on (opt-in) too.
+    #: Cloud way); "-adaptive": adaptive polling switched on (opt-in) too; "shared-mixed": half reage, half
+    #: face swap, sharing the poller.
     mode: str
     n: int
 
@@ -66,28 +72,36 @@ class Scenario:
     def adaptive(self) -> bool:
         return self.mode.endswith("-adaptive")
 
+    @property
+    def mixed(self) -> bool:
+        return self.mode.endswith("-mixed")
+
 
 # --- The orchestrator (this process) ------------------------------------------------------------------
 
 
-def submit_jobs(emulator: Emulator, n: int) -> list[str]:
-    """Submit ``n`` image reage jobs that stay processing until pinned; return their ``_id`` values."""
+def submit_jobs(emulator: Emulator, n: int, faceswap: bool = False) -> list[str]:
+    """
+    Submit ``n`` image reage jobs (image face swap jobs with ``faceswap``) that stay processing until
+    pinned; return their ``_id`` values.
+    """
     headers = {"x-api-key": API_KEY}
     sample = f"{emulator.url}/media/samples/{STUCK_SAMPLE}"
     detected = requests.post(
         f"{emulator.url}/detect", json={"single_face": True, "image_url": sample}, headers=headers, timeout=30
     ).json()
-    body = {
-        "targetImage": [{"path": sample, "opts": detected["landmarks_str"][0]}],
-        "face_reage": 10,
-        "modifyImage": sample,
-    }
+    face = {"path": sample, "opts": detected["landmarks_str"][0]}
+    body: dict[str, Any] = {"targetImage": [face], "face_reage": 10, "modifyImage": sample}
+    endpoint = "imgreage"
+    if faceswap:
+        body = {"sourceImage": [face], "targetImage": [face], "face_enhance": 0, "modifyImage": sample}
+        endpoint = "specifyimage"
 
     def submit(count: int) -> list[str]:
         with requests.Session() as session:
             return [
                 session.post(
-                    f"{emulator.url}/api/open/v3/faceswap/highquality/imgreage",
+                    f"{emulator.url}/api/open/v3/faceswap/highquality/{endpoint}",
                     json=body,
                     headers=headers,
                     timeout=30,
@@ -103,11 +117,13 @@ def submit_jobs(emulator: Emulator, n: int) -> list[str]:
 def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     """Run one scenario end to end and return its figures."""
     emulator.reset()
-    ids = submit_jobs(emulator, scenario.n)
+    reage_ids = submit_jobs(emulator, scenario.n - scenario.n // 2 if scenario.mixed else scenario.n)
+    swaps = submit_jobs(emulator, scenario.n // 2, faceswap=True) if scenario.mixed else []
+    ids = reage_ids + swaps
     rng = random.Random(args.seed + scenario.n)
     plan = sorted((rng.uniform(args.finish_min, args.finish_max), akool_id) for akool_id in ids)
     work = Path(tempfile.mkdtemp(prefix="akool-bench-"))
-    (work / "ids.json").write_text(json.dumps(ids))
+    (work / "ids.json").write_text(json.dumps({"reage": reage_ids, "faceswap": swaps}))
     ready, result, log_path = work / "ready", work / "result.json", work / "worker.log"
     server = psutil.Process(emulator.pid)
     server_cpu = sum(server.cpu_times()[:2])
@@ -145,6 +161,13 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
     requests_made = counts["listbyids"] - figures.pop("warmup_requests")
     wall = figures["ended"] - figures["started"]
     lags = figures.pop("lags")
+    mixed_requests = None
+    if scenario.mixed:
+        # The ledger keeps the ids of the last 10,000 listbyids requests: enough for the runs here.
+        swap_ids = set(swaps)
+        asked = emulator.control("GET", "ledger")["listbyids_ids"]  # type: ignore[index]
+        both = [r for r in asked if any(i in swap_ids for i in r) and not all(i in swap_ids for i in r)]
+        mixed_requests = len(both) / max(1, len(asked))
     gc_pauses = figures.pop("gc_pauses")
     return {
         "mode": scenario.mode,
@@ -176,6 +199,7 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
         "wall_seconds": wall,
         "peak_rss_mb": figures["peak_rss_kb"] / 1024,
         "event_statuses": sorted(statuses),
+        "mixed_request_share": mixed_requests,
         "events": len(events),
     }
 
@@ -213,6 +237,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
     runs = [Scenario("shared", n) for n in sizes(args.sizes)]
     runs += [Scenario("per-task", n) for n in sizes(args.off_sizes)]
+    runs += [Scenario("shared-mixed", n) for n in sizes(args.mixed_sizes)]
     for n in sizes(args.adaptive_sizes):
         runs += [Scenario("shared-adaptive", n), Scenario("per-task-adaptive", n)]
     return runs
@@ -255,6 +280,7 @@ def table(rows: list[dict[str, Any]]) -> None:
             "latency p99 s",
             "CPU s",
             "emulator CPU s",
+            "mixed req",
         ],
         [
             [
@@ -273,6 +299,7 @@ def table(rows: list[dict[str, Any]]) -> None:
                 f"{row['latency_s']['p99']:.2f}",
                 f"{row['cpu_seconds']:.1f}",
                 f"{row['emulator_cpu_seconds']:.1f}",
+                "" if row.get("mixed_request_share") is None else f"{100 * row['mixed_request_share']:.0f}%",
             ]
             for row in rows
         ],
@@ -300,10 +327,12 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
 
 async def worker(work: Path, interval: float, mode: str) -> None:
     from airflow_provider_akool.hooks.akool import AkoolHook
+    from airflow_provider_akool.kinds.faceswap import FACESWAP
     from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 
     scenario = Scenario(mode, 0)
-    ids: list[str] = json.loads((work / "ids.json").read_text())
+    kinds: dict[str, list[str]] = json.loads((work / "ids.json").read_text())
+    ids = kinds["reage"] + kinds["faceswap"]
     # Load what any wait loads once (the connection lookup, the HTTP client, its TLS context), so that the
     # memory counted per wait is the wait's own.
     hook = AkoolHook()
@@ -335,22 +364,22 @@ async def worker(work: Path, interval: float, mode: str) -> None:
         else:
             gc_pauses.append(time.perf_counter() - gc_started[0])
 
-    async def wait(trigger: AkoolReageTrigger) -> None:
+    async def wait(trigger: Any) -> None:
         async for event in trigger.run():
             events[trigger.ids[0]] = (time.time(), event.payload["status"])
 
     started = time.time()
-    triggers = [
-        AkoolReageTrigger(
-            result_ids=[akool_id],
-            poll_interval=interval,
-            deadline=started + 3600,
-            started_at=started,
-            coalesce=scenario.coalesce,
-            adaptive_polling=scenario.adaptive,
-        )
-        for akool_id in ids
-    ]
+    options = {
+        "poll_interval": interval,
+        "deadline": started + 3600,
+        "started_at": started,
+        "coalesce": scenario.coalesce,
+        "adaptive_polling": scenario.adaptive,
+    }
+    triggers: list[Any] = [AkoolReageTrigger(result_ids=[akool_id], **options) for akool_id in kinds["reage"]]
+    triggers += [FACESWAP.make_trigger([akool_id], **options) for akool_id in kinds["faceswap"]]
+    # The kinds interleaved, as a DAG's tasks defer.
+    random.Random(len(triggers)).shuffle(triggers)
     gc.callbacks.append(on_gc)
     sampler = loop.create_task(sample_lag())
     tasks = []
@@ -395,6 +424,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--adaptive-sizes",
         default="1000",
         help="N of the runs with adaptive polling switched on (opt-in), shared and per task",
+    )
+    parser.add_argument(
+        "--mixed-sizes",
+        default="1000",
+        help="N of the runs waiting for reage and face swap jobs half and half",
     )
     parser.add_argument("--interval", type=float, default=10.0, help="poll_interval of every wait")
     parser.add_argument("--finish-min", type=float, default=5.0, help="earliest job end (s after start)")

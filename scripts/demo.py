@@ -295,17 +295,31 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
 
 
+#: DAGs with this tag wait for a person (a human-in-the-loop step): the demo does not run them.
+WAITS_FOR_A_PERSON = "human-in-the-loop"
+
+
+def waiting_for_a_person(bag: Any) -> list[str]:
+    """The DAGs that wait for a person's answer: ``dag.test()`` would wait for it forever."""
+    return sorted(dag_id for dag_id in bag.dag_ids if WAITS_FOR_A_PERSON in (bag.dags[dag_id].tags or ()))
+
+
 def run_order(bag: Any) -> list[str]:
     """
-    Every DAG id, those scheduled on assets last: run by hand after their producers, they find the asset
-    events of this demo (``publish_product_photos`` reads the files ``akool_background_change`` kept).
+    Every DAG id but those that wait for a person, those scheduled on assets last: run by hand after their
+    producers, they find the asset events of this demo (``publish_product_photos`` reads the files
+    ``akool_background_change`` kept).
     """
+    skipped = set(waiting_for_a_person(bag))
 
     def scheduled_on_assets(dag_id: str) -> bool:
         # By name: the class lives in airflow.timetables on 3.1 and in the task SDK on 3.2+.
         return type(bag.dags[dag_id].timetable).__name__ == "AssetTriggeredTimetable"
 
-    return sorted(bag.dag_ids, key=lambda dag_id: (scheduled_on_assets(dag_id), dag_id))
+    return sorted(
+        (dag_id for dag_id in bag.dag_ids if dag_id not in skipped),
+        key=lambda dag_id: (scheduled_on_assets(dag_id), dag_id),
+    )
 
 
 def run_s3_batch(bag: Any, base_url: str, s3: LocalS3) -> tuple[Any, list[tuple[str, ...]]]:
@@ -373,6 +387,11 @@ def run_examples(base_url: str, s3: LocalS3 | None, s3_skipped: str | None) -> i
         print(table(downloads, ("task", "object", "bytes", "sha256 the emulator downloaded", "as uploaded")))
     if s3_skipped:
         print(f"\n{s3_skipped}")
+    for dag_id in waiting_for_a_person(bag):
+        print(
+            f"\nNot run: {dag_id} waits for a person to approve its result. Run it in `make airflow` and "
+            "answer it under the task's Required Actions (see the DAG's docs)."
+        )
     kept = os.environ["AKOOL_DEMO_OUTPUT_PATH"]
     print(f"\nKept results (where a DAG keeps them) are under {kept}; Akool's own URLs last 7 days.")
     succeeded = all(state == "success" for _, state, _ in runs)

@@ -170,3 +170,20 @@ def test_the_demo_stops_its_s3_server_on_ctrl_c() -> None:
     assert process.poll() is not None
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", int(s3.url.rsplit(":", 1)[1])))
+
+
+def test_make_demo_leaves_out_the_dag_that_waits_for_a_person_and_says_so(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """``akool_face_swap_review`` waits for an approval: dag.test() would wait for ever, so it is not run."""
+    done, _ = demo_run
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    assert "Running akool_face_swap_review" not in done.stdout
+    assert "Not run: akool_face_swap_review waits for a person to approve its result" in done.stdout
+    demo = load_demo()
+    from tests.support.example_dags import parse_examples
+
+    bag = parse_examples()
+    assert demo.waiting_for_a_person(bag) == ["akool_face_swap_review"]
+    assert "akool_face_swap_review" not in demo.run_order(bag)
+    assert set(demo.run_order(bag)) == set(bag.dag_ids) - {"akool_face_swap_review"}

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from airflow_provider_akool.kinds.background_change import BACKGROUND_CHANGE
 from airflow_provider_akool.kinds.base import JobKind, MediaInput, kind_named, register, registered_kinds
+from airflow_provider_akool.kinds.faceswap import FACESWAP, FACESWAP_PRO
 from airflow_provider_akool.kinds.reage import REAGE
 
 __all__ = [
     "BACKGROUND_CHANGE",
+    "FACESWAP",
+    "FACESWAP_PRO",
     "REAGE",
     "JobKind",
     "MediaInput",

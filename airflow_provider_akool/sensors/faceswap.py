@@ -1,0 +1,40 @@
+"""The sensor that waits for face swap results (image, video and Face Swap Pro)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_akool import validation
+from airflow_provider_akool.kinds.faceswap import FACESWAP
+from airflow_provider_akool.sensors.base import AkoolJobSensor
+
+
+class AkoolFaceSwapSensor(AkoolJobSensor):
+    """
+    Wait for one or many face swap results (``_id`` values), in poke, reschedule or deferrable mode.
+
+    Any face swap job (image, video, Face Swap Pro) is polled alike, through ``listbyids``, in the rounds of
+    reage's waits. Returns one ``{"id", "job_id", "status", "url", "output_path"}`` per id, in the order
+    given (``output_path`` is None: a sensor keeps no file). Any failed job (status 4) fails the task with
+    its id, job id and reason; an id Akool does not know fails it after ``not_found_grace``.
+
+    :param result_ids: one ``_id``, a list, or an XCom of either; the return dicts of the face swap
+        operators are taken too (their ``id``), so ``result_ids=swap.output`` works, mapped or not.
+    :param akool_conn_id: the ``akool`` connection.
+    :param not_found_grace: seconds an id may stay unknown to Akool before the task fails (default 60).
+    :param deferrable: wait in the triggerer (the generic ``AkoolKindTrigger``).
+    :param poke_interval: seconds between checks (default 10); ``timeout``, ``mode``, ``soft_fail`` and the
+        rest are those of any Airflow sensor.
+    """
+
+    template_fields: Sequence[str] = ("result_ids", "akool_conn_id")
+    kind = FACESWAP
+
+    def __init__(self, *, result_ids: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result_ids = result_ids
+
+    def ids_to_wait_for(self) -> list[str]:
+        """Return the rendered ``result_ids`` as a list of ids."""
+        return validation.collect_ids("result_ids", self.result_ids, key="id")

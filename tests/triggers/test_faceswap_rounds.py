@@ -1,0 +1,92 @@
+"""
+Shared rounds across kinds: reage and face swap waits of one triggerer ride in the same ``listbyids``
+requests (the kinds give one poller key), proven on the emulator's ledger by counting requests and the ids
+each carried. The waits are those the operators hand the triggerer, run in one event loop as a triggerer
+runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from airflow_provider_akool.emulator import EmulatorClient, EmulatorServer
+from airflow_provider_akool.hooks.akool import AkoolHook
+from airflow_provider_akool.operators.faceswap import (
+    AkoolFaceSwapProOperator,
+    AkoolImageFaceSwapOperator,
+    AkoolVideoFaceSwapOperator,
+)
+from airflow_provider_akool.operators.reage import AkoolImageReageOperator
+from airflow_provider_akool.triggers.poller import pollers_of_this_loop
+from tests.support.connections import ConnectionFactory
+from tests.triggers.poll_records import until
+from tests.triggers.test_poller import (  # noqa: F401 (an autouse fixture of that module, used here too)
+    POLL,
+    _first_poll_modules_imported,
+    finish,
+    listbyids_ids,
+    start,
+)
+
+
+async def test_reage_and_face_swap_waits_share_listbyids_rounds(
+    akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+) -> None:
+    stuck = f"{emulator.url}/media/samples/portrait-emulator-stuck.jpg"
+    clip = f"{emulator.url}/media/samples/clip-emulator-stuck.mp4"
+    alice = f"{emulator.url}/media/samples/alice.jpg"
+    face = {"path": alice, "opts": "1,2:3,4:5,6:7,8"}
+    common = {"poll_interval": POLL, "deferrable": True}
+    operators: list[Any] = []
+    for n in range(3):
+        operators += [
+            AkoolImageReageOperator(task_id=f"reage_{n}", modify_image=stuck, face_reage=5, **common),
+            AkoolImageFaceSwapOperator(task_id=f"swap_{n}", modify_image=stuck, source_image=alice, **common),
+            AkoolVideoFaceSwapOperator(
+                task_id=f"video_{n}", modify_video=clip, source_image=alice, target_image=[face], **common
+            ),
+            AkoolFaceSwapProOperator(task_id=f"pro_{n}", modify_image=stuck, source_image=alice, **common),
+        ]
+
+    def submit_all() -> list[Any]:
+        jobs = []
+        for operator in operators:
+            operator.validate_inputs()
+            hook = AkoolHook()
+            jobs.append(operator.submit(hook, {}))
+            hook.close()
+        return jobs
+
+    jobs = await asyncio.to_thread(submit_all)
+    kinds = {job.id: operator.kind.name for job, operator in zip(jobs, operators, strict=True)}
+    assert set(kinds.values()) == {"reage", "faceswap", "faceswap pro"}
+    before = len(await listbyids_ids(emulator_client))
+    deadline = time.time() + 60
+    triggers = [
+        operator.make_trigger(job, started_at=time.time(), deadline=deadline)
+        for job, operator in zip(jobs, operators, strict=True)
+    ]
+    tasks = start(triggers)
+
+    async def three_rounds() -> bool:
+        return len(await listbyids_ids(emulator_client)) - before >= 3
+
+    await until(three_rounds, "three listbyids rounds")
+    # One poller for the three kinds: the waits share it.
+    assert len(pollers_of_this_loop()) == 1
+    await finish(emulator_client, [job.id for job in jobs])
+    results = await asyncio.gather(*tasks)
+
+    requests = (await listbyids_ids(emulator_client))[before:]
+    # Every request asked for all 12 waits at once (12 ids fit one request of 50): no request per wait.
+    full = [request for request in requests if set(request) == set(kinds)]
+    assert len(full) >= 3, requests
+    assert all(len(request) == len(set(request)) for request in requests)
+    # 12 waits polled alone would cost 12 requests a round; shared, each round cost one.
+    asked = sum(len(request) for request in requests)
+    assert len(requests) * 6 <= asked
+    for job, events in zip(jobs, results, strict=True):
+        assert [event["status"] for event in events] == ["success"]
+        assert [result["id"] for result in events[0]["results"]] == [job.id]
