@@ -21,6 +21,7 @@ from airflow_provider_akool.emulator import EmulatorClient, EmulatorConfig, Emul
 from airflow_provider_akool.hooks import akool as akool_hook_module
 from tests import floor
 from tests.support.connections import API_KEY, CLIENT_ID, S3_CONN_ID, ConnectionFactory
+from tests.support.s3_objects import make_bucket
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -131,6 +132,12 @@ def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", s3_server.connection())
     yield s3_server
     s3_server.enforce_credentials(False)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Any:
+    """The S3 client, with the input bucket (``tests.support.s3_objects.BUCKET``) made."""
+    return make_bucket(s3)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ signed URL must never reach logs, XCom or rendered fields.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -25,23 +24,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_akool import inputs
 from airflow_provider_akool.exceptions import AkoolInputError, AkoolValidationError
 from tests.support.connections import S3_CONN_ID
-
-BUCKET = "akool-inputs"
-
-
-@pytest.fixture
-def bucket(s3: Any) -> Any:
-    client = s3.client()
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    return client
-
-
-def put(client: Any, data: bytes, suffix: str = ".jpg") -> str:
-    """Upload ``data`` under a fresh key; return its URI with the connection id."""
-    key = f"in/{uuid.uuid4().hex}{suffix}"
-    client.put_object(Bucket=BUCKET, Key=key, Body=data)
-    return f"s3://{S3_CONN_ID}@{BUCKET}/{key}"
+from tests.support.s3_objects import BUCKET, put
 
 
 def signature_values(url: str) -> list[str]:

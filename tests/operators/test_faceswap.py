@@ -37,11 +37,11 @@ from airflow_provider_akool.operators.reage import (
 )
 from airflow_provider_akool.sensors.faceswap import AkoolFaceSwapSensor
 from airflow_provider_akool.triggers.base import AkoolKindTrigger
-from tests.operators.test_reage import wait_until
 from tests.support.connections import API_KEY
 from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
 from tests.support.samples import sample
 from tests.support.task_context import StubTaskInstance
+from tests.support.waiting import wait_until
 
 
 def test_the_operators_and_sensor_share_the_kinds_which_ride_in_reages_rounds() -> None:

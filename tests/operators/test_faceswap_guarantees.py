@@ -36,8 +36,8 @@ from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that w
 )
 from tests.support.connections import ConnectionFactory
 from tests.support.dag_runs import START, run_recorded
+from tests.support.s3_objects import put
 from tests.support.samples import sample
-from tests.test_inputs import bucket, put  # noqa: F401 (bucket: a fixture)
 
 views_auth = test_views.auth
 webhook_setup = test_webhook_receiver.setup
@@ -48,7 +48,7 @@ AMBIGUOUS = "It was not sent again, because a second job would be paid for twice
 
 
 def test_object_storage_inputs_are_signed_downloaded_by_akool_and_never_leak(
-    bucket: Any,  # noqa: F811
+    bucket: Any,
     emulator: EmulatorServer,
     emulator_client: EmulatorClient,
     akool_connection: ConnectionFactory,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,6 +33,7 @@ from tests.support.connections import API_KEY
 from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
 from tests.support.samples import sample
 from tests.support.task_context import StubTaskInstance
+from tests.support.waiting import wait_until
 
 # --- One run with every outcome of every waiting operator -------------------------------------------
 
@@ -357,13 +357,6 @@ def test_a_job_done_before_the_first_check_is_not_deferred(
 
     assert result["status"] == "success"
     assert emulator_client.counts()["listbyids"] == 1
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 # --- Mapping ---------------------------------------------------------------------------------------

@@ -21,14 +21,14 @@ from airflow_provider_akool.operators.faceswap import (
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.triggers.poller import pollers_of_this_loop
 from tests.support.connections import ConnectionFactory
-from tests.triggers.poll_records import until
-from tests.triggers.test_poller import (  # noqa: F401 (an autouse fixture of that module, used here too)
+from tests.support.trigger_runs import (  # noqa: F401 (_first_poll_modules_imported: an autouse fixture)
     POLL,
     _first_poll_modules_imported,
     finish,
     listbyids_ids,
     start,
 )
+from tests.triggers.poll_records import until
 
 
 async def test_reage_and_face_swap_waits_share_listbyids_rounds(

@@ -23,7 +23,7 @@ from airflow_provider_akool.hooks.akool import DEFAULT_BATCH_SIZE as HOOK_BATCH_
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.models import JobStatus, ReageJob
 from airflow_provider_akool.sensors.reage import AkoolReageSensor
-from airflow_provider_akool.triggers.base import adaptive_interval, import_first_poll_modules
+from airflow_provider_akool.triggers.base import adaptive_interval
 from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.poller import (
     DEFAULT_BATCH_SIZE,
@@ -36,6 +36,14 @@ from airflow_provider_akool.triggers.poller import (
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
 from tests.support.connections import ConnectionFactory
+from tests.support.trigger_runs import (  # noqa: F401 (_first_poll_modules_imported: an autouse fixture)
+    POLL,
+    _first_poll_modules_imported,
+    finish,
+    listbyids_ids,
+    payloads,
+    start,
+)
 from tests.triggers.poll_records import PATIENCE, PollsAsked, RequestsSent, requests_seen, until
 
 try:  # Airflow 3.2+
@@ -43,23 +51,10 @@ try:  # Airflow 3.2+
 except ImportError:  # Airflow 3.1
     from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
-#: Below the adaptive floor (1 s), so every wait polls at exactly this interval.
-POLL = 0.2
 B = DEFAULT_BATCH_SIZE
 UNKNOWN_ID = "0123456789abcdef01234567"
 
 SubmitMany = Callable[..., list[ReageJob]]
-
-
-@pytest.fixture(autouse=True)
-async def _first_poll_modules_imported() -> None:
-    """
-    Import the first poll's modules before a test starts its waits, as a triggerer does once in its life.
-
-    The first waits of a process each import them in a thread (see ``import_first_poll_modules``) and come
-    back from it one by one, far apart on a busy machine: they would not share the first round.
-    """
-    await import_first_poll_modules()
 
 
 @pytest.fixture
@@ -79,31 +74,6 @@ def submit_many(akool_connection: ConnectionFactory, emulator: EmulatorServer) -
 def reage_triggers(jobs: list[ReageJob], **kwargs: Any) -> list[AkoolReageTrigger]:
     kwargs = {"poll_interval": POLL, "deadline": time.time() + 60, **kwargs}
     return [AkoolReageTrigger(result_ids=[job.id], job_ids={job.id: job.job_id}, **kwargs) for job in jobs]
-
-
-async def payloads(trigger: AkoolReageTrigger | AkoolImageResultTrigger) -> list[dict[str, Any]]:
-    """Every event of the trigger, as a triggerer collects them."""
-    return [event.payload async for event in trigger.run()]
-
-
-def start(triggers: list[Any]) -> list[asyncio.Task[list[dict[str, Any]]]]:
-    return [asyncio.ensure_future(payloads(trigger)) for trigger in triggers]
-
-
-async def finish(emulator_client: EmulatorClient, ids: list[str], status: int = 3) -> None:
-    """Pin the status of jobs from a thread: the control client blocks, the loop must not."""
-
-    def pin() -> None:
-        for akool_id in ids:
-            emulator_client.set_job_status(akool_id, status)
-
-    await asyncio.to_thread(pin)
-
-
-async def listbyids_ids(emulator_client: EmulatorClient) -> list[list[str]]:
-    ledger = await asyncio.to_thread(emulator_client.ledger)
-    ids: list[list[str]] = ledger["listbyids_ids"]
-    return ids
 
 
 def complete_rounds(requests: list[list[str]], per_round: int) -> list[list[list[str]]]:
