@@ -15,12 +15,6 @@ import airflow_provider_akool
 PACKAGE = "airflow_provider_akool"
 ROOT = Path(airflow_provider_akool.__file__).parent
 
-#: Pairs that still import each other, each with the issue that removes it.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # Issue 21: the webhook feature becomes one package (another branch removes this pair).
-    frozenset({f"{PACKAGE}.plugins.webhook_app", f"{PACKAGE}.plugins.webhook_receiver"}),
-}
-
 
 def module_name(path: Path) -> str:
     parts = [PACKAGE, *path.relative_to(ROOT).with_suffix("").parts]
@@ -104,8 +98,7 @@ def test_the_cycle_finder_finds_a_circle() -> None:
 
 
 def test_the_package_has_no_import_circle() -> None:
-    circles = [circle for circle in cycles(import_graph()) if frozenset(circle) not in KNOWN_CYCLES]
-    assert circles == []
+    assert cycles(import_graph()) == []
 
 
 def test_the_kinds_import_no_trigger_sensor_operator_or_plugin() -> None:
