@@ -265,10 +265,9 @@ def _worker(jobs: int, concurrency: int, settle: bool = False) -> dict[str, Any]
     from fastapi import FastAPI
     from sqlalchemy import select
 
-    from airflow_provider_akool import callbacks
     from airflow_provider_akool.plugins import webhook_receiver
     from airflow_provider_akool.triggers.reage import AkoolReageTrigger
-    from airflow_provider_akool.webhook import build_callback
+    from airflow_provider_akool.webhook import build_callback, callback_url
 
     resetdb()
     dag = runpy.run_path(str(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{DAG_ID}.py"))["dag"]
@@ -289,12 +288,12 @@ def _worker(jobs: int, concurrency: int, settle: bool = False) -> dict[str, Any]
                 deferred_at = begin - 1 - 8 * (index // 2) / max(1, (jobs + 1) // 2 - 1)
                 quick[ti.task_id] = deferred_at
             akool_id = f"{index:024x}"
-            token = callbacks.new_token()
+            token = callback_url.new_token()
             trigger = AkoolReageTrigger.for_ids(
                 [akool_id],
                 job_ids={akool_id: f"job-{index}"},
                 started_at=deferred_at,
-                webhook_token_sha256=callbacks.token_digest(token),
+                webhook_token_sha256=callback_url.token_digest(token),
             )
             row = Trigger.from_object(trigger)
             row.created_date = datetime.fromtimestamp(deferred_at, timezone.utc)
@@ -303,8 +302,8 @@ def _worker(jobs: int, concurrency: int, settle: bool = False) -> dict[str, Any]
             ti.state = "deferred"
             ti.trigger_id = row.id
             ti.next_method = "execute_complete"
-            route = callbacks.CallbackRoute(DAG_ID, run_id, ti.task_id, ti.map_index, "akool_default")
-            urls[ti.task_id] = (akool_id, callbacks.callback_url(_base_url(), route, token))
+            route = callback_url.CallbackRoute(DAG_ID, run_id, ti.task_id, ti.map_index, "akool_default")
+            urls[ti.task_id] = (akool_id, callback_url.callback_url(_base_url(), route, token))
 
     port = _free_port()
     root = FastAPI()
@@ -386,7 +385,7 @@ def _settle_figures(
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from airflow_provider_akool.callbacks import resume_settle_seconds
+    from airflow_provider_akool.webhook.callback_url import resume_settle_seconds
 
     settle = resume_settle_seconds()
     # Each job "ends" when its callback is sent: now, all at once.

@@ -44,11 +44,12 @@ RUN_THE_PROVIDER = textwrap.dedent(
         for found in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if found.name.startswith("airflow_provider_akool.emulator") or found.name.endswith("__main__"):
                 continue
-            # The FastAPI apps of the UI plugin (plugins/views.py) and of the webhook receiver: only the API
-            # server imports them. Their plugin modules (loaded by every component) must not load FastAPI.
+            # The FastAPI apps of the UI plugin (plugins/views.py) and of the webhook receiver
+            # (plugins/webhook_receiver.py): only the API server imports them. Their plugin modules (loaded by
+            # every component) must not load FastAPI.
             if found.name in (
                 "airflow_provider_akool.plugins.views_app",
-                "airflow_provider_akool.plugins.webhook_app",
+                "airflow_provider_akool.webhook.receiver",
             ):
                 continue
             module = importlib.import_module(found.name)

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_akool import webhook as webhook_module
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolWebhookConfigurationError,
@@ -39,6 +38,7 @@ from airflow_provider_akool.webhook import (
     callback_shape_problem,
     compute_signature,
 )
+from airflow_provider_akool.webhook import signing as webhook_module
 
 CLIENT_ID = "akool-client-id-0001"
 SECRET = "0123456789abcdefghijklmn"  # 24 bytes, like Akool's clientSecret: AES-192
@@ -512,6 +512,34 @@ def test_the_module_does_not_import_airflow() -> None:
         "import sys, airflow_provider_akool.webhook as w\n"
         "w.build_callback('akool-client-id-0001', 'k' * 24, {'_id': 'a', 'status': 3})\n"
         "assert not [m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+#: Every public name ``airflow_provider_akool.webhook`` had as one module (before issue 21's package).
+PUBLIC_NAMES = [
+    "AES_KEY_LENGTHS",
+    "DEFAULT_MAX_AGE",
+    "IV_LENGTH",
+    "MAX_BODY_BYTES",
+    "AkoolWebhookEvent",
+    "AkoolWebhookVerifier",
+    "build_callback",
+    "callback_shape_problem",
+    "compute_signature",
+    "credentials_problem",
+]
+
+
+@pytest.mark.parametrize("name", PUBLIC_NAMES)
+def test_the_public_path_keeps_each_name_of_the_module_without_a_warning(name: str) -> None:
+    # The documented path did not move: the package re-exports the scheme, the very objects, not copies.
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('error')\n"
+        f"from airflow_provider_akool.webhook import {name} as public\n"
+        f"from airflow_provider_akool.webhook.signing import {name} as own\n"
+        "assert public is own\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from airflow_provider_akool.emulator.jobs import FAILED, PROCESSING, QUEUED, SUCCESS, Job
-from airflow_provider_akool.webhook import build_callback, credentials_problem
+from airflow_provider_akool.webhook.signing import build_callback, credentials_problem
 
 if TYPE_CHECKING:
     from airflow_provider_akool.emulator.state import EmulatorState

@@ -31,14 +31,6 @@ from airflow.providers.common.compat.sdk import ResumableJobMixin, conf
 from airflow.sdk import BaseOperator
 
 from airflow_provider_akool import inputs, masking, validation
-from airflow_provider_akool.callbacks import (
-    AIRFLOW_RECEIVER,
-    CALLBACK_XCOM_KEY,
-    new_callback_url,
-    pending_mark,
-    public_base_url,
-    relaxed_poll_interval,
-)
 from airflow_provider_akool.exceptions import (
     AkoolError,
     AkoolJobTimeoutError,
@@ -61,6 +53,14 @@ from airflow_provider_akool.wait import (
     execution_timeout_error,
     first_poll_at,
     try_deadline,
+)
+from airflow_provider_akool.webhook.callback_url import (
+    AIRFLOW_RECEIVER,
+    CALLBACK_XCOM_KEY,
+    new_callback_url,
+    pending_mark,
+    public_base_url,
+    relaxed_poll_interval,
 )
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_akool.callbacks import digest_of_record
 from airflow_provider_akool.wait import JobSnapshot
+from airflow_provider_akool.webhook.callback_url import digest_of_record
 
 if TYPE_CHECKING:
     from pydantic import JsonValue

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_akool.callbacks import read_callback_mark, relaxed_poll_interval, resume_settle_seconds
 from airflow_provider_akool.exceptions import AkoolError
 from airflow_provider_akool.kinds.base import home_of, kind_named
 from airflow_provider_akool.models import JobStatus
@@ -28,6 +27,11 @@ from airflow_provider_akool.wait import (
     WaitEvent,
     adaptive_interval,
     first_poll_at,
+)
+from airflow_provider_akool.webhook.callback_url import (
+    read_callback_mark,
+    relaxed_poll_interval,
+    resume_settle_seconds,
 )
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_akool.callbacks import DEFAULT_RESUME_SETTLE
+from airflow_provider_akool.webhook.callback_url import DEFAULT_RESUME_SETTLE
 from tests.e2e.conftest import JobGate, wait_for, xcom_value
 from tests.stack.airflow_stack import AirflowStack
 

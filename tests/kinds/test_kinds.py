@@ -29,21 +29,21 @@ from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
 from airflow_provider_akool.triggers.reage import AkoolReageTrigger
 from airflow_provider_akool.wait import JobSnapshot
 from tests.kinds.echo_kind import ECHO, AkoolEchoOperator, AkoolEchoSensor
-from tests.plugins import test_views, test_webhook_receiver
-from tests.plugins.test_views import token
-from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that webhook_setup asks for by name)
-    mini_triggerer,
-    receiver_url,
-    released_once_deferred,
-    wh_emulator,
-)
+from tests.support import views_auth as auth_bench
+from tests.support import webhook_receiver as receiver_bench
 from tests.support.connections import ConnectionFactory
 from tests.support.dag_runs import START, run_recorded
 from tests.support.samples import sample
+from tests.support.views_auth import token
+from tests.support.webhook_receiver import mini_triggerer, released_once_deferred
 
-#: The views' auth manager, and the receiver's emulator and connection: fixtures of their own modules.
-views_auth = test_views.auth
-webhook_setup = test_webhook_receiver.setup
+#: Fixtures asked for by name: the views' auth manager; the receiver's emulator, app and connection.
+views_auth = auth_bench.auth
+wh_emulator, receiver_url, webhook_setup = (
+    receiver_bench.wh_emulator,
+    receiver_bench.receiver_url,
+    receiver_bench.setup,
+)
 
 ID = "a" * 24
 
@@ -203,7 +203,7 @@ def test_an_unknown_kind_is_a_clear_error_and_a_name_is_taken_once() -> None:
 
 
 def test_the_receiver_rebuilds_only_triggers_of_registered_kinds() -> None:
-    from airflow_provider_akool.plugins.webhook_receiver import _akool_trigger
+    from airflow_provider_akool.webhook.receiver import _akool_trigger
 
     def row(classpath: str, kwargs: dict[str, Any]) -> Any:
         return SimpleNamespace(classpath=classpath, kwargs=kwargs)
@@ -230,7 +230,7 @@ class AkoolEchoOwnTrigger(AkoolJobTrigger):
 
 
 def test_the_receiver_rebuilds_a_registered_kinds_own_trigger_outside_the_package() -> None:
-    from airflow_provider_akool.plugins.webhook_receiver import _akool_trigger
+    from airflow_provider_akool.webhook.receiver import _akool_trigger
 
     made = AkoolEchoOwnTrigger.kind.make_trigger([ID], started_at=1.0, deadline=2.0)
     classpath, kwargs = made.serialize()

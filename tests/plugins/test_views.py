@@ -10,53 +10,27 @@ The stack and the browser (tests/e2e/test_browser.py) show the same views inside
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pendulum
 import pytest
 import requests
-from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from airflow.sdk import dag
 from fastapi.testclient import TestClient
 
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator, AkoolVideoReageOperator
 from airflow_provider_akool.plugins import views, views_app
+from tests.support import views_auth
 from tests.support.dag_runs import RecordedRun, run_recorded
 from tests.support.samples import sample
+from tests.support.views_auth import HIDDEN_DAG, OPEN_DAG, token
 
-OPEN_DAG = "akool_views_open"
-HIDDEN_DAG = "akool_views_hidden"
+#: The auth manager (a fixture), asked for by name.
+auth = views_auth.auth
+
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 FACE = "2804,2182:3607,1897:3341,2566:3519,2920"
-
-
-class HidesOneDag(SimpleAuthManager):
-    """
-    Airflow's simple auth manager, but the ``viewer`` may not read :data:`HIDDEN_DAG`, and ``scoped`` may read
-    only :data:`OPEN_DAG` (other tests of the session leave Akool jobs in the same database);
-    ``no_xcom`` may read every DAG and its task instances but no XCom, and ``no_ti`` every DAG but no task
-    instance.
-    """
-
-    def is_authorized_dag(
-        self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None
-    ) -> bool:
-        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-
-        if user.get_name() == "viewer" and details is not None and details.id == HIDDEN_DAG:
-            return False
-        if user.get_name() == "scoped" and (details is None or details.id != OPEN_DAG):
-            return False
-        if user.get_name() == "no_xcom" and access_entity == DagAccessEntity.XCOM:
-            return False
-        if user.get_name() == "no_ti" and access_entity == DagAccessEntity.TASK_INSTANCE:
-            return False
-        return bool(
-            super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
-        )
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +60,6 @@ def runs(module_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dict
     hidden = run_recorded(hidden_dag(), emulator.client)
     opened = run_recorded(open_dag(), emulator.client)
     return {OPEN_DAG: opened, HIDDEN_DAG: hidden}
-
-
-@pytest.fixture(scope="module")
-def auth() -> Iterator[Any]:
-    """Airflow's auth manager, set up as the API server does, with :class:`HidesOneDag`."""
-    from airflow.api_fastapi import app as api_app
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.HidesOneDag")
-        patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "akool-views-test-secret-" + "x" * 64)
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer")
-        manager = api_app.init_auth_manager()
-        try:
-            yield manager
-        finally:
-            api_app.purge_cached_app()
-
-
-def token(auth: Any, name: str, role: str = "viewer", seconds: int = 3600) -> str:
-    return str(
-        auth.generate_jwt(SimpleAuthManagerUser(username=name, role=role), expiration_time_in_seconds=seconds)
-    )
 
 
 @pytest.fixture

@@ -2,17 +2,12 @@
 Webhook-first completion: Akool's callbacks (the emulator's) resume deferred tasks through the receiver.
 
 The receiver is the plugin's real FastAPI app on a real uvicorn on 127.0.0.1; tasks run through
-``dag.test()`` on Airflow's real database. ``dag.test()`` runs a trigger in line and takes its first event,
-which would leave no task deferred for a callback to find, so its in-line step is replaced by a small
-triggerer (:func:`mini_triggerer`) that does what Airflow's does: the task instance stays ``deferred`` on its
-trigger row while the trigger runs; the trigger's own event goes through ``Trigger.submit_event``; a task
-that leaves ``deferred`` (resumed by the receiver's ``Trigger.submit_event``) stops its trigger and, on
-Airflow 3.3+, calls its ``on_kill`` as the triggerer does.
+``dag.test()`` on Airflow's real database, with a small triggerer in place of its in-line trigger
+(tests/support/webhook_receiver.py, :func:`~tests.support.webhook_receiver.mini_triggerer`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -20,248 +15,36 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points, version
+from dataclasses import replace
+from importlib.metadata import entry_points
 from typing import Any
 
 import httpx
-import pendulum
 import pytest
 from airflow.sdk import dag
-from packaging.version import Version
 
-from airflow_provider_akool import callbacks
-from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer
+from airflow_provider_akool.emulator import EmulatorServer
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.plugins import webhook_receiver
-from airflow_provider_akool.webhook import MAX_BODY_BYTES, build_callback
+from airflow_provider_akool.webhook import MAX_BODY_BYTES, build_callback, callback_url, receiver
+from tests.support import webhook_receiver as bench
 from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.webhook_receiver import (
+    AIRFLOW_33,
+    CLIENT_ID,
+    SECRET,
+    START,
+    Harness,
+    mini_triggerer,
+    released_once_deferred,
+    serve,
+    ti_row,
+)
 
-CLIENT_ID = "webhook-test-client-0001"
-SECRET = "webhook-test-secret-0024"  # 24 characters: an AES-192 key, as Akool's
-START = pendulum.datetime(2026, 1, 1, tz="UTC")
-AIRFLOW_33 = Version(version("apache-airflow")).release >= (3, 3)
-
-
-@pytest.fixture(scope="module")
-def wh_emulator() -> Iterator[EmulatorServer]:
-    """An emulator whose credentials can sign callbacks, with quick jobs."""
-    server = EmulatorServer(
-        EmulatorConfig(
-            api_key=SECRET,
-            client_id=CLIENT_ID,
-            client_secret=SECRET,
-            queued_seconds=0.1,
-            processing_seconds=0.3,
-        )
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver_url() -> Iterator[str]:
-    """The receiver app, mounted at /akool as the API server mounts it, on a real uvicorn on 127.0.0.1."""
-    from fastapi import FastAPI
-
-    root = FastAPI()
-    root.mount(callbacks.URL_PREFIX, webhook_receiver.create_app())
-    # log_config=None, as Airflow 3.3's API server runs uvicorn: its loggers propagate, so caplog sees what
-    # uvicorn logs (an unhandled exception's traceback among it).
-    with serve(root, log_level="warning", log_config=None) as url:
-        yield url
-
-
-@contextmanager
-def serve(app: Any, **config: Any) -> Iterator[str]:
-    """Serve ``app`` on a real uvicorn on a free 127.0.0.1 port in a thread; yield its URL; stop it after."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@pytest.fixture
-def setup(
-    wh_emulator: EmulatorServer, receiver_url: str, airflow_db: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[EmulatorServer]:
-    conn = {
-        "conn_type": "akool",
-        "host": wh_emulator.url,
-        "login": CLIENT_ID,
-        "password": SECRET,
-        "extra": {"auth_type": "api_key"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AKOOL_DEFAULT", json.dumps(conn))
-    monkeypatch.setenv("AIRFLOW__API__BASE_URL", receiver_url)
-    monkeypatch.delenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", raising=False)
-    # The fallback polls every 60 s; 30 s here keeps a failing test shorter and still shows no poll came
-    # (on Airflow 3.1 the in-process API of dag.test() holds SQLite's lock for seconds at times, which
-    # delays the receiver's writes: a real API server has its own database connections).
-    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 30.0)
-    # No scheduler runs here to be raced (see the settle test): callbacks resume at once.
-    monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_RESUME_SETTLE", "0")
-    wh_emulator.client.reset()
-    yield wh_emulator
-    wh_emulator.client.reset()
-
-
-# --- A small triggerer in place of dag.test()'s in-line trigger ---------------------------------------
-
-
-@dataclass
-class Harness:
-    """What the test wants the triggerer to do, and what it saw."""
-
-    hold_before_deferred: float = 0.0
-    #: Called after the task asked to defer and before it is ``deferred`` (Airflow's own moment of that).
-    before_deferred: Callable[[dict[str, Any]], None] | None = None
-    while_deferred: Callable[[dict[str, Any]], None] | None = None
-    also_fire_trigger_event: bool = False
-    fired_by: list[str] = field(default_factory=list)
-    killed: list[bool] = field(default_factory=list)
-    #: When the task was deferred (its trigger row's created_date) and when it left ``deferred`` (epoch s).
-    deferred_at: list[float] = field(default_factory=list)
-    resumed_at: list[float] = field(default_factory=list)
-
-
-class _AsyncComms:
-    """dag.test()'s in-process comms, with the ``asend`` the triggerer's comms have."""
-
-    def __init__(self, comms: Any) -> None:
-        self.comms = comms
-
-    def send(self, msg: Any) -> Any:
-        return self.comms.send(msg)
-
-    async def asend(self, msg: Any) -> Any:
-        from airflow import settings
-
-        try:
-            return self.comms.send(msg)
-        finally:
-            # Airflow 3.1's in-process API leaves this thread's session in a transaction, holding SQLite's
-            # lock against the receiver's writes (a real triggerer asks the API server over HTTP).
-            settings.Session.remove()
-
-
-def _by_key(ti: Any) -> Any:
-    """The task instance row of ``ti`` by its key (the id column's type differs between versions)."""
-    from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import select
-
-    return select(TaskInstance).where(
-        TaskInstance.dag_id == ti.dag_id,
-        TaskInstance.run_id == ti.run_id,
-        TaskInstance.task_id == ti.task_id,
-        TaskInstance.map_index == ti.map_index,
-    )
-
-
-def _ti_row(ti: Any) -> tuple[str, Any, Any]:
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(_by_key(ti)).one()
-        return str(row.state), row.trigger_id, row.next_kwargs
-
-
-def _event_payload(next_kwargs: Any) -> Any:
-    try:
-        from airflow.models.trigger import _decode_next_kwargs  # 3.3: serde-encoded
-
-        return _decode_next_kwargs(next_kwargs)["event"]
-    except ImportError:
-        return next_kwargs["event"]
-
-
-def mini_triggerer(harness: Harness) -> Callable[[Any, Any], Any]:
-    def run(trigger: Any, task_sdk_ti: Any) -> Any:
-        from airflow.models.trigger import Trigger
-        from airflow.sdk.execution_time.supervisor import (
-            InProcessSupervisorComms,
-            InProcessTestSupervisor,
-            set_supervisor_comms,
-        )
-        from airflow.triggers.base import TriggerEvent
-        from airflow.utils.session import create_session
-
-        # dag.test() put the task back to queued for its in-line run; Airflow keeps it deferred.
-        time.sleep(harness.hold_before_deferred)
-        if harness.before_deferred is not None:
-            harness.before_deferred({"ti": task_sdk_ti})
-        with create_session() as session:
-            row = session.scalars(_by_key(task_sdk_ti)).one()
-            assert row.trigger_id is not None, "the deferral left no trigger row"
-            row.state = "deferred"
-            trigger_id = row.trigger_id
-            harness.deferred_at.append(session.get(Trigger, trigger_id).created_date.timestamp())
-        supervisor = InProcessTestSupervisor(
-            id=task_sdk_ti.id,
-            pid=__import__("os").getpid(),
-            process=__import__("psutil").Process(),
-            process_log=__import__("structlog").get_logger(logger_name="task").bind(),
-            client=InProcessTestSupervisor._api_client(),
-        )
-        supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
-        comms = _AsyncComms(supervisor.comms)
-        trigger.task_instance = task_sdk_ti
-
-        async def triggerer() -> Any:
-            running = asyncio.ensure_future(anext(trigger.run(), None))
-            informed = False
-            while True:
-                await asyncio.sleep(0.02)
-                if running.done():
-                    event = running.result()
-                    with create_session() as session:
-                        Trigger.submit_event(trigger_id, event, session=session)
-                    harness.resumed_at.append(time.time())
-                    harness.fired_by.append("trigger")
-                    return event
-                state, _, next_kwargs = _ti_row(task_sdk_ti)
-                if state == "deferred" and not informed and harness.while_deferred is not None:
-                    informed = True
-                    await asyncio.to_thread(
-                        harness.while_deferred, {"trigger_id": trigger_id, "ti": task_sdk_ti}
-                    )
-                    continue
-                if state != "deferred":
-                    harness.resumed_at.append(time.time())
-                    running.cancel()
-                    harness.fired_by.append("webhook")
-                    if AIRFLOW_33:
-                        await trigger.on_kill()  # what Airflow 3.3's triggerer does for a stopped trigger
-                        harness.killed.append(True)
-                    payload = _event_payload(next_kwargs)
-                    if harness.also_fire_trigger_event:
-                        with create_session() as session:
-                            Trigger.submit_event(trigger_id, TriggerEvent(payload), session=session)
-                    return TriggerEvent(payload)
-
-        with set_supervisor_comms(comms):
-            return asyncio.run(triggerer())
-
-    return run
+#: The bench's fixtures, asked for by name: its emulator, the receiver on uvicorn, and both with a connection.
+wh_emulator, receiver_url, setup = bench.wh_emulator, bench.receiver_url, bench.setup
 
 
 def run_webhook_dag(
@@ -290,12 +73,6 @@ def run_webhook_dag(
         )
 
     return run_recorded(one(), emulator.client)
-
-
-def released_once_deferred(emulator: EmulatorServer, **options: Any) -> Harness:
-    """A harness whose job makes no progress (the emulator's clock stands) until the task is deferred."""
-    emulator.client.freeze_clock(True)
-    return Harness(while_deferred=lambda info: emulator.client.freeze_clock(False), **options)
 
 
 def after_submission(ledger: dict[str, Any], endpoint: str) -> int:
@@ -420,7 +197,7 @@ def test_a_dropped_callback_falls_back_to_polling(
 ) -> None:
     # Akool cannot reach the receiver (nothing listens there): the trigger's relaxed polls finish the task.
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    monkeypatch.setattr(callback_url, "WEBHOOK_POLL_INTERVAL", 1.0)
     harness = Harness()
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_dropped")
     assert run.states[("reage", -1)] == "success", run.failures
@@ -475,13 +252,13 @@ def test_forged_tampered_oversized_and_misdirected_callbacks_are_refused_and_cha
         answers["not json"] = post(url, genuine, headers={"content-type": "text/plain"}).status_code
         answers["GET"] = httpx.get(url, timeout=10).status_code
         answers["bad route"] = post(f"{base.rsplit('/', 1)[0]}/not-a-route/{token}", genuine).status_code
-        answers["wrong token"] = post(f"{base}/{callbacks.new_token()}", genuine).status_code
+        answers["wrong token"] = post(f"{base}/{callback_url.new_token()}", genuine).status_code
         other = build_callback(CLIENT_ID, SECRET, {**done, "_id": "0" * 24})
         answers["other job"] = post(url, other).status_code
         answers["processing"] = post(
             url, build_callback(CLIENT_ID, SECRET, {**done, "status": 2})
         ).status_code
-        state, trigger_id, _ = _ti_row(info["ti"])
+        state, trigger_id, _ = ti_row(info["ti"])
         answers["still deferred"] = int(state == "deferred" and trigger_id == info["trigger_id"])
         # And the genuine one: it resumes the task with the job's final state, which it is.
         answers["genuine"] = post(url, genuine).status_code
@@ -524,7 +301,7 @@ def callback_mark_of(ti: Any) -> Any:
     with create_session() as session:
         value = session.scalar(
             select(XComModel.value).where(
-                XComModel.key == callbacks.CALLBACK_XCOM_KEY,
+                XComModel.key == callback_url.CALLBACK_XCOM_KEY,
                 XComModel.dag_id == ti.dag_id,
                 XComModel.run_id == ti.run_id,
                 XComModel.task_id == ti.task_id,
@@ -554,7 +331,9 @@ def test_only_the_task_s_own_token_and_connection_act_on_a_callback_before_and_a
             url = job["webhook_url"]
             base, token = url.rsplit("/", 1)
             prefix, route = base.rsplit("/", 1)
-            their_route = replace(callbacks.CallbackRoute.decode(route), conn_id="akool_other_team").encode()
+            their_route = replace(
+                callback_url.CallbackRoute.decode(route), conn_id="akool_other_team"
+            ).encode()
             evil = {"_id": akool_id, "status": 3, "type": "faceswap", "url": metadata}
             theirs = build_callback(OTHER_CLIENT_ID, OTHER_SECRET, evil)
             answers[f"{phase}: their connection in the route"] = post(
@@ -562,7 +341,7 @@ def test_only_the_task_s_own_token_and_connection_act_on_a_callback_before_and_a
             ).status_code
             answers[f"{phase}: their credentials, the task's route"] = post(url, theirs).status_code
             answers[f"{phase}: genuine, another token"] = post(
-                f"{base}/{callbacks.new_token()}", build_callback(CLIENT_ID, SECRET, evil)
+                f"{base}/{callback_url.new_token()}", build_callback(CLIENT_ID, SECRET, evil)
             ).status_code
             mark = callback_mark_of(info["ti"])
             answers[f"{phase}: mark"] = sorted(mark) if isinstance(mark, dict) else mark
@@ -600,7 +379,7 @@ def test_only_the_task_s_own_token_and_connection_act_on_a_callback_before_and_a
     # The mark keeps the digest of the token it was checked against, never the token.
     token = next(job["webhook_url"] for job in run.ledger["jobs"].values()).rsplit("/", 1)[1]
     mark = callback_mark_of(run.tis[("reage", -1)])
-    assert mark["token_sha256"] == callbacks.token_digest(token)
+    assert mark["token_sha256"] == callback_url.token_digest(token)
     assert token not in json.dumps(mark)
 
 
@@ -623,8 +402,8 @@ def test_a_body_is_checked_before_any_connection_is_looked_up(
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A route of the sender's making names a connection that exists, but is not this (unknown) task's.
-    route = callbacks.CallbackRoute("no_such_dag", "no_such_run", "no_such_task", -1, "akool_default")
-    url = callbacks.callback_url(receiver_base(), route, callbacks.new_token())
+    route = callback_url.CallbackRoute("no_such_dag", "no_such_run", "no_such_task", -1, "akool_default")
+    url = callback_url.callback_url(receiver_base(), route, callback_url.new_token())
     genuine = build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})
     looked_up = record_connection_lookups(monkeypatch)
     bodies = {
@@ -634,11 +413,11 @@ def test_a_body_is_checked_before_any_connection_is_looked_up(
         "dataEncrypt not whole blocks": {**genuine, "dataEncrypt": "AAAA"},
         "well formed, for a task that expects no callback": genuine,
     }
-    with caplog.at_level(logging.INFO, logger=webhook_receiver.__name__):
+    with caplog.at_level(logging.INFO, logger=receiver.LOGGER_NAME):
         answers = {name: post(url, body).status_code for name, body in bodies.items()}
     assert answers == dict.fromkeys(bodies, 400)
     assert looked_up == []
-    refusals = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    refusals = [r.getMessage() for r in caplog.records if r.name == receiver.LOGGER_NAME]
     assert any("40 hexadecimal digits" in m for m in refusals), refusals
     assert any("expects none" in m for m in refusals), refusals
 
@@ -660,13 +439,15 @@ def test_a_task_s_connection_that_cannot_verify_is_refused_and_nothing_of_its_se
     why: str,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_TASK_OWN", json.dumps(connection))
-    expectation = callbacks.CallbackExpectation(callbacks.token_digest(callbacks.new_token()), "task_own")
-    monkeypatch.setattr(webhook_receiver, "_expectation", lambda route, session: expectation)
-    route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default")
+    expectation = callback_url.CallbackExpectation(
+        callback_url.token_digest(callback_url.new_token()), "task_own"
+    )
+    monkeypatch.setattr(receiver, "_expectation", lambda route, session: expectation)
+    route = callback_url.CallbackRoute("d", "r", "t", -1, "akool_default")
     body = json.dumps(build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})).encode()
     with caplog.at_level(logging.DEBUG):
-        assert webhook_receiver.verify_callback(route, body) == webhook_receiver.REFUSED
-    messages = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+        assert receiver.verify_callback(route, body) == receiver.REFUSED
+    messages = [r.getMessage() for r in caplog.records if r.name == receiver.LOGGER_NAME]
     assert any(why in m and "task_own" in m for m in messages), messages
     logged = " ".join(caplog.messages)
     # Neither the secret nor its length (the verifier's own message names it: "this one has 23").
@@ -676,18 +457,20 @@ def test_a_task_s_connection_that_cannot_verify_is_refused_and_nothing_of_its_se
 
 
 def test_a_trigger_ignores_a_mark_left_for_another_token() -> None:
-    digest = callbacks.token_digest(callbacks.new_token())
-    other = callbacks.CallbackExpectation(callbacks.token_digest(callbacks.new_token()), "akool_default")
-    mine = callbacks.CallbackExpectation(digest, "akool_default")
+    digest = callback_url.token_digest(callback_url.new_token())
+    other = callback_url.CallbackExpectation(
+        callback_url.token_digest(callback_url.new_token()), "akool_default"
+    )
+    mine = callback_url.CallbackExpectation(digest, "akool_default")
     from airflow_provider_akool.models import JobStatus
     from airflow_provider_akool.wait import JobSnapshot
 
     done = JobSnapshot(id="a" * 24, status=JobStatus.SUCCESS, url="https://cdn.example/r.jpg")
     job_ids = {"a" * 24: None}
-    assert callbacks.snapshot_of_mark(callbacks.callback_mark(done, other), job_ids, digest) is None
+    assert callback_url.snapshot_of_mark(callback_url.callback_mark(done, other), job_ids, digest) is None
     unsigned = {"id": "a" * 24, "status": "success", "url": ""}  # a mark of an earlier version
-    assert callbacks.snapshot_of_mark(unsigned, job_ids, digest) is None
-    found = callbacks.snapshot_of_mark(json.dumps(callbacks.callback_mark(done, mine)), job_ids, digest)
+    assert callback_url.snapshot_of_mark(unsigned, job_ids, digest) is None
+    found = callback_url.snapshot_of_mark(json.dumps(callback_url.callback_mark(done, mine)), job_ids, digest)
     assert found is not None
     assert found.url == "https://cdn.example/r.jpg"
 
@@ -717,7 +500,7 @@ def test_a_genuine_callback_the_receiver_cannot_act_on_is_logged_answered_200_an
     setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A 5xx would make Akool resend for as long as it resends, failing the same way each time.
-    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    monkeypatch.setattr(callback_url, "WEBHOOK_POLL_INTERVAL", 1.0)
     answers: list[int] = []
     tokens: list[str] = []
 
@@ -734,14 +517,14 @@ def test_a_genuine_callback_the_receiver_cannot_act_on_is_logged_answered_200_an
         ((akool_id, job),) = ledger["jobs"].items()
         tokens.append(job["webhook_url"].rsplit("/", 1)[1])
         done = {"_id": akool_id, "status": 3, "type": "faceswap", "url": ""}
-        with caplog.at_level("ERROR", logger=webhook_receiver.__name__):
+        with caplog.at_level("ERROR", logger=receiver.LOGGER_NAME):
             answers.append(post(job["webhook_url"], build_callback(CLIENT_ID, SECRET, done)).status_code)
 
     setup.client.freeze_clock(True)
     harness = Harness(while_deferred=break_the_trigger_row)
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_unusable")
     assert answers == [200]
-    errors = [r.getMessage() for r in caplog.records if r.name == webhook_receiver.__name__]
+    errors = [r.getMessage() for r in caplog.records if r.name == receiver.LOGGER_NAME]
     assert any("option_of_a_later_version" in m and "fallback poll" in m for m in errors), errors
     assert not any(tokens[0] in m for m in caplog.messages)
     # Nothing changed by the callback: the trigger's own poll finished the task.
@@ -810,8 +593,8 @@ def unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def a_route_path(route: str | None = None) -> str:
     if route is None:
-        route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default").encode()
-    return f"{callbacks.URL_PREFIX}/{route}/{callbacks.new_token()}"
+        route = callback_url.CallbackRoute("d", "r", "t", -1, "akool_default").encode()
+    return f"{callback_url.URL_PREFIX}/{route}/{callback_url.new_token()}"
 
 
 def test_a_route_that_decodes_to_deeply_nested_json_is_404_without_a_traceback(
@@ -820,7 +603,7 @@ def test_a_route_that_decodes_to_deeply_nested_json_is_404_without_a_traceback(
     caplog = server_logs
     # Within the route's length limit, but deeper than the JSON parser recurses: RecursionError (a 500).
     nested = base64.urlsafe_b64encode(b"[" * 1500).decode("ascii").rstrip("=")
-    assert len(nested) <= callbacks.MAX_ROUTE_CHARS
+    assert len(nested) <= callback_url.MAX_ROUTE_CHARS
     genuine_shape = build_callback(CLIENT_ID, SECRET, {"_id": "0" * 24, "status": 3, "url": ""})
     with caplog.at_level(logging.INFO):
         answer = post(f"{receiver_url}{a_route_path(nested)}", genuine_shape)
@@ -855,7 +638,7 @@ def test_a_body_that_stops_coming_is_answered_408_within_the_configured_seconds(
 
 
 def test_the_body_timeout_is_a_few_seconds_by_default() -> None:
-    assert 1.0 <= webhook_receiver.body_timeout_seconds() <= 10.0
+    assert 1.0 <= receiver.body_timeout_seconds() <= 10.0
 
 
 # --- The token stays out of the access log ----------------------------------------------------------
@@ -873,7 +656,7 @@ def api_server_like() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     from starlette.middleware.gzip import GZipMiddleware
 
     root = FastAPI()
-    root.mount(callbacks.URL_PREFIX, webhook_receiver.create_app())
+    root.mount(callback_url.URL_PREFIX, receiver.create_app())
     # The order of airflow.api_fastapi.app.create_app: plugins, then init_middlewares, then access logging.
     root.add_middleware(JWTRefreshMiddleware)
     root.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
@@ -907,9 +690,9 @@ def test_the_callback_token_is_in_no_access_log_line(
     base, access = api_server_like
     access.clear()
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BODY_TIMEOUT", "1")
-    route = callbacks.CallbackRoute("a_dag", "a_run", "a_task", -1, "akool_default")
-    tokens = [callbacks.new_token() for _ in range(5)]
-    urls = [callbacks.callback_url(base, route, token) for token in tokens]
+    route = callback_url.CallbackRoute("a_dag", "a_run", "a_task", -1, "akool_default")
+    tokens = [callback_url.new_token() for _ in range(5)]
+    urls = [callback_url.callback_url(base, route, token) for token in tokens]
     shaped = build_callback(CLIENT_ID, SECRET, {"_id": "a" * 24, "status": 3, "url": ""})
     with caplog.at_level(logging.INFO):
         answers = [
@@ -926,7 +709,7 @@ def test_the_callback_token_is_in_no_access_log_line(
     logged = [r.getMessage() for r in caplog.records] + [json.dumps(r, default=str) for r in access]
     assert not [line for line in logged for token in tokens if token in line]
     # What the access logs say instead: the route, and REDACTED for the token.
-    redacted = f"{callbacks.URL_PREFIX}/{route.encode()}/REDACTED"
+    redacted = f"{callback_url.URL_PREFIX}/{route.encode()}/REDACTED"
     uvicorn_lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
     assert sum(redacted in line for line in uvicorn_lines) >= 4, uvicorn_lines
     if access:  # Airflow 3.3's own access log
@@ -934,14 +717,14 @@ def test_the_callback_token_is_in_no_access_log_line(
 
 
 def test_only_a_callback_path_s_token_is_redacted() -> None:
-    route = callbacks.CallbackRoute("d", "r", "t", -1, "c").encode()
-    token = callbacks.new_token()
+    route = callback_url.CallbackRoute("d", "r", "t", -1, "c").encode()
+    token = callback_url.new_token()
     redacted = f"/akool-webhook/{route}/REDACTED"
-    assert callbacks.redacted_path(f"/akool-webhook/{route}/{token}") == redacted
-    assert callbacks.redacted_path(f"/akool-webhook/{route}/{token}/more") == redacted
-    assert callbacks.redacted_path(f"/root/akool-webhook/{route}/{token}") == f"/root{redacted}"
+    assert receiver.redacted_path(f"/akool-webhook/{route}/{token}") == redacted
+    assert receiver.redacted_path(f"/akool-webhook/{route}/{token}/more") == redacted
+    assert receiver.redacted_path(f"/root/akool-webhook/{route}/{token}") == f"/root{redacted}"
     for unchanged in ("/akool-webhook/", f"/akool-webhook/{route}", "/api/v2/dags", "/akool/jobs"):
-        assert callbacks.redacted_path(unchanged) == unchanged
+        assert receiver.redacted_path(unchanged) == unchanged
 
 
 # --- The switch, the registration, and the Airflow internals it rests on -----------------------------
@@ -963,7 +746,7 @@ def test_the_receiver_s_app_is_built_only_when_the_api_server_asks(monkeypatch: 
     probe = (
         "import sys\n"
         "from airflow_provider_akool.plugins.webhook_receiver import AkoolWebhookPlugin\n"
-        "app_module = 'airflow_provider_akool.plugins.webhook_app'\n"
+        "app_module = 'airflow_provider_akool.webhook.receiver'\n"
         "before = app_module in sys.modules\n"
         "apps = AkoolWebhookPlugin.fastapi_apps\n"
         "print(before, [a['url_prefix'] for a in apps], app_module in sys.modules)\n"
@@ -1001,8 +784,8 @@ def test_callbacks_reach_the_receiver_beside_the_akool_views_whichever_is_mounte
     root = FastAPI()
     for app in apps if views_first else reversed(apps):
         root.mount(app["url_prefix"], app["app"])  # as airflow.api_fastapi.app.init_plugins does
-    route = callbacks.CallbackRoute("d", "r", "t", -1, "akool_default")
-    url = callbacks.callback_url("http://testserver", route, callbacks.new_token())
+    route = callback_url.CallbackRoute("d", "r", "t", -1, "akool_default")
+    url = callback_url.callback_url("http://testserver", route, callback_url.new_token())
     client = TestClient(root)
     # The receiver's own answer to a callback that is not genuine (400), not a 404 of another app.
     assert (
@@ -1041,10 +824,10 @@ def test_the_operator_refuses_webhook_url_airflow_without_a_public_url(
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "")
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "")
     with pytest.raises(AkoolValidationError, match=r"webhook_base_url"):
-        callbacks.public_base_url()
+        callback_url.public_base_url()
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "ftp://proxy")
     with pytest.raises(AkoolValidationError, match=r"\[akool\] webhook_base_url"):
-        callbacks.public_base_url()
+        callback_url.public_base_url()
 
 
 CALLBACK_LOG_LINE = "Akool's callback finished the wait: reage job {} is success"
@@ -1085,7 +868,7 @@ def test_a_polled_finish_does_not_claim_a_callback(
     # Akool cannot reach the receiver: the trigger's poll finishes the task, and the log says no callback.
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("AIRFLOW__AKOOL__WEBHOOK_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setattr(callbacks, "WEBHOOK_POLL_INTERVAL", 1.0)
+    monkeypatch.setattr(callback_url, "WEBHOOK_POLL_INTERVAL", 1.0)
     harness = Harness()
     run = run_webhook_dag(setup, harness, monkeypatch, dag_id="webhook_log_polled")
     assert run.states[("reage", -1)] == "success", run.failures

@@ -370,7 +370,7 @@ def test_a_later_try_that_resumes_a_webhook_job_leaves_the_mark_its_callbacks_ar
     Airflow clears a task's XComs when a try starts, the pending callback mark among them; the resumed job's
     callbacks still carry its first submission's token, and the receiver checks them by that mark.
     """
-    from airflow_provider_akool.callbacks import CALLBACK_XCOM_KEY, new_token, token_digest
+    from airflow_provider_akool.webhook.callback_url import CALLBACK_XCOM_KEY, new_token, token_digest
 
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:9")
     earlier = AkoolHook().submit_image_reage(

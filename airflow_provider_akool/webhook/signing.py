@@ -1,5 +1,8 @@
 """
-Akool's webhook callbacks: verify, decrypt and parse them; and make them, for the emulator and tests.
+Akool's signature scheme for webhook callbacks: verify, decrypt and parse them; and make them (the emulator).
+
+Used by the receiver (:mod:`airflow_provider_akool.webhook.receiver`), by the emulator and by users' own
+receivers; public as :mod:`airflow_provider_akool.webhook`, which re-exports its names.
 
 When a job is submitted with ``webhookUrl``, Akool POSTs a JSON body
 ``{"signature", "dataEncrypt", "timestamp", "nonce"}`` to that URL as the job changes status (2, 3, 4),
@@ -56,7 +59,10 @@ if TYPE_CHECKING:
     from airflow_provider_akool.exceptions import AkoolWebhookError
 
 __all__ = [
+    "AES_KEY_LENGTHS",
     "DEFAULT_MAX_AGE",
+    "IV_LENGTH",
+    "MAX_BODY_BYTES",
     "AkoolWebhookEvent",
     "AkoolWebhookVerifier",
     "build_callback",

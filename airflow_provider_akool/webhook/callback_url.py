@@ -1,9 +1,12 @@
 """
-Webhook-first completion: the URL a task gives Akool, its token, and what a callback means to the wait.
+The task's side of webhook-first completion: the URL a task gives Akool, its token, and its callback marks.
+
+What the submitting operator and its trigger use; the receiver (the API server's side) decodes the route and
+reads and writes the marks defined here.
 
 With ``webhook_url="airflow"`` a submitting operator gives Akool
 ``<public base>/akool-webhook/<route>/<token>``: ``route`` names the task instance (DAG, run, task, map
-index), so the receiver (:mod:`airflow_provider_akool.plugins.webhook_receiver`) knows which task a callback
+index), so the receiver (:mod:`airflow_provider_akool.webhook.receiver`) knows which task a callback
 is for; ``token`` is random per submission. Only its SHA-256 is kept, beside the ``akool`` connection the
 task submitted with (:class:`CallbackExpectation`): in the task's callback mark in XCom, left before the
 submission (:func:`pending_mark`), in the trigger's kwargs (which Airflow encrypts at rest) and in the job
@@ -140,17 +143,6 @@ class CallbackRoute:
         if isinstance(map_index, bool) or not isinstance(map_index, int):
             raise ValueError("not a callback route")
         return cls(dag_id, run_id, task_id, map_index, conn_id)
-
-
-#: What an access log shows for a callback URL's token (a word, which uvicorn's log does not percent-encode).
-REDACTED = "REDACTED"
-
-
-def redacted_path(path: str) -> str:
-    """Return ``path`` with a callback URL's token (and what follows) as ``REDACTED``; others as given."""
-    head, prefix, rest = path.partition(f"{URL_PREFIX}{CALLBACK_PATH}/")
-    route, slash, _ = rest.partition("/")
-    return f"{head}{prefix}{route}/{REDACTED}" if prefix and route and slash else path
 
 
 def public_base_url() -> str:
