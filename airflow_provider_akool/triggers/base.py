@@ -123,8 +123,8 @@ class AkoolJobTrigger(BaseTrigger):
     :param max_concurrency: requests of the shared poller in flight at once; None takes the kind's.
     :param webhook_token_sha256: the digest of the token of the callback URL the task gave Akool
         (``webhook_url="airflow"``), or None. A callback with that token resumes the task through Airflow's
-        own event path (see :mod:`~airflow_provider_akool.callbacks`); the trigger then polls only every
-        ``max(poll_interval, 60 s)``, as the fallback for a callback that never comes.
+        own event path (see :mod:`~airflow_provider_akool.webhook.callback_url`); the trigger then polls
+        only every ``max(poll_interval, 60 s)``, as the fallback for a callback that never comes.
     """
 
     @property

@@ -26,21 +26,22 @@ from airflow_provider_akool.operators.faceswap import (
     AkoolImageFaceSwapOperator,
     AkoolVideoFaceSwapOperator,
 )
-from tests.plugins import test_views, test_webhook_receiver
-from tests.plugins.test_views import token
-from tests.plugins.test_webhook_receiver import (  # noqa: F401 (fixtures that webhook_setup asks for by name)
-    mini_triggerer,
-    receiver_url,
-    released_once_deferred,
-    wh_emulator,
-)
+from tests.support import views_auth as auth_bench
+from tests.support import webhook_receiver as receiver_bench
 from tests.support.connections import ConnectionFactory
 from tests.support.dag_runs import START, run_recorded
 from tests.support.s3_objects import put
 from tests.support.samples import sample
+from tests.support.views_auth import token
+from tests.support.webhook_receiver import mini_triggerer, released_once_deferred
 
-views_auth = test_views.auth
-webhook_setup = test_webhook_receiver.setup
+#: Fixtures asked for by name: the views' auth manager; the receiver's emulator, app and connection.
+views_auth = auth_bench.auth
+wh_emulator, receiver_url, webhook_setup = (
+    receiver_bench.wh_emulator,
+    receiver_bench.receiver_url,
+    receiver_bench.setup,
+)
 AMBIGUOUS = "It was not sent again, because a second job would be paid for twice"
 
 
