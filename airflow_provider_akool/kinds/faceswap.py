@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool import protocol, validation
 from airflow_provider_akool.exceptions import AkoolValidationError
-from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, JobKind, MediaInput, register
+from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, BuildRequest, JobKind, MediaInput, register
 from airflow_provider_akool.kinds.reage import (
     REAGE,
     acancel_reage,
@@ -177,47 +177,37 @@ def faceswap_pro_request(params: Mapping[str, Any]) -> protocol.AkoolRequest[Rea
     )
 
 
-#: Image and video face swap: polled and cancelled as reage is, in reage's shared rounds.
-FACESWAP = register(
-    JobKind(
-        name="faceswap",
-        fetch=fetch_reage,
-        afetch=afetch_reage,
-        submitted=submitted_reage,
-        cancel=cancel_reage,
-        acancel=acancel_reage,
-        request=faceswap_request,
-        inputs=(
-            MediaInput("modify_image", "image"),
-            MediaInput("modify_video", "video"),
-            MediaInput("source_image", "image", key="path"),
-            MediaInput("target_image", "image", key="path"),
-        ),
-        batch_size=DEFAULT_BATCH_SIZE,
-        align=True,
-        poller=REAGE.poller,
+def _of_reage_family(name: str, request: BuildRequest, inputs: tuple[MediaInput, ...]) -> JobKind:
+    """Register a kind of reage's family: polled by ``listbyids`` in reage's rounds, cancelled by job/del."""
+    return register(
+        JobKind(
+            name=name,
+            fetch=fetch_reage,
+            afetch=afetch_reage,
+            submitted=submitted_reage,
+            cancel=cancel_reage,
+            acancel=acancel_reage,
+            request=request,
+            inputs=inputs,
+            batch_size=DEFAULT_BATCH_SIZE,
+            align=True,
+            poller=REAGE.poller,
+        )
     )
+
+
+_FACES = MediaInput("source_image", "image", key="path"), MediaInput("target_image", "image", key="path")
+
+#: Image and video face swap: polled and cancelled as reage is, in reage's shared rounds.
+FACESWAP = _of_reage_family(
+    "faceswap",
+    faceswap_request,
+    (MediaInput("modify_image", "image"), MediaInput("modify_video", "video"), *_FACES),
 )
 
 #: Face Swap Pro: the picture changed is ``modify_image`` (the targets' path); the same polls and cancel.
-FACESWAP_PRO = register(
-    JobKind(
-        name="faceswap pro",
-        fetch=fetch_reage,
-        afetch=afetch_reage,
-        submitted=submitted_reage,
-        cancel=cancel_reage,
-        acancel=acancel_reage,
-        request=faceswap_pro_request,
-        inputs=(
-            MediaInput("modify_image", "image"),
-            MediaInput("source_image", "image", key="path"),
-            MediaInput("target_image", "image", key="path"),
-        ),
-        batch_size=DEFAULT_BATCH_SIZE,
-        align=True,
-        poller=REAGE.poller,
-    )
+FACESWAP_PRO = _of_reage_family(
+    "faceswap pro", faceswap_pro_request, (MediaInput("modify_image", "image"), *_FACES)
 )
 
 __all__ = ["FACESWAP", "FACESWAP_PRO", "MAX_PRO_PAIRS", "faceswap_pro_request", "faceswap_request"]
