@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -199,3 +200,21 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
         event.raise_for_status()
         self.log.info("%s", event.message)
         return masking.redact(self.return_value(event.results))
+
+
+class AkoolResultIdsSensorBase(AkoolJobSensor):
+    """
+    A sensor of a kind whose submissions return ``_id`` values polled many at once (reage, face swap):
+    it waits for ``result_ids`` (one ``_id``, a list, or an XCom of either; the operators' return dicts are
+    taken too, by their ``id``). A subclass sets ``kind``.
+    """
+
+    template_fields: Sequence[str] = ("result_ids", "akool_conn_id")
+
+    def __init__(self, *, result_ids: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result_ids = result_ids
+
+    def ids_to_wait_for(self) -> list[str]:
+        """Return the rendered ``result_ids`` as a list of ids."""
+        return validation.collect_ids("result_ids", self.result_ids, key="id")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from airflow_provider_akool import validation
 from airflow_provider_akool.kinds.reage import REAGE
-from airflow_provider_akool.sensors.base import AkoolJobSensor
+from airflow_provider_akool.sensors.base import AkoolResultIdsSensorBase
 
 
-class AkoolReageSensor(AkoolJobSensor):
+class AkoolReageSensor(AkoolResultIdsSensorBase):
     """
     Wait for one or many reage results (``_id`` values), in poke, reschedule or deferrable mode.
 
@@ -28,13 +24,4 @@ class AkoolReageSensor(AkoolJobSensor):
         rest are those of any Airflow sensor.
     """
 
-    template_fields: Sequence[str] = ("result_ids", "akool_conn_id")
     kind = REAGE
-
-    def __init__(self, *, result_ids: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.result_ids = result_ids
-
-    def ids_to_wait_for(self) -> list[str]:
-        """Return the rendered ``result_ids`` as a list of ids."""
-        return validation.collect_ids("result_ids", self.result_ids, key="id")
