@@ -6,6 +6,7 @@ rejecting the other. Only the approved result is published.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,39 @@ def hitl_path(run_id: str) -> str:
     return f"/dags/{DAG_ID}/dagRuns/{quote(run_id)}/taskInstances/review/-1/hitlDetails"
 
 
+def pause_reported(stack: AirflowStack, run_id: str) -> bool:
+    """
+    Whether the scheduler has processed the exit of the worker that paused the review task.
+
+    Airflow's, not the provider's (docs/webhooks.md, "no signal that resuming is safe"): an answer that
+    resumes the task before the scheduler handled that worker's exit gets the task failed ("finished with
+    state success, but the task instance's state attribute is queued"; seen here when this test answered
+    within a second of the pause). A person takes longer; the test waits for the scheduler's own line.
+    """
+    scheduler = (stack.output_dir / "scheduler.log").read_text(errors="replace")
+    return bool(
+        re.search(
+            re.escape(f"TaskInstance Finished: dag_id={DAG_ID}, task_id=review, run_id={run_id},")
+            + r"[^\n]*state=(awaiting_input|deferred),",
+            scheduler,
+        )
+    )
+
+
 def wait_for_question(stack: AirflowStack, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
-    """Wait until the run's review task asks; return the HITL detail it shows."""
+    """
+    Wait until the run's review task asks and the scheduler has seen it pause (:func:`pause_reported`);
+    return the HITL detail it shows.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         detail = stack.api("GET", hitl_path(run_id), ok=(200, 404))
-        if detail and "subject" in detail:
+        if detail and "subject" in detail and pause_reported(stack, run_id):
             return dict(detail)
         state = stack.dag_run(DAG_ID, run_id)["state"]
         assert state not in ("success", "failed"), f"{run_id} ended ({state}) before asking"
         time.sleep(1)
-    raise AssertionError(f"{run_id}: the review task did not ask within {timeout:.0f} s")
+    raise AssertionError(f"{run_id}: the review task did not ask (and pause) within {timeout:.0f} s")
 
 
 def states(stack: AirflowStack, run_id: str) -> dict[str, str]:
