@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,7 @@ from airflow_provider_akool.triggers.base import AkoolKindTrigger
 from tests.support.connections import API_KEY
 from tests.support.dag_runs import POLL, START, RecordedRun, run_recorded
 from tests.support.samples import sample
-from tests.support.task_context import StubTaskInstance
-from tests.support.waiting import wait_until
+from tests.support.task_context import StubTaskInstance, kill_while_waiting
 
 
 def test_the_operators_and_sensor_share_the_kinds_which_ride_in_reages_rounds() -> None:
@@ -407,20 +405,7 @@ def test_killing_the_waiting_task_cancels_the_job(
     akool_connection: Any, emulator: Any, emulator_client: Any, pro: bool
 ) -> None:
     operator = stuck_swap(emulator, pro, poll_interval=POLL)
-    ti = StubTaskInstance()
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            operator.execute({"ti": ti})
-        except BaseException as error:
-            outcome.append(error)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    wait_until(lambda: emulator_client.counts()["listbyids"] >= 2)
-
-    operator.on_kill()
+    ti, outcome, worker = kill_while_waiting(operator, lambda: emulator_client.counts()["listbyids"])
 
     akool_id = ti.pushed["akool_id"]
     assert emulator_client.counts()["job_del"] == 1

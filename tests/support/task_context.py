@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+
+from tests.support.waiting import wait_until
 
 
 class StubTaskInstance:
@@ -54,3 +58,27 @@ def record_of(akool_id: str, job_id: str | None, *, age: float = 1.0) -> dict[st
         "submitted_at": time.time() - age,
         "kind": "reage",
     }
+
+
+def kill_while_waiting(
+    operator: Any, polls: Callable[[], int]
+) -> tuple[StubTaskInstance, list[BaseException], threading.Thread]:
+    """
+    Run ``operator.execute`` in a thread and call ``on_kill`` once ``polls()`` counts two status requests;
+    return the task instance, the list ``execute``'s error lands in, and the thread (in Airflow the process
+    ends after ``on_kill``; here the wait goes on and sees the cancelled job: join it, then read the list).
+    """
+    ti = StubTaskInstance()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            operator.execute({"ti": ti})
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_until(lambda: polls() >= 2)
+    operator.on_kill()
+    return ti, outcome, worker
