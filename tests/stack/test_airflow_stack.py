@@ -144,15 +144,8 @@ def test_a_port_a_server_listens_on_counts_as_busy(reuse_address: bool) -> None:
 def test_the_first_migration_writes_its_audit_row_once_the_log_table_exists(tmp_path: Path) -> None:
     # Plain `airflow db migrate` inserts its audit row before migrating: on a new database the `log` table
     # is not there yet, the insert fails (PostgreSQL logs an ERROR) and the row is lost.
-    # With Celery's database result backend, the migration also makes Celery's tables, before any worker
-    # starts: two workers making them at once leave "duplicate key value" in PostgreSQL's log (CI, issue 22).
     stack = _prepared(tmp_path / "home")
     stack._env = stack._build_env()
-    results = tmp_path / "celery-results.db"
-    stack._env |= {
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+sqlite:///{results}",
-    }
     stack._migrate_db()
 
     with contextlib.closing(sqlite3.connect(stack.home / "airflow.db")) as database:
@@ -160,6 +153,23 @@ def test_the_first_migration_writes_its_audit_row_once_the_log_table_exists(tmp_
         (revision,) = database.execute("SELECT version_num FROM alembic_version").fetchone()
     assert events == ["cli_migratedb"]
     assert revision
+
+
+def test_the_migration_makes_celerys_result_tables_before_any_worker_starts(tmp_path: Path) -> None:
+    # Left to Celery, two workers make its tables at once and PostgreSQL logs "duplicate key value" for the
+    # loser's CREATE SEQUENCE: the distributed suite's clean-log test failed on it in CI.
+    pytest.importorskip(
+        "airflow.providers.celery",
+        reason="the floor venv has no Celery provider: the --celery stack runs on the newest Airflow only",
+    )
+    stack = _prepared(tmp_path / "home")
+    results = tmp_path / "celery-results.db"
+    stack._env = stack._build_env() | {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+sqlite:///{results}",
+    }
+    stack._migrate_db()
+
     with contextlib.closing(sqlite3.connect(results)) as database:
         tables = {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"celery_taskmeta", "celery_tasksetmeta"} <= tables
