@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_akool.emulator import EmulatorClient, EmulatorConfig, EmulatorServer
 from airflow_provider_akool.hooks import akool as akool_hook_module
 from tests import floor
+from tests.support import in_process_api
 from tests.support.connections import API_KEY, CLIENT_ID, S3_CONN_ID, ConnectionFactory
 from tests.support.s3_objects import make_bucket
 
@@ -106,6 +107,8 @@ def airflow_db() -> Path:
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
     )
+    # Airflow 3.1 builds an Execution API for each task dag.test() runs: one per process, as later Airflow.
+    in_process_api.share_one_per_process()
     return _AIRFLOW_HOME
 
 
