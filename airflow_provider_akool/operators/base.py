@@ -158,6 +158,10 @@ class AkoolJobOperator(
     result_link_url: str | None = None
     #: The kind of job this operator submits: how it is polled and cancelled, which trigger waits for it.
     kind: ClassVar[JobKind]
+    #: The parameter that names the image or video the job changes (``modify_image``): checked after
+    #: rendering, right before :meth:`validate_inputs`, and given signed by :meth:`media`. None where the
+    #: operator checks and signs its media itself.
+    media_parameter: ClassVar[str | None] = None
     # ResumableJobMixin keeps the submitted job under this key of task_state_store.
     external_id_key = JOB_RECORD_KEY
 
@@ -234,6 +238,11 @@ class AkoolJobOperator(
         ``webhook_url`` is the URL to give Akool as ``webhookUrl``: the rendered ``webhook_url``, or with
         ``webhook_url="airflow"`` this task's callback URL (whose token stays out of fields, logs and XCom).
         """
+
+    def media(self) -> dict[str, str]:
+        """Return :attr:`media_parameter` signed, as the request takes it (``{"modify_image": <URL>}``)."""
+        name = self.media_parameter
+        return {} if name is None else {name: self.signed_input(name, getattr(self, name))}
 
     def webhook_url_of(self, given: WebhookUrl) -> str | None:
         """Return the URL ``submit`` gives Akool: ``given``, or the operator's own for :data:`FROM_FIELD`."""
@@ -588,6 +597,8 @@ class AkoolJobOperator(
         self.poll_interval = validation.seconds("poll_interval", self.poll_interval)
         self.timeout = validation.seconds("timeout", self.timeout)
         self.input_url_expiry = inputs.expiry_seconds(self.input_url_expiry)
+        if (name := self.media_parameter) is not None:
+            setattr(self, name, inputs.check_media(name, getattr(self, name)))
         self.validate_inputs()
 
     def _output_path_to_keep(self) -> str | os.PathLike[str] | None:
