@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_provider_akool import exceptions, protocol
@@ -325,6 +325,27 @@ def try_deadline(start_of_try: float, execution_timeout: float | None) -> float 
     return None if execution_timeout is None else start_of_try + execution_timeout
 
 
+def deferred_wait_options(
+    start_of_try: float, execution_timeout: timedelta | None, first_poll_at: float | None, *, adaptive: bool
+) -> dict[str, Any]:
+    """
+    Return the trigger kwargs that carry a try's wait into the triggerer, for operators and sensors alike.
+
+    ``execution_deadline``: when the task's ``execution_timeout`` ends the try (:func:`try_deadline`);
+    ``first_poll_at``: when the trigger polls first (the check made before deferring was a poll, so
+    :meth:`Waiter.first_poll_at`); ``adaptive_polling`` only where asked, so rows stay as they were.
+    """
+    options: dict[str, Any] = {
+        "execution_deadline": try_deadline(
+            start_of_try, execution_timeout.total_seconds() if execution_timeout is not None else None
+        ),
+        "first_poll_at": first_poll_at,
+    }
+    if adaptive:
+        options["adaptive_polling"] = True
+    return options
+
+
 def _is_json_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
@@ -419,6 +440,20 @@ class Waiter:
         return tuple(
             self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_ids.get(i)) for i in self.ids
         )
+
+    def first_poll_at(self, now: float, *, adaptive: bool) -> float:
+        """
+        Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
+
+        That check was a poll: the next one comes this wait's pause later, as it would in the worker
+        (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
+        the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
+        the job's age instead, never later than ``poll_interval``.
+        """
+        pause = self.delay
+        if adaptive and not self.errors_in_a_row:
+            pause = min(pause, adaptive_interval(now - self.started_at, self.poll_interval))
+        return now + pause
 
     def polled(self, found: Mapping[str, JobSnapshot], now: float) -> WaitEvent | None:
         """Take the results of a poll (by ``_id``; ids Akool did not know are absent)."""
@@ -539,18 +574,8 @@ def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_IN
 
 
 def first_poll_at(waiter: Waiter, now: float, *, adaptive: bool) -> float:
-    """
-    Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
-
-    That check was a poll: the next one comes the ``Waiter``'s pause later, as it would in the worker
-    (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
-    the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
-    the job's age instead, never later than ``poll_interval``.
-    """
-    pause = waiter.delay
-    if adaptive and not waiter.errors_in_a_row:
-        pause = min(pause, adaptive_interval(now - waiter.started_at, waiter.poll_interval))
-    return now + pause
+    """Return ``waiter.first_poll_at(now, adaptive=adaptive)`` (the function ``triggers.base`` re-exports)."""
+    return waiter.first_poll_at(now, adaptive=adaptive)
 
 
 def _utc(at: float) -> str:

@@ -50,9 +50,8 @@ from airflow_provider_akool.wait import (
     JobSnapshot,
     Waiter,
     WaitEvent,
+    deferred_wait_options,
     execution_timeout_error,
-    first_poll_at,
-    try_deadline,
 )
 from airflow_provider_akool.webhook.callback_url import (
     AIRFLOW_RECEIVER,
@@ -524,18 +523,13 @@ class AkoolJobOperator(
 
     def _trigger_wait_options(self) -> dict[str, Any]:
         """The trigger kwargs of this try's wait: its execution_timeout, the first poll, adaptive polling."""
-        timeout = self.execution_timeout
-        options: dict[str, Any] = {
-            "execution_deadline": try_deadline(
-                self._try_state.started_at, timeout.total_seconds() if timeout is not None else None
-            ),
-            # The check before deferring was a poll: the next one comes a poll_interval (or a
-            # Retry-After) later, not as soon as the trigger starts.
-            "first_poll_at": self._try_state.first_poll_at,
-        }
-        if self.adaptive_polling:
-            options["adaptive_polling"] = True
-        return options
+        # The check before deferring was a poll: _wait_here noted when the next one is due.
+        return deferred_wait_options(
+            self._try_state.started_at,
+            self.execution_timeout,
+            self._try_state.first_poll_at,
+            adaptive=bool(self.adaptive_polling),
+        )
 
     def on_kill(self) -> None:
         """
@@ -653,7 +647,7 @@ class AkoolJobOperator(
                 time.sleep(waiter.delay)
             # After the last check: when the trigger polls first, if this wait is deferred.
             adaptive = bool(self.adaptive_polling)
-            self._try_state.first_poll_at = first_poll_at(waiter, time.time(), adaptive=adaptive)
+            self._try_state.first_poll_at = waiter.first_poll_at(time.time(), adaptive=adaptive)
             return event
         finally:
             poll_hook.close()
