@@ -400,7 +400,8 @@ class Waiter:
     failure reported by a poll wins over a deadline that passed while it was in flight.
 
     :param ids: the ``_id`` values waited for, in the order results are reported.
-    :param job_ids: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves out).
+    :param job_id_of: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves
+        out).
     :param started_at: when the wait began (epoch seconds): the origin of elapsed times and of the grace.
     :param deadline: when to give up (epoch seconds), or None to wait without a deadline.
     :param execution_deadline: when the task's ``execution_timeout`` ends this try (epoch seconds), or
@@ -413,7 +414,7 @@ class Waiter:
     poll_interval: float
     started_at: float
     deadline: float | None = None
-    job_ids: Mapping[str, str | None] = field(default_factory=dict)
+    job_id_of: Mapping[str, str | None] = field(default_factory=dict)
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
     max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS
     log: StatusLogger = field(default_factory=lambda: logging.getLogger(__name__))
@@ -438,7 +439,7 @@ class Waiter:
     def snapshots(self) -> tuple[JobSnapshot, ...]:
         """The last known state of each job, in the order of :attr:`ids`."""
         return tuple(
-            self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_ids.get(i)) for i in self.ids
+            self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_id_of.get(i)) for i in self.ids
         )
 
     def first_poll_at(self, now: float, *, adaptive: bool) -> float:
@@ -460,7 +461,7 @@ class Waiter:
         self.errors_in_a_row = 0
         for akool_id in self.ids:
             snapshot = found.get(akool_id)
-            known_job_id = self.job_ids.get(akool_id)
+            known_job_id = self.job_id_of.get(akool_id)
             if snapshot is None:
                 snapshot = JobSnapshot(id=akool_id, status=None, job_id=known_job_id)
             elif snapshot.job_id is None and known_job_id:

@@ -268,7 +268,7 @@ class AkoolJobOperator(
             akool_conn_id=self.akool_conn_id,
             poll_interval=float(self.poll_interval),
             deadline=deadline,
-            job_ids={job.id: job.job_id} if self.kind.can_cancel else None,
+            job_id_of={job.id: job.job_id} if self.kind.can_cancel else None,
             started_at=started_at,
             **wait_options,
         )
@@ -638,7 +638,7 @@ class AkoolJobOperator(
             poll_interval=self.poll_interval,
             started_at=started_at,
             deadline=deadline,
-            job_ids={job.id: job.job_id},
+            job_id_of={job.id: job.job_id},
             log=self.log,
         )
         poll_hook = self.make_hook(retry_limit=1)

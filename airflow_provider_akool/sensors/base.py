@@ -77,7 +77,7 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
         self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
     ) -> BaseTrigger:
         """
-        Return the kind's trigger that waits for ``ids`` in the triggerer, without ``job_ids``: a sensor
+        Return the kind's trigger that waits for ``ids`` in the triggerer, without ``job_id_of``: a sensor
         does not own the jobs it watches, so killing it leaves them running.
 
         ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
