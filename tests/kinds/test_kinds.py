@@ -35,7 +35,7 @@ from tests.support.connections import ConnectionFactory
 from tests.support.dag_runs import START, run_recorded
 from tests.support.samples import sample
 from tests.support.views_auth import token
-from tests.support.webhook_receiver import mini_triggerer, released_once_deferred
+from tests.support.webhook_receiver import completes_on_callback
 
 #: Fixtures asked for by name: the views' auth manager; the receiver's emulator, app and connection.
 views_auth = auth_bench.auth
@@ -310,28 +310,10 @@ def test_a_new_kind_of_one_module_waits_in_every_mode_and_shows_in_the_views_and
 def test_a_new_kind_completes_on_akools_callback_through_the_receiver(
     webhook_setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import airflow.sdk.definitions.dag as dag_module
-
-    setup = webhook_setup
-    harness = released_once_deferred(setup)
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
-
-    @dag(dag_id="new_kind_webhook", schedule=None, start_date=START)
-    def one() -> None:
-        AkoolEchoOperator(
-            task_id="echo",
-            image=sample(setup, "portrait.jpg"),
-            webhook_url="airflow",
-            deferrable=True,
-            poll_interval=0.5,
-            timeout=60,
-            retries=0,
-        )
-
-    run = run_recorded(one(), setup.client)
-
-    assert run.states[("echo", -1)] == "success", run.failures
-    assert harness.fired_by == ["webhook"]
-    assert run.value("echo")["status"] == "success"
-    # The callback, not a poll, finished the wait: no listbyids after the submission.
-    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
+    completes_on_callback(
+        webhook_setup,
+        monkeypatch,
+        "new_kind_webhook",
+        AkoolEchoOperator,
+        image=sample(webhook_setup, "portrait.jpg"),
+    )

@@ -268,16 +268,20 @@ async def test_a_triggerer_restart_resumes_the_same_wait(submit: Submit, emulato
     assert emulator_client.ledger()["jobs"][job.id]["status"] == 2
 
 
+async def kill_after_the_first_poll(trigger: AkoolReageTrigger, emulator_client: Any) -> None:
+    """Run ``trigger`` until its first poll, stop it, and kill the task as Airflow does."""
+    running = asyncio.ensure_future(run_to_end(trigger))
+    await until(requests_seen(emulator_client, "listbyids", 1), "the first poll")
+    running.cancel()
+    await trigger.on_kill()
+
+
 async def test_on_kill_cancels_the_jobs_the_task_submitted(submit: Submit, emulator_client) -> None:
     job = submit("portrait-emulator-stuck.jpg")
     trigger = AkoolReageTrigger(
         result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20, job_id_of={job.id: job.job_id}
     )
-    running = asyncio.ensure_future(run_to_end(trigger))
-    await until(requests_seen(emulator_client, "listbyids", 1), "the first poll")
-    running.cancel()
-
-    await trigger.on_kill()
+    await kill_after_the_first_poll(trigger, emulator_client)
 
     assert emulator_client.counts()["job_del"] == 1
     remote = emulator_client.ledger()["jobs"][job.id]
@@ -305,11 +309,7 @@ async def test_a_row_stored_with_job_ids_rebuilds_and_its_kill_cancels_the_job(
     # Stored again under the new name only, with every other value as it was.
     _, kwargs = trigger.serialize()
     assert kwargs == {**{k: v for k, v in stored.items() if k != "job_ids"}, "job_id_of": stored["job_ids"]}
-    running = asyncio.ensure_future(run_to_end(trigger))
-    await until(requests_seen(emulator_client, "listbyids", 1), "the first poll")
-    running.cancel()
-
-    await trigger.on_kill()
+    await kill_after_the_first_poll(trigger, emulator_client)
 
     assert emulator_client.counts()["job_del"] == 1
     remote = emulator_client.ledger()["jobs"][job.id]
