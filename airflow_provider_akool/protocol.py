@@ -142,6 +142,32 @@ def announced_length(headers: Mapping[str, str]) -> int | None:
         return None
 
 
+class BoundedBody:
+    """
+    A streamed reply's body, refused past :data:`MAX_REPLY_BYTES` (``AkoolResponseError``): when its headers
+    announce more, and as soon as the chunks read pass it, so that no more is ever read. Both transports
+    feed it their chunks.
+    """
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        self.endpoint = endpoint
+        self.limit = MAX_REPLY_BYTES
+        announced = announced_length(headers)
+        if announced is not None and announced > self.limit:
+            raise reply_too_large(endpoint, announced)
+        self._body = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        """Append ``chunk``; raise once the body is past the limit."""
+        self._body += chunk
+        if len(self._body) > self.limit:
+            raise reply_too_large(self.endpoint)
+
+    def content(self) -> bytes:
+        """The body read so far."""
+        return bytes(self._body)
+
+
 def interpret(request: AkoolRequest[T], reply: HttpReply) -> T:
     """
     Return what the reply means for ``request``, or raise the matching :class:`AkoolError`.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_provider_akool import exceptions, protocol
@@ -325,6 +325,27 @@ def try_deadline(start_of_try: float, execution_timeout: float | None) -> float 
     return None if execution_timeout is None else start_of_try + execution_timeout
 
 
+def deferred_wait_options(
+    start_of_try: float, execution_timeout: timedelta | None, first_poll_at: float | None, *, adaptive: bool
+) -> dict[str, Any]:
+    """
+    Return the trigger kwargs that carry a try's wait into the triggerer, for operators and sensors alike.
+
+    ``execution_deadline``: when the task's ``execution_timeout`` ends the try (:func:`try_deadline`);
+    ``first_poll_at``: when the trigger polls first (the check made before deferring was a poll, so
+    :meth:`Waiter.first_poll_at`); ``adaptive_polling`` only where asked, so rows stay as they were.
+    """
+    options: dict[str, Any] = {
+        "execution_deadline": try_deadline(
+            start_of_try, execution_timeout.total_seconds() if execution_timeout is not None else None
+        ),
+        "first_poll_at": first_poll_at,
+    }
+    if adaptive:
+        options["adaptive_polling"] = True
+    return options
+
+
 def _is_json_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
@@ -379,7 +400,8 @@ class Waiter:
     failure reported by a poll wins over a deadline that passed while it was in flight.
 
     :param ids: the ``_id`` values waited for, in the order results are reported.
-    :param job_ids: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves out).
+    :param job_id_of: the ``job_id`` of each ``_id`` where the caller knows it (fills results Akool leaves
+        out).
     :param started_at: when the wait began (epoch seconds): the origin of elapsed times and of the grace.
     :param deadline: when to give up (epoch seconds), or None to wait without a deadline.
     :param execution_deadline: when the task's ``execution_timeout`` ends this try (epoch seconds), or
@@ -392,7 +414,7 @@ class Waiter:
     poll_interval: float
     started_at: float
     deadline: float | None = None
-    job_ids: Mapping[str, str | None] = field(default_factory=dict)
+    job_id_of: Mapping[str, str | None] = field(default_factory=dict)
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
     max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS
     log: StatusLogger = field(default_factory=lambda: logging.getLogger(__name__))
@@ -417,15 +439,29 @@ class Waiter:
     def snapshots(self) -> tuple[JobSnapshot, ...]:
         """The last known state of each job, in the order of :attr:`ids`."""
         return tuple(
-            self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_ids.get(i)) for i in self.ids
+            self.last.get(i) or JobSnapshot(id=i, status=None, job_id=self.job_id_of.get(i)) for i in self.ids
         )
+
+    def first_poll_at(self, now: float, *, adaptive: bool) -> float:
+        """
+        Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
+
+        That check was a poll: the next one comes this wait's pause later, as it would in the worker
+        (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
+        the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
+        the job's age instead, never later than ``poll_interval``.
+        """
+        pause = self.delay
+        if adaptive and not self.errors_in_a_row:
+            pause = min(pause, adaptive_interval(now - self.started_at, self.poll_interval))
+        return now + pause
 
     def polled(self, found: Mapping[str, JobSnapshot], now: float) -> WaitEvent | None:
         """Take the results of a poll (by ``_id``; ids Akool did not know are absent)."""
         self.errors_in_a_row = 0
         for akool_id in self.ids:
             snapshot = found.get(akool_id)
-            known_job_id = self.job_ids.get(akool_id)
+            known_job_id = self.job_id_of.get(akool_id)
             if snapshot is None:
                 snapshot = JobSnapshot(id=akool_id, status=None, job_id=known_job_id)
             elif snapshot.job_id is None and known_job_id:
@@ -539,18 +575,8 @@ def adaptive_interval(age: float, ceiling: float, floor: float = MIN_ADAPTIVE_IN
 
 
 def first_poll_at(waiter: Waiter, now: float, *, adaptive: bool) -> float:
-    """
-    Return when a trigger should poll first (epoch seconds), after the check a task made before deferring.
-
-    That check was a poll: the next one comes the ``Waiter``'s pause later, as it would in the worker
-    (``poll_interval``, or the backoff after a failed check, at least a ``Retry-After``), not as soon as
-    the trigger starts. With adaptive polling a successful check is followed at the adaptive pause of
-    the job's age instead, never later than ``poll_interval``.
-    """
-    pause = waiter.delay
-    if adaptive and not waiter.errors_in_a_row:
-        pause = min(pause, adaptive_interval(now - waiter.started_at, waiter.poll_interval))
-    return now + pause
+    """Return ``waiter.first_poll_at(now, adaptive=adaptive)`` (the function ``triggers.base`` re-exports)."""
+    return waiter.first_poll_at(now, adaptive=adaptive)
 
 
 def _utc(at: float) -> str:

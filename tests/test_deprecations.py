@@ -90,3 +90,26 @@ def test_the_hooks_get_image_result_is_get_background_change_result_with_a_warni
         old, new = asyncio.run(both())
     assert old == new
     assert old.id == job.id
+
+
+def test_a_triggers_job_ids_is_job_id_of_with_a_warning() -> None:
+    from airflow_provider_akool.triggers.reage import AkoolReageTrigger
+
+    mapping = {"a" * 24: "20240102082900592-5653"}
+    with pytest.warns(DeprecationWarning, match=r"use AkoolReageTrigger\(job_id_of=...\)"):
+        old = AkoolReageTrigger(result_ids=["a" * 24], job_ids=mapping)
+    new = AkoolReageTrigger(result_ids=["a" * 24], job_id_of=mapping, started_at=old.started_at)
+    assert old.job_id_of == new.job_id_of == mapping
+    assert old.serialize() == new.serialize()
+    with pytest.warns(DeprecationWarning, match=r"use AkoolReageTrigger\.job_id_of"):
+        assert old.job_ids == mapping
+    with pytest.raises(TypeError, match="job_id_of only"):
+        AkoolReageTrigger(result_ids=["a" * 24], job_ids=mapping, job_id_of=mapping)
+
+
+@pytest.mark.parametrize("name", ["job_id_of", "job_ids"])
+def test_the_background_change_trigger_takes_no_job_id_mapping_by_either_name(name: str) -> None:
+    from airflow_provider_akool.triggers.image_result import AkoolImageResultTrigger
+
+    with pytest.raises(TypeError, match="takes no job_id_of"):
+        AkoolImageResultTrigger(image_model_id="a" * 24, **{name: {"a" * 24: None}})

@@ -18,7 +18,7 @@ from airflow_provider_akool.emulator.envelope import (
     ParamError,
     reply,
 )
-from airflow_provider_akool.emulator.jobs import FAIL_MARKER, FAILED, SUCCESS, Job
+from airflow_provider_akool.emulator.jobs import FAIL_MARKER, FAILED, SUCCESS, Job, result_extension
 
 router = APIRouter()
 
@@ -88,7 +88,7 @@ async def bg_replace(request: Request) -> JSONResponse:
             params=params,
             webhook_url=params["webhookUrl"],
         )
-        job.url = f"{base_url(request, state)}/media/results/{job.id}.png"
+        job.url = f"{base_url(request, state)}/media/results/{job.id}.{result_extension(job.kind)}"
         job.extra["image_id"] = str(uuid.uuid4())
         job.extra["credit"] = charged
         job.extra["sample_names"] = {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_akool.emulator.envelope import BANNED, QUOTA, ApiError, ParamError
-from airflow_provider_akool.emulator.jobs import Job
+from airflow_provider_akool.emulator.jobs import VIDEO_KINDS, Job, result_extension
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -83,21 +83,22 @@ def charge_new_job(
     kind: JobKind,
     params: dict[str, Any],
     inputs: list[str],
-    processing_seconds: float,
-    ext: str,
-    sample_url: str,
 ) -> Job:
     """
-    Charge for a job of ``kind`` and return it, not yet added; call under ``state.lock``, so that the charge
-    and the job's creation are one step (1006 when the balance cannot pay for it).
+    Charge for a job of reage's family (reage or face swap) of ``kind`` and return it, not yet added; call
+    under ``state.lock``, so that the charge and the job's creation are one step (1006 when the balance
+    cannot pay for it). ``inputs`` are the URLs Akool downloads, the media changed first. A video kind
+    processes for ``video_processing_seconds``, an image one for ``processing_seconds``.
     """
     charged = state.charge(kind)
     now = state.now()
+    config = state.config
+    processing_seconds = config.video_processing_seconds if kind in VIDEO_KINDS else config.processing_seconds
     job = Job(
         id=state.new_object_id(now),
         kind=kind,
         created_at=now,
-        queued_seconds=state.config.queued_seconds,
+        queued_seconds=config.queued_seconds,
         processing_seconds=processing_seconds,
         inputs=inputs,
         url="",
@@ -105,8 +106,8 @@ def charge_new_job(
         job_id=state.new_job_id(now),
         webhook_url=params["webhookUrl"],
     )
-    job.url = f"{base_url(request, state)}/media/results/{job.id}.{ext}"
-    job.extra["sample_name"] = sample_name(sample_url, request, state)
+    job.url = f"{base_url(request, state)}/media/results/{job.id}.{result_extension(kind)}"
+    job.extra["sample_name"] = sample_name(inputs[0], request, state)
     job.extra["credit"] = charged
     return job
 

@@ -20,10 +20,11 @@ from airflow_provider_akool.emulator.api_common import (
     sample_name,
 )
 from airflow_provider_akool.emulator.envelope import OK, SUBMIT_MESSAGE, reply
-from airflow_provider_akool.emulator.jobs import VIDEO_KINDS, Job, JobKind
 
 if TYPE_CHECKING:
     from fastapi.responses import JSONResponse
+
+    from airflow_provider_akool.emulator.jobs import Job, JobKind
 
 router = APIRouter()
 #: Face Swap Pro's router, mounted under ``/api/open/v4``.
@@ -43,22 +44,10 @@ async def _create(
     urls.update({f"targetImage[{i}].path": face["path"] for i, face in enumerate(targets)})
     urls.update({f"sourceImage[{i}].path": face["path"] for i, face in enumerate(sources)})
     fetched = await inputs.fetch_inputs(urls, request, state)
-    config = state.config
-    processing = config.video_processing_seconds if kind in VIDEO_KINDS else config.processing_seconds
-    ext = "mp4" if kind in VIDEO_KINDS else "jpg"
+    # The media may be a target's path too (Face Swap Pro): each input once.
+    job_inputs = list(dict.fromkeys([media_url, *(face["path"] for face in [*targets, *sources])]))
     with state.lock:
-        job = charge_new_job(
-            request,
-            state,
-            kind=kind,
-            params=params,
-            inputs=list(
-                dict.fromkeys([media_url, *(f["path"] for f in targets), *(f["path"] for f in sources)])
-            ),
-            processing_seconds=processing,
-            ext=ext,
-            sample_url=media_url,
-        )
+        job = charge_new_job(request, state, kind=kind, params=params, inputs=job_inputs)
         job.extra["source_sample_names"] = [sample_name(f["path"], request, state) for f in sources]
         inputs.remember(job.extra, fetched, media_field)
         job.extra["source_bytes"] = [

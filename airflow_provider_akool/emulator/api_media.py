@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_akool.emulator.api_common import get_state
 from airflow_provider_akool.emulator.compose import compose
-from airflow_provider_akool.emulator.jobs import SUCCESS, VIDEO_KINDS, Job
+from airflow_provider_akool.emulator.jobs import SUCCESS, VIDEO_KINDS, Job, result_extension
 from airflow_provider_akool.emulator.media import (
     IMAGE_TYPES,
     MP4_HEADER,
@@ -26,14 +26,6 @@ router = APIRouter()
 
 MAX_BLOB_BYTES = 1 << 40
 _RESULT = re.compile(r"([0-9a-f]{24})\.(jpg|mp4|png)")
-_EXTENSIONS = {
-    "imgreage": "jpg",
-    "vidreage": "mp4",
-    "specifyimage": "jpg",
-    "specifyvideo": "mp4",
-    "faceswapByImage": "jpg",
-    "bg_replace": "png",
-}
 
 
 def _not_found(detail: str) -> JSONResponse:
@@ -91,7 +83,7 @@ async def result(filename: str, request: Request) -> Response:
     state = get_state(request)
     match = _RESULT.fullmatch(filename)
     job = state.job(match.group(1)) if match else None
-    if match is None or job is None or _EXTENSIONS[job.kind] != match.group(2):
+    if match is None or job is None or result_extension(job.kind) != match.group(2):
         return _not_found("no such result")
     with state.lock:
         now = state.now()

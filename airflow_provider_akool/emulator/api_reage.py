@@ -40,7 +40,7 @@ UID = 378337
 VIDEO_DURATION_SECONDS = 10
 
 
-async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -> JSONResponse:
+async def _submit(request: Request, kind: JobKind, media_field: str) -> JSONResponse:
     state, params = await admit_submission(request, lambda body: validation.reage(body, media_field))
     fetched = await inputs.fetch_inputs(
         {
@@ -50,19 +50,10 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
         request,
         state,
     )
-    config = state.config
-    processing = config.processing_seconds if kind == "imgreage" else config.video_processing_seconds
+    media_url = params[media_field]
+    job_inputs = [media_url, *(target["path"] for target in params["targetImage"])]
     with state.lock:
-        job = charge_new_job(
-            request,
-            state,
-            kind=kind,
-            params=params,
-            inputs=[params[media_field], *(target["path"] for target in params["targetImage"])],
-            processing_seconds=processing,
-            ext=ext,
-            sample_url=params[media_field],
-        )
+        job = charge_new_job(request, state, kind=kind, params=params, inputs=job_inputs)
         inputs.remember(job.extra, fetched, media_field)
         state.add_job(job)
     return reply(
@@ -73,13 +64,13 @@ async def _submit(request: Request, kind: JobKind, media_field: str, ext: str) -
 @router.post("/faceswap/highquality/imgreage")
 async def imgreage(request: Request) -> JSONResponse:
     """Submit an image reage job."""
-    return await _submit(request, "imgreage", "modifyImage", "jpg")
+    return await _submit(request, "imgreage", "modifyImage")
 
 
 @router.post("/faceswap/highquality/vidreage")
 async def vidreage(request: Request) -> JSONResponse:
     """Submit a video reage job."""
-    return await _submit(request, "vidreage", "modifyVideo", "mp4")
+    return await _submit(request, "vidreage", "modifyVideo")
 
 
 def _result(job: Job, now: float) -> dict[str, Any]:

@@ -28,6 +28,14 @@ FACESWAP_FAMILY = frozenset({"imgreage", "vidreage", "specifyimage", "specifyvid
 #: Kinds whose result is a video.
 VIDEO_KINDS = frozenset({"vidreage", "specifyvideo"})
 
+
+def result_extension(kind: JobKind) -> str:
+    """The file extension of a ``kind`` job's result: ``png`` (background change), ``mp4`` or ``jpg``."""
+    if kind == "bg_replace":
+        return "png"
+    return "mp4" if kind in VIDEO_KINDS else "jpg"
+
+
 #: The finished job's status reply has no result URL (the reage submit reply keeps its own).
 NO_URL_MARKER = "emulator-no-url"
 #: Every result URL the emulator reports for the job, the submit reply's included, is this one.

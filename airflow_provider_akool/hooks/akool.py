@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 AuthType = Literal["api_key", "bearer", "client_credentials"]
+#: The faces reage takes: ``[{"path": <image URL>, "opts": "x,y:x,y:x,y:x,y"}, ...]``.
+Faces = Sequence[Mapping[str, str]]
 AUTH_TYPES: tuple[AuthType, ...] = ("api_key", "bearer", "client_credentials")
 
 USER_AGENT = f"airflow-provider-akool/{__version__}"
@@ -678,21 +680,13 @@ class AkoolHook(BaseHook):
         return await self._acall(protocol.build_detect_faces(settings.detect_url, image_url, single_face))
 
     def submit_image_reage(
-        self,
-        modify_image: str,
-        face_reage: int,
-        target_image: Sequence[Mapping[str, str]],
-        webhook_url: str | None = None,
+        self, modify_image: str, face_reage: int, target_image: Faces, webhook_url: str | None = None
     ) -> ReageJob:
         """Submit an image reage job; never resent once it may have reached Akool."""
         return self._call(protocol.build_image_reage(modify_image, face_reage, target_image, webhook_url))
 
     async def asubmit_image_reage(
-        self,
-        modify_image: str,
-        face_reage: int,
-        target_image: Sequence[Mapping[str, str]],
-        webhook_url: str | None = None,
+        self, modify_image: str, face_reage: int, target_image: Faces, webhook_url: str | None = None
     ) -> ReageJob:
         """Submit an image reage job (async)."""
         return await self._acall(
@@ -700,21 +694,13 @@ class AkoolHook(BaseHook):
         )
 
     def submit_video_reage(
-        self,
-        modify_video: str,
-        face_reage: int,
-        target_image: Sequence[Mapping[str, str]],
-        webhook_url: str | None = None,
+        self, modify_video: str, face_reage: int, target_image: Faces, webhook_url: str | None = None
     ) -> ReageJob:
         """Submit a video reage job; never resent once it may have reached Akool."""
         return self._call(protocol.build_video_reage(modify_video, face_reage, target_image, webhook_url))
 
     async def asubmit_video_reage(
-        self,
-        modify_video: str,
-        face_reage: int,
-        target_image: Sequence[Mapping[str, str]],
-        webhook_url: str | None = None,
+        self, modify_video: str, face_reage: int, target_image: Faces, webhook_url: str | None = None
     ) -> ReageJob:
         """Submit a video reage job (async)."""
         return await self._acall(
@@ -979,36 +965,28 @@ def _merge_entries(merged: protocol.ReageEntries, batch: protocol.ReageEntries) 
     )
 
 
+#: Bytes read from a streamed reply at a time.
+_CHUNK_BYTES = 64 * 1024
+
+
 def _read_bounded(endpoint: str, response: requests.Response, headers: Mapping[str, str]) -> bytes:
     """Read a streamed reply, raising ``AkoolResponseError`` past :data:`protocol.MAX_REPLY_BYTES`."""
-    limit = protocol.MAX_REPLY_BYTES
-    announced = protocol.announced_length(headers)
-    if announced is not None and announced > limit:
-        raise protocol.reply_too_large(endpoint, announced)
-    body = bytearray()
+    body = protocol.BoundedBody(endpoint, headers)
     try:
-        for chunk in response.iter_content(chunk_size=64 * 1024):
-            body += chunk
-            if len(body) > limit:
-                # Leaving the caller's ``with response`` closes the connection: the rest is never read.
-                raise protocol.reply_too_large(endpoint)
+        for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+            # Past the limit it raises; leaving the caller's ``with response`` closes the connection.
+            body.add(chunk)
     except requests.RequestException as err:
         raise _connection_error(endpoint, err) from None
-    return bytes(body)
+    return body.content()
 
 
 async def _aread_bounded(endpoint: str, response: httpx.Response, headers: Mapping[str, str]) -> bytes:
-    """Read a streamed reply, raising ``AkoolResponseError`` past :data:`protocol.MAX_REPLY_BYTES`."""
-    limit = protocol.MAX_REPLY_BYTES
-    announced = protocol.announced_length(headers)
-    if announced is not None and announced > limit:
-        raise protocol.reply_too_large(endpoint, announced)
-    body = bytearray()
-    async for chunk in response.aiter_bytes(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise protocol.reply_too_large(endpoint)
-    return bytes(body)
+    """Read a streamed reply without blocking, as :func:`_read_bounded` does."""
+    body = protocol.BoundedBody(endpoint, headers)
+    async for chunk in response.aiter_bytes(_CHUNK_BYTES):
+        body.add(chunk)
+    return body.content()
 
 
 def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_akool import protocol, validation
 from airflow_provider_akool.exceptions import AkoolValidationError
-from airflow_provider_akool.kinds.base import DEFAULT_BATCH_SIZE, BuildRequest, JobKind, MediaInput, register
-from airflow_provider_akool.kinds.reage import (
-    REAGE,
-    acancel_reage,
-    afetch_reage,
-    cancel_reage,
-    fetch_reage,
-    submitted_reage,
-)
+from airflow_provider_akool.kinds.base import KIND_TRIGGER, BuildRequest, JobKind, MediaInput, register
+from airflow_provider_akool.kinds.reage import REAGE
 
 if TYPE_CHECKING:
     from airflow_provider_akool.models import ReageJob
@@ -178,22 +172,11 @@ def faceswap_pro_request(params: Mapping[str, Any]) -> protocol.AkoolRequest[Rea
 
 
 def _of_reage_family(name: str, request: BuildRequest, inputs: tuple[MediaInput, ...]) -> JobKind:
-    """Register a kind of reage's family: polled by ``listbyids`` in reage's rounds, cancelled by job/del."""
-    return register(
-        JobKind(
-            name=name,
-            fetch=fetch_reage,
-            afetch=afetch_reage,
-            submitted=submitted_reage,
-            cancel=cancel_reage,
-            acancel=acancel_reage,
-            request=request,
-            inputs=inputs,
-            batch_size=DEFAULT_BATCH_SIZE,
-            align=True,
-            poller=REAGE.poller,
-        )
-    )
+    """
+    Register a kind of reage's family: reage's description (polled by ``listbyids`` in reage's rounds,
+    cancelled by ``job/del``) with its own name, request and inputs, waited for by the generic trigger.
+    """
+    return register(replace(REAGE, name=name, request=request, inputs=inputs, trigger=KIND_TRIGGER))
 
 
 _FACES = MediaInput("source_image", "image", key="path"), MediaInput("target_image", "image", key="path")

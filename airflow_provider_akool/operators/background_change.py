@@ -19,6 +19,20 @@ if TYPE_CHECKING:
 
 #: A size as Akool's ``"WxH"`` or as ``(width, height)``; templated strings are rendered, then checked.
 Size = str | Sequence[int]
+#: The operator's parameters that the request takes as they are (``build_background_change``'s names).
+_REQUEST_PARAMETERS = (
+    "origin_img",
+    "canvas_size",
+    "modify_origin_img_size",
+    "overlay_origin_x",
+    "overlay_origin_y",
+    "color_code",
+    "template_url",
+    "modify_template_size",
+    "overlay_template_x",
+    "overlay_template_y",
+    "remove_bg",
+)
 
 
 class AkoolBackgroundChangeOperator(AkoolJobOperator):
@@ -67,20 +81,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
         it out of the request.
     """
 
-    template_fields: Sequence[str] = (
-        *AkoolJobOperator.template_fields,
-        "origin_img",
-        "canvas_size",
-        "modify_origin_img_size",
-        "overlay_origin_x",
-        "overlay_origin_y",
-        "color_code",
-        "template_url",
-        "modify_template_size",
-        "overlay_template_x",
-        "overlay_template_y",
-        "remove_bg",
-    )
+    template_fields: Sequence[str] = (*AkoolJobOperator.template_fields, *_REQUEST_PARAMETERS)
     kind = BACKGROUND_CHANGE
 
     def __init__(
@@ -114,20 +115,7 @@ class AkoolBackgroundChangeOperator(AkoolJobOperator):
 
     def request_params(self, webhook_url: str | None = None) -> dict[str, Any]:
         """Return the keyword arguments of ``submit_background_change``, from the (rendered) attributes."""
-        return {
-            "origin_img": self.origin_img,
-            "canvas_size": self.canvas_size,
-            "modify_origin_img_size": self.modify_origin_img_size,
-            "overlay_origin_x": self.overlay_origin_x,
-            "overlay_origin_y": self.overlay_origin_y,
-            "color_code": self.color_code,
-            "template_url": self.template_url,
-            "modify_template_size": self.modify_template_size,
-            "overlay_template_x": self.overlay_template_x,
-            "overlay_template_y": self.overlay_template_y,
-            "remove_bg": self.remove_bg,
-            "webhook_url": webhook_url,
-        }
+        return {**{name: getattr(self, name) for name in _REQUEST_PARAMETERS}, "webhook_url": webhook_url}
 
     def validate_inputs(self) -> None:
         """Check every parameter after rendering by building the request once, without sending it."""

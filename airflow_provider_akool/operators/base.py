@@ -50,9 +50,8 @@ from airflow_provider_akool.wait import (
     JobSnapshot,
     Waiter,
     WaitEvent,
+    deferred_wait_options,
     execution_timeout_error,
-    first_poll_at,
-    try_deadline,
 )
 from airflow_provider_akool.webhook.callback_url import (
     AIRFLOW_RECEIVER,
@@ -158,6 +157,10 @@ class AkoolJobOperator(
     result_link_url: str | None = None
     #: The kind of job this operator submits: how it is polled and cancelled, which trigger waits for it.
     kind: ClassVar[JobKind]
+    #: The parameter that names the image or video the job changes (``modify_image``): checked after
+    #: rendering, right before :meth:`validate_inputs`, and given signed by :meth:`media`. None where the
+    #: operator checks and signs its media itself.
+    media_parameter: ClassVar[str | None] = None
     # ResumableJobMixin keeps the submitted job under this key of task_state_store.
     external_id_key = JOB_RECORD_KEY
 
@@ -235,6 +238,11 @@ class AkoolJobOperator(
         ``webhook_url="airflow"`` this task's callback URL (whose token stays out of fields, logs and XCom).
         """
 
+    def media(self) -> dict[str, str]:
+        """Return :attr:`media_parameter` signed, as the request takes it (``{"modify_image": <URL>}``)."""
+        name = self.media_parameter
+        return {} if name is None else {name: self.signed_input(name, getattr(self, name))}
+
     def webhook_url_of(self, given: WebhookUrl) -> str | None:
         """Return the URL ``submit`` gives Akool: ``given``, or the operator's own for :data:`FROM_FIELD`."""
         return self.webhook_url if given is FROM_FIELD else given
@@ -260,7 +268,7 @@ class AkoolJobOperator(
             akool_conn_id=self.akool_conn_id,
             poll_interval=float(self.poll_interval),
             deadline=deadline,
-            job_ids={job.id: job.job_id} if self.kind.can_cancel else None,
+            job_id_of={job.id: job.job_id} if self.kind.can_cancel else None,
             started_at=started_at,
             **wait_options,
         )
@@ -515,18 +523,13 @@ class AkoolJobOperator(
 
     def _trigger_wait_options(self) -> dict[str, Any]:
         """The trigger kwargs of this try's wait: its execution_timeout, the first poll, adaptive polling."""
-        timeout = self.execution_timeout
-        options: dict[str, Any] = {
-            "execution_deadline": try_deadline(
-                self._try_state.started_at, timeout.total_seconds() if timeout is not None else None
-            ),
-            # The check before deferring was a poll: the next one comes a poll_interval (or a
-            # Retry-After) later, not as soon as the trigger starts.
-            "first_poll_at": self._try_state.first_poll_at,
-        }
-        if self.adaptive_polling:
-            options["adaptive_polling"] = True
-        return options
+        # The check before deferring was a poll: _wait_here noted when the next one is due.
+        return deferred_wait_options(
+            self._try_state.started_at,
+            self.execution_timeout,
+            self._try_state.first_poll_at,
+            adaptive=bool(self.adaptive_polling),
+        )
 
     def on_kill(self) -> None:
         """
@@ -588,6 +591,8 @@ class AkoolJobOperator(
         self.poll_interval = validation.seconds("poll_interval", self.poll_interval)
         self.timeout = validation.seconds("timeout", self.timeout)
         self.input_url_expiry = inputs.expiry_seconds(self.input_url_expiry)
+        if (name := self.media_parameter) is not None:
+            setattr(self, name, inputs.check_media(name, getattr(self, name)))
         self.validate_inputs()
 
     def _output_path_to_keep(self) -> str | os.PathLike[str] | None:
@@ -633,7 +638,7 @@ class AkoolJobOperator(
             poll_interval=self.poll_interval,
             started_at=started_at,
             deadline=deadline,
-            job_ids={job.id: job.job_id},
+            job_id_of={job.id: job.job_id},
             log=self.log,
         )
         poll_hook = self.make_hook(retry_limit=1)
@@ -642,7 +647,7 @@ class AkoolJobOperator(
                 time.sleep(waiter.delay)
             # After the last check: when the trigger polls first, if this wait is deferred.
             adaptive = bool(self.adaptive_polling)
-            self._try_state.first_poll_at = first_poll_at(waiter, time.time(), adaptive=adaptive)
+            self._try_state.first_poll_at = waiter.first_poll_at(time.time(), adaptive=adaptive)
             return event
         finally:
             poll_hook.close()

@@ -182,10 +182,6 @@ class _AkoolFaceSwapOperator(AkoolJobOperator):
         self.log.info("Detected %d face(s) in %s", len(faces), value)
         return faces
 
-    def media(self) -> dict[str, str]:
-        """The signed picture or video changed (``{"modify_image": <URL>}``)."""
-        raise NotImplementedError
-
     def submit(self, hook: AkoolHook, context: Context, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
         """Pair the faces (detecting where needed), then submit; ``queued`` until the first poll."""
         targets = self.targets(hook)
@@ -220,6 +216,7 @@ class AkoolImageFaceSwapOperator(_AkoolFaceSwapOperator):
     """
 
     template_fields: Sequence[str] = (*_AkoolFaceSwapOperator.template_fields, "modify_image")
+    media_parameter = "modify_image"
 
     def __init__(
         self,
@@ -235,20 +232,11 @@ class AkoolImageFaceSwapOperator(_AkoolFaceSwapOperator):
         )
         self.modify_image = modify_image
 
-    def validate_inputs(self) -> None:
-        """Check ``modify_image`` and the faces after rendering."""
-        self.modify_image = inputs.check_media("modify_image", self.modify_image)
-        super().validate_inputs()
-
     def targets(self, hook: AkoolHook) -> list[dict[str, str]]:
         """``target_image``, or every face detected in ``modify_image`` when it is None."""
         if self.target_image is not None:
             return super().targets(hook)
         return self.detect_targets(hook, "modify_image", self.modify_image)
-
-    def media(self) -> dict[str, str]:
-        """``specifyimage``: the signed ``modify_image``."""
-        return {"modify_image": self.signed_input("modify_image", self.modify_image)}
 
 
 class AkoolVideoFaceSwapOperator(_AkoolFaceSwapOperator):
@@ -268,6 +256,7 @@ class AkoolVideoFaceSwapOperator(_AkoolFaceSwapOperator):
     """
 
     template_fields: Sequence[str] = (*_AkoolFaceSwapOperator.template_fields, "modify_video")
+    media_parameter = "modify_video"
 
     def __init__(
         self,
@@ -284,18 +273,13 @@ class AkoolVideoFaceSwapOperator(_AkoolFaceSwapOperator):
         self.modify_video = modify_video
 
     def validate_inputs(self) -> None:
-        """Check ``modify_video`` and the faces (``target_image`` is required) after rendering."""
-        self.modify_video = inputs.check_media("modify_video", self.modify_video)
+        """Check the faces (``target_image`` is required) after rendering."""
         if self.target_image is None:
             raise AkoolValidationError(
                 'target_image must be given for a video: a list of {"path", "opts"} faces (a still of each '
                 "person with its landmarks, e.g. AkoolDetectFacesOperator on a frame)"
             )
         super().validate_inputs()
-
-    def media(self) -> dict[str, str]:
-        """``specifyvideo``: the signed ``modify_video``."""
-        return {"modify_video": self.signed_input("modify_video", self.modify_video)}
 
 
 class AkoolFaceSwapProOperator(_AkoolFaceSwapOperator):
@@ -324,6 +308,7 @@ class AkoolFaceSwapProOperator(_AkoolFaceSwapOperator):
         "single_face_mode",
     )
     kind = FACESWAP_PRO
+    media_parameter = "modify_image"
     max_pairs = MAX_PRO_PAIRS
 
     def __init__(
@@ -343,8 +328,7 @@ class AkoolFaceSwapProOperator(_AkoolFaceSwapOperator):
         self.single_face_mode = single_face_mode
 
     def validate_inputs(self) -> None:
-        """Check ``modify_image``, the faces and the switches after rendering."""
-        self.modify_image = inputs.check_media("modify_image", self.modify_image)
+        """Check the faces and the switches after rendering."""
         if self.single_face_mode is not None:
             self.single_face_mode = validation.boolean("single_face_mode", self.single_face_mode)
         super().validate_inputs()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -112,10 +111,6 @@ class _AkoolReageOperator(AkoolJobOperator):
         if self.target_image is not None or not self.detects_faces:
             self.target_image = validation.target_image(self.target_image, path=inputs.check_media)
 
-    @abstractmethod
-    def media(self) -> dict[str, str]:
-        """Return the signed media parameter of the request (``{"modify_image": <URL>}``)."""
-
     def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
         """Return the faces to reage: ``target_image``, checked by :meth:`validate_inputs`."""
         return [dict(face) for face in self.target_image or ()]
@@ -148,6 +143,7 @@ class AkoolImageReageOperator(_AkoolReageOperator):
     """
 
     template_fields: Sequence[str] = (*_AkoolReageOperator.template_fields, "modify_image")
+    media_parameter = "modify_image"
     detects_faces = True
 
     def __init__(
@@ -160,11 +156,6 @@ class AkoolImageReageOperator(_AkoolReageOperator):
     ) -> None:
         super().__init__(face_reage=face_reage, target_image=target_image, **kwargs)
         self.modify_image = modify_image
-
-    def validate_inputs(self) -> None:
-        """Check ``modify_image``, ``face_reage`` and ``target_image`` after rendering."""
-        self.modify_image = inputs.check_media("modify_image", self.modify_image)
-        super().validate_inputs()
 
     def faces(self, hook: AkoolHook) -> list[dict[str, str]]:
         """Return ``target_image``, or detect every face of ``modify_image`` when it is None."""
@@ -187,10 +178,6 @@ class AkoolImageReageOperator(_AkoolReageOperator):
         self.log.info("Detected %d face(s) in %s", len(faces), self.modify_image)
         return faces
 
-    def media(self) -> dict[str, str]:
-        """``imgreage``: the signed ``modify_image``."""
-        return {"modify_image": self.signed_input("modify_image", self.modify_image)}
-
 
 class AkoolVideoReageOperator(_AkoolReageOperator):
     """
@@ -207,6 +194,7 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
     """
 
     template_fields: Sequence[str] = (*_AkoolReageOperator.template_fields, "modify_video")
+    media_parameter = "modify_video"
 
     def __init__(
         self,
@@ -218,15 +206,6 @@ class AkoolVideoReageOperator(_AkoolReageOperator):
     ) -> None:
         super().__init__(face_reage=face_reage, target_image=target_image, **kwargs)
         self.modify_video = modify_video
-
-    def validate_inputs(self) -> None:
-        """Check ``modify_video``, ``face_reage`` and ``target_image`` after rendering."""
-        self.modify_video = inputs.check_media("modify_video", self.modify_video)
-        super().validate_inputs()
-
-    def media(self) -> dict[str, str]:
-        """``vidreage``: the signed ``modify_video``."""
-        return {"modify_video": self.signed_input("modify_video", self.modify_video)}
 
 
 class AkoolCancelReageOperator(masking.LearnsSecretWhenRendered, BaseOperator):

@@ -19,9 +19,8 @@ from airflow_provider_akool.wait import (
     JobSnapshot,
     Waiter,
     WaitEvent,
+    deferred_wait_options,
     execution_timeout_error,
-    first_poll_at,
-    try_deadline,
 )
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
         self, ids: list[str], *, started_at: float, deadline: float, **wait_options: Any
     ) -> BaseTrigger:
         """
-        Return the kind's trigger that waits for ``ids`` in the triggerer, without ``job_ids``: a sensor
+        Return the kind's trigger that waits for ``ids`` in the triggerer, without ``job_id_of``: a sensor
         does not own the jobs it watches, so killing it leaves them running.
 
         ``wait_options`` are keyword arguments of every Akool trigger to pass on as they are
@@ -109,17 +108,15 @@ class AkoolJobSensor(masking.LearnsSecretWhenRendered, BaseSensorOperator, ABC):
         if event is None:
             waiter = self._waiter_for(context, ids)
             started_at = waiter.started_at
-            timeout = self.execution_timeout
-            options: dict[str, Any] = {
-                "execution_deadline": try_deadline(
-                    try_started_at, timeout.total_seconds() if timeout is not None else None
-                ),
-                # The check just made was a poll: the trigger's first comes a poke_interval (or a
-                # Retry-After) after it.
-                "first_poll_at": first_poll_at(waiter, time.time(), adaptive=bool(self.adaptive_polling)),
-            }
-            if self.adaptive_polling:
-                options["adaptive_polling"] = True
+            # The check just made was a poll: the trigger's first comes a poke_interval (or a
+            # Retry-After) after it.
+            adaptive = bool(self.adaptive_polling)
+            options = deferred_wait_options(
+                try_started_at,
+                self.execution_timeout,
+                waiter.first_poll_at(time.time(), adaptive=adaptive),
+                adaptive=adaptive,
+            )
             self.defer(
                 trigger=self.make_trigger(
                     ids, started_at=started_at, deadline=started_at + self.timeout, **options

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_akool.deprecation import warn_renamed
 from airflow_provider_akool.exceptions import AkoolError
 from airflow_provider_akool.kinds.base import home_of, kind_named
 from airflow_provider_akool.models import JobStatus
@@ -102,8 +103,10 @@ class AkoolJobTrigger(BaseTrigger):
         or None. Airflow does not enforce ``execution_timeout`` while a task is deferred, so the trigger
         does: the earlier of the two deadlines ends the wait with ``timeout``, and the event's
         ``deadline`` says which one (``timeout`` or ``execution_timeout``).
-    :param job_ids: the ``job_id`` of each ``_id``, when the task that deferred submitted the jobs:
-        :meth:`on_kill` cancels them. Leave it empty for jobs the task does not own.
+    :param job_id_of: the ``job_id`` of each ``_id`` (``{_id: job_id}``), when the task that deferred
+        submitted the jobs: :meth:`on_kill` cancels them. Leave it empty for jobs the task does not own.
+    :param job_ids: deprecated alias of ``job_id_of`` (the name rows stored by earlier versions carry, which
+        still rebuild).
     :param not_found_grace: seconds after ``started_at`` during which an id Akool does not know is still
         waited for; after that the wait ends with ``not_found``.
     :param started_at: when the wait began (epoch seconds); defaults to now.
@@ -144,7 +147,7 @@ class AkoolJobTrigger(BaseTrigger):
         akool_conn_id: str = "akool_default",
         poll_interval: float = 10.0,
         deadline: float | None = None,
-        job_ids: Mapping[str, str | None] | None = None,
+        job_id_of: Mapping[str, str | None] | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         started_at: float | None = None,
         max_poll_errors: int = DEFAULT_MAX_POLL_ERRORS,
@@ -155,13 +158,19 @@ class AkoolJobTrigger(BaseTrigger):
         batch_size: int | None = None,
         max_concurrency: int | None = None,
         webhook_token_sha256: str | None = None,
+        job_ids: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__()
+        if job_ids is not None:
+            if job_id_of is not None:
+                raise TypeError("give job_id_of only: job_ids is its deprecated alias")
+            warn_renamed(f"{type(self).__name__}(job_ids=...)", f"{type(self).__name__}(job_id_of=...)")
+            job_id_of = job_ids
         self.ids = list(ids)
         self.akool_conn_id = akool_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = None if deadline is None else float(deadline)
-        self.job_ids = dict(job_ids or {})
+        self.job_id_of = dict(job_id_of or {})
         self.not_found_grace = float(not_found_grace)
         self.started_at = time.time() if started_at is None else float(started_at)
         self.max_poll_errors = int(max_poll_errors)
@@ -208,9 +217,9 @@ class AkoolJobTrigger(BaseTrigger):
             "started_at": self.started_at,
             "max_poll_errors": self.max_poll_errors,
         }
-        # Only where there are jobs to cancel, so triggers of jobs that cannot be cancelled need no job_ids.
-        if self.job_ids:
-            kwargs["job_ids"] = dict(self.job_ids)
+        # Only where there are jobs to cancel, so triggers of jobs that cannot be cancelled need no job_id_of.
+        if self.job_id_of:
+            kwargs["job_id_of"] = dict(self.job_id_of)
         # Only when not the default, so the kwargs stay those an earlier version of the provider can rebuild
         # (a downgrade while triggers are deferred) and triggers of earlier versions still match.
         if not self.coalesce:
@@ -233,6 +242,12 @@ class AkoolJobTrigger(BaseTrigger):
         if self.max_concurrency != self.kind.max_concurrency:
             kwargs["max_concurrency"] = self.max_concurrency
         return kwargs
+
+    @property
+    def job_ids(self) -> dict[str, str | None]:
+        """Deprecated alias of :attr:`job_id_of`."""
+        warn_renamed(f"{type(self).__name__}.job_ids", f"{type(self).__name__}.job_id_of")
+        return self.job_id_of
 
     @property
     def ends_at(self) -> float | None:
@@ -315,7 +330,7 @@ class AkoolJobTrigger(BaseTrigger):
             ids=self.ids,
             poll_interval=self.poll_interval,
             started_at=self.started_at,
-            job_ids=self.job_ids,
+            job_id_of=self.job_id_of,
             not_found_grace=self.not_found_grace,
             log=self.log,
             **bounds,
@@ -327,7 +342,7 @@ class AkoolJobTrigger(BaseTrigger):
             return None
         mark = await read_callback_mark(
             getattr(self, "task_instance", None),
-            {i: self.job_ids.get(i) for i in self.ids},
+            {i: self.job_id_of.get(i) for i in self.ids},
             self.webhook_token_sha256,
         )
         return self.event_for_callback(mark) if mark is not None else None
@@ -432,7 +447,7 @@ class AkoolJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the jobs of this trigger's task when a user kills the deferred task (Airflow 3.3+)."""
-        job_ids = [job_id for job_id in dict.fromkeys(self.job_ids.values()) if job_id]
+        job_ids = [job_id for job_id in dict.fromkeys(self.job_id_of.values()) if job_id]
         if not job_ids:
             return
         # Airflow 3.3.2 cancels a trigger it stops again at each sync with its supervisor (about every

@@ -25,31 +25,33 @@ class AkoolImageResultTrigger(AkoolJobTrigger):
     The event is :class:`~airflow_provider_akool.triggers.base.AkoolJobTrigger`'s with the one job's fields
     also at the top: ``id``, ``url`` (the result image, on success) and ``error_reasons`` (Akool's, on
     failure). Background change has no cancel endpoint: a deadline or a kill only ends the wait, and the
-    job runs on at Akool (so there are no ``job_ids``).
+    job runs on at Akool (so there is no ``job_id_of``).
 
     :param image_model_id: the ``_id`` that ``bg/replace`` returned.
-    :param kwargs: those of :class:`~airflow_provider_akool.triggers.base.AkoolJobTrigger` but ``job_ids``.
+    :param kwargs: those of :class:`~airflow_provider_akool.triggers.base.AkoolJobTrigger` but ``job_id_of``.
     """
 
     kind = BACKGROUND_CHANGE
 
     def __init__(self, image_model_id: str, **kwargs: Any) -> None:
-        if "job_ids" in kwargs:
-            raise TypeError("AkoolImageResultTrigger takes no job_ids: background change cannot be cancelled")
+        if {"job_id_of", "job_ids"} & kwargs.keys():
+            raise TypeError(
+                "AkoolImageResultTrigger takes no job_id_of: background change cannot be cancelled"
+            )
         super().__init__(ids=[image_model_id], **kwargs)
         self.image_model_id = image_model_id
 
     @classmethod
     def for_ids(cls, ids: Sequence[str], **kwargs: Any) -> AkoolImageResultTrigger:
-        """Return the trigger that waits for the one id of ``ids``; ``job_ids`` are dropped (no cancel)."""
+        """Return the trigger that waits for the one id of ``ids``; ``job_id_of`` is dropped (no cancel)."""
         (image_model_id,) = ids
-        kwargs.pop("job_ids", None)
+        kwargs.pop("job_id_of", None)
         return cls(image_model_id=image_model_id, **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
         kwargs = self.wait_kwargs()
-        kwargs.pop("job_ids", None)  # present only where there are jobs to cancel
+        kwargs.pop("job_id_of", None)  # present only where there are jobs to cancel
         return self.class_path(), {"image_model_id": self.image_model_id, **kwargs, **self.poller_kwargs()}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

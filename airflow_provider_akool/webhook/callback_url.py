@@ -234,9 +234,9 @@ def _mark_value(value: Any) -> Any:
     return value
 
 
-def snapshot_of_mark(value: Any, job_ids: dict[str, str | None], token_sha256: str) -> JobSnapshot | None:
+def snapshot_of_mark(value: Any, job_id_of: dict[str, str | None], token_sha256: str) -> JobSnapshot | None:
     """
-    Return the final state a callback mark records for one of ``job_ids``' ids, or None.
+    Return the final state a callback mark records for one of the ids of ``job_id_of``, or None.
 
     Only a mark left for the callback URL whose token digest is ``token_sha256`` counts: the receiver writes
     the digest it checked the callback's token against.
@@ -250,7 +250,7 @@ def snapshot_of_mark(value: Any, job_ids: dict[str, str | None], token_sha256: s
     if not (isinstance(digest, str) and hmac.compare_digest(digest.encode(), token_sha256.encode())):
         return None
     akool_id, label, url = value.get("id"), value.get("status"), value.get("url")
-    if not isinstance(akool_id, str) or akool_id not in job_ids:
+    if not isinstance(akool_id, str) or akool_id not in job_id_of:
         return None
     finals = {JobStatus.SUCCESS.label: JobStatus.SUCCESS, JobStatus.FAILED.label: JobStatus.FAILED}
     status = finals.get(label) if isinstance(label, str) else None
@@ -260,15 +260,16 @@ def snapshot_of_mark(value: Any, job_ids: dict[str, str | None], token_sha256: s
         id=akool_id,
         status=status,
         url=url if isinstance(url, str) and url else None,
-        job_id=job_ids.get(akool_id),
+        job_id=job_id_of.get(akool_id),
     )
 
 
 async def read_callback_mark(
-    ti: Any, job_ids: dict[str, str | None], token_sha256: str
+    ti: Any, job_id_of: dict[str, str | None], token_sha256: str
 ) -> JobSnapshot | None:
     """
-    Return the final state a callback left in ``ti``'s XCom for one of ``job_ids``, read from a trigger.
+    Return the final state a callback left in ``ti``'s XCom for one of the ids of ``job_id_of``, read from a
+    trigger.
 
     None when there is none, when it was not left for the URL of ``token_sha256``, or when it cannot be read
     (no task instance, no supervisor: the wait polls).
@@ -292,7 +293,7 @@ async def read_callback_mark(
         return None
     if not isinstance(reply, XComResult):
         return None
-    return snapshot_of_mark(reply.value, job_ids, token_sha256)
+    return snapshot_of_mark(reply.value, job_id_of, token_sha256)
 
 
 def new_callback_url(context: Any, conn_id: str) -> tuple[str, str]:

@@ -345,7 +345,7 @@ def _resume(route: CallbackRoute, token: str, verified: VerifiedCallback, sessio
         ignored()
         return None
     fired = trigger.event_for_callback(
-        JobSnapshot(id=event.id, status=event.status, url=event.url, job_id=trigger.job_ids.get(event.id))
+        JobSnapshot(id=event.id, status=event.status, url=event.url, job_id=trigger.job_id_of.get(event.id))
     )
     if fired is None:
         log.info("Akool job %s is not the job %s waits for; ignored", event.id, route.task_id)

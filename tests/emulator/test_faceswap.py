@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from airflow_provider_akool.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_akool.emulator.faces import faces_for
 from airflow_provider_akool.emulator.media import MP4_HEADER, looks_of
 from airflow_provider_akool.webhook import AkoolWebhookVerifier
+from tests.support.callback_receiver import CallbackReceiver
 
 CLIENT_ID = "emulator-faceswap-client-id"
 SECRET = "emulator-faceswap-key-24"
@@ -244,37 +243,10 @@ def test_the_same_swap_renders_the_same_bytes_in_another_job(server: EmulatorSer
 
 
 # Webhooks -----------------------------------------------------------------------------------------------
-class _Receiver:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.bodies.append(self.rfile.read(int(self.headers.get("content-length", 0))))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    started = _Receiver()
-    yield started
-    started.close()
+def receiver() -> Iterator[CallbackReceiver]:
+    with CallbackReceiver() as started:
+        yield started
 
 
 def wait_for(condition: Callable[[], Any], what: str) -> None:
@@ -285,13 +257,15 @@ def wait_for(condition: Callable[[], Any], what: str) -> None:
         time.sleep(0.02)
 
 
-def test_face_swap_jobs_call_back_with_type_faceswap(server: EmulatorServer, receiver: _Receiver) -> None:
+def test_face_swap_jobs_call_back_with_type_faceswap(
+    server: EmulatorServer, receiver: CallbackReceiver
+) -> None:
     image = specifyimage(server, webhookUrl=receiver.url)
     swap_pro = pro(server, webhookUrl=receiver.url)
     server.client.advance_clock(QUEUED + PROCESSING)
-    wait_for(lambda: len(receiver.bodies) >= 4, "four callbacks")
+    wait_for(lambda: len(receiver.received()) >= 4, "four callbacks")
     verifier = AkoolWebhookVerifier(CLIENT_ID, SECRET)
-    events = [verifier.verify(body) for body in receiver.bodies]
+    events = [verifier.verify(body) for body in receiver.received()]
     assert {event.type for event in events} == {"faceswap"}
     by_job = {(event.id, int(event.status)) for event in events}
     assert by_job == {(image["_id"], 2), (image["_id"], 3), (swap_pro["_id"], 2), (swap_pro["_id"], 3)}

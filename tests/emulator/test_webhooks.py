@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from airflow_provider_akool.emulator.webhooks import ATTEMPTS, loopback_refusal,
 from airflow_provider_akool.hooks.akool import AkoolHook
 from airflow_provider_akool.models import JobStatus
 from airflow_provider_akool.webhook import AkoolWebhookEvent, AkoolWebhookVerifier
+from tests.support.callback_receiver import CallbackReceiver, StartReceiver
 
 CLIENT_ID = "emulator-webhook-client-id"
 # Akool's clientSecret (which is also the API key) has 24 characters: an AES-192 key.
@@ -28,75 +28,15 @@ QUEUED_SECONDS, PROCESSING_SECONDS = 10.0, 20.0
 WAIT_SECONDS = 10.0
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # an emulator that stopped mid-delivery leaves a broken pipe behind: expected here
-
-
-class Receiver:
-    """
-    A webhook receiver on 127.0.0.1: records each POST and answers with the next scripted status (then 200).
-
-    :param script: the HTTP statuses of the first answers.
-    :param delay: seconds to wait before answering.
-    :param hold: when given, each answer waits until it is set (after ``delay``).
-    """
-
-    def __init__(
-        self, script: list[int] | None = None, delay: float = 0.0, hold: threading.Event | None = None
-    ) -> None:
-        self.script = list(script or [])
-        self.delay = delay
-        self.hold = hold
-        self.bodies: list[bytes] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with receiver.lock:
-                    receiver.bodies.append(body)
-                    status = receiver.script.pop(0) if receiver.script else 200
-                time.sleep(receiver.delay)
-                if receiver.hold is not None:
-                    receiver.hold.wait(WAIT_SECONDS)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep the test output quiet
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        # Handler threads are joined by server_close(), so a test leaves no thread behind.
-        self.server.daemon_threads = False
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/akool/webhook"
-
-    def received(self) -> list[bytes]:
-        with self.lock:
-            return list(self.bodies)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Callable[..., Receiver]]:
+def receiver() -> Iterator[StartReceiver]:
     """``receiver(script=[500], delay=0)`` starts a receiver; every one started is stopped after the test."""
-    started: list[Receiver] = []
+    started: list[CallbackReceiver] = []
 
     def start(
         script: list[int] | None = None, delay: float = 0.0, hold: threading.Event | None = None
-    ) -> Receiver:
-        started.append(Receiver(script, delay, hold))
+    ) -> CallbackReceiver:
+        started.append(CallbackReceiver(script, delay, hold))
         return started[-1]
 
     yield start
@@ -161,7 +101,7 @@ def submit(server: EmulatorServer, webhook_url: str, image: str = "faces-1.jpg")
     return data
 
 
-def events(receiver: Receiver, verifier: AkoolWebhookVerifier, count: int) -> list[AkoolWebhookEvent]:
+def events(receiver: CallbackReceiver, verifier: AkoolWebhookVerifier, count: int) -> list[AkoolWebhookEvent]:
     bodies = wait_until(
         lambda: len(receiver.received()) >= count and receiver.received(), f"{count} callbacks"
     )
@@ -170,7 +110,7 @@ def events(receiver: Receiver, verifier: AkoolWebhookVerifier, count: int) -> li
 
 def test_a_reage_job_submitted_through_the_hook_calls_back_processing_then_success(
     server: EmulatorServer,
-    receiver: Callable[..., Receiver],
+    receiver: StartReceiver,
     verifier: AkoolWebhookVerifier,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -206,7 +146,7 @@ def test_a_reage_job_submitted_through_the_hook_calls_back_processing_then_succe
 
 
 def test_each_status_is_called_back_when_the_clock_reaches_it(
-    server: EmulatorServer, receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    server: EmulatorServer, receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     listener = receiver()
     submit(server, listener.url)
@@ -218,7 +158,7 @@ def test_each_status_is_called_back_when_the_clock_reaches_it(
 
 
 def test_a_receiver_that_answers_500_gets_the_callback_again(
-    server: EmulatorServer, receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    server: EmulatorServer, receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     flaky = receiver(script=[500])
     job = submit(server, flaky.url)
@@ -230,7 +170,7 @@ def test_a_receiver_that_answers_500_gets_the_callback_again(
 
 
 def test_a_receiver_that_never_answers_200_is_given_up_after_a_few_attempts(
-    server: EmulatorServer, receiver: Callable[..., Receiver]
+    server: EmulatorServer, receiver: StartReceiver
 ) -> None:
     broken = receiver(script=[503] * 50)
     job = submit(server, broken.url)
@@ -244,7 +184,7 @@ def test_a_receiver_that_never_answers_200_is_given_up_after_a_few_attempts(
 
 
 def test_a_failed_job_calls_back_processing_then_failed_without_url(
-    server: EmulatorServer, receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    server: EmulatorServer, receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     listener = receiver()
     submit(server, listener.url, image="emulator-fail.jpg")
@@ -255,7 +195,7 @@ def test_a_failed_job_calls_back_processing_then_failed_without_url(
 
 
 def test_a_job_cancelled_while_queued_calls_back_failed_only(
-    server: EmulatorServer, receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    server: EmulatorServer, receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     listener = receiver()
     job = submit(server, listener.url)
@@ -270,7 +210,7 @@ def test_a_job_cancelled_while_queued_calls_back_failed_only(
 
 
 def test_a_background_change_calls_back_with_its_image(
-    server: EmulatorServer, receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    server: EmulatorServer, receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     listener = receiver()
     body = {
@@ -309,9 +249,7 @@ def test_a_url_off_the_loopback_host_is_never_called(server: EmulatorServer) -> 
     assert "not a loopback address" in entry["error"]
 
 
-def test_a_slow_receiver_does_not_hold_up_the_api(
-    server: EmulatorServer, receiver: Callable[..., Receiver]
-) -> None:
+def test_a_slow_receiver_does_not_hold_up_the_api(server: EmulatorServer, receiver: StartReceiver) -> None:
     # The receiver holds its answer until the API has answered: an API held up by the delivery would not
     # answer at all (the request times out), however fast or slow the machine.
     answered = threading.Event()
@@ -333,7 +271,7 @@ def test_a_slow_receiver_does_not_hold_up_the_api(
     wait_until(lambda: [e for e in callbacks(server) if e["delivered"]], "the slow delivery to finish")
 
 
-def test_a_reset_drops_pending_callbacks(server: EmulatorServer, receiver: Callable[..., Receiver]) -> None:
+def test_a_reset_drops_pending_callbacks(server: EmulatorServer, receiver: StartReceiver) -> None:
     broken = receiver(script=[500] * 50)
     job = submit(server, broken.url)
     server.client.set_job_status(job["_id"], 3)
@@ -345,7 +283,7 @@ def test_a_reset_drops_pending_callbacks(server: EmulatorServer, receiver: Calla
 
 
 def test_an_emulator_whose_secret_is_no_aes_key_records_why_it_sends_nothing(
-    receiver: Callable[..., Receiver],
+    receiver: StartReceiver,
 ) -> None:
     listener = receiver()
     secret = "emulator-api-key-0123456789"  # 27 bytes: not 16, 24 or 32
@@ -369,7 +307,9 @@ def test_an_emulator_whose_secret_is_no_aes_key_records_why_it_sends_nothing(
     assert listener.received() == []
 
 
-def test_stopping_with_deliveries_in_flight_leaves_no_thread(receiver: Callable[..., Receiver]) -> None:
+def test_stopping_with_deliveries_in_flight_leaves_no_thread(
+    receiver: StartReceiver,
+) -> None:
     threads = threading.active_count()
     broken = receiver(script=[500] * 50, delay=0.2)
     threads_with_receiver = threading.active_count()
@@ -386,7 +326,7 @@ def test_stopping_with_deliveries_in_flight_leaves_no_thread(receiver: Callable[
 
 
 def test_a_restart_resumes_a_delivery_cut_short_and_repeats_none(
-    receiver: Callable[..., Receiver], verifier: AkoolWebhookVerifier
+    receiver: StartReceiver, verifier: AkoolWebhookVerifier
 ) -> None:
     # The processing callback is taken at once; the success callback is refused three times.
     listener = receiver(script=[200, 500, 500, 500])

@@ -35,7 +35,7 @@ from tests.support.connections import ConnectionFactory
 from tests.support.dag_runs import START, run_recorded
 from tests.support.samples import sample
 from tests.support.views_auth import token
-from tests.support.webhook_receiver import mini_triggerer, released_once_deferred
+from tests.support.webhook_receiver import completes_on_callback
 
 #: Fixtures asked for by name: the views' auth manager; the receiver's emulator, app and connection.
 views_auth = auth_bench.auth
@@ -118,13 +118,22 @@ STORED_BEFORE_KINDS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def stored_now(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The same kwargs as this version stores them: the ``_id`` -> ``job_id`` mapping is ``job_id_of``."""
+    renamed = {key: value for key, value in kwargs.items() if key != "job_ids"}
+    if "job_ids" in kwargs:
+        renamed["job_id_of"] = kwargs["job_ids"]
+    return renamed
+
+
 @pytest.mark.parametrize(("classpath", "kwargs"), STORED_BEFORE_KINDS)
+@pytest.mark.filterwarnings("ignore:.*job_ids.*:DeprecationWarning")
 def test_triggers_stored_before_the_kinds_rebuild_and_serialize_as_they_were(
     classpath: str, kwargs: dict[str, Any]
 ) -> None:
     module, _, name = classpath.rpartition(".")
     trigger_class = getattr(__import__(module, fromlist=[name]), name)
-    assert trigger_class(**kwargs).serialize() == (classpath, kwargs)
+    assert trigger_class(**kwargs).serialize() == (classpath, stored_now(kwargs))
 
 
 def test_operators_and_sensors_hand_their_trigger_the_kwargs_of_before() -> None:
@@ -133,10 +142,12 @@ def test_operators_and_sensors_hand_their_trigger_the_kwargs_of_before() -> None
     made = reage.make_trigger(
         job, started_at=1.0, deadline=2.0, execution_deadline=3.0, first_poll_at=4.0, adaptive_polling=True
     )
-    assert made.serialize() == STORED_BEFORE_KINDS[0]
+    classpath, stored = STORED_BEFORE_KINDS[0]
+    assert made.serialize() == (classpath, stored_now(stored))
     sensor = AkoolImageResultSensor(task_id="s", image_model_id=ID)
     _, kwargs = sensor.make_trigger([ID], started_at=1.0, deadline=2.0, first_poll_at=4.0).serialize()
-    # A sensor's trigger never gets job_ids: it does not own the job.
+    # A sensor's trigger never gets job_id_of: it does not own the job.
+    assert "job_id_of" not in kwargs
     assert "job_ids" not in kwargs
     assert kwargs["not_found_grace"] == 60.0
 
@@ -202,6 +213,7 @@ def test_an_unknown_kind_is_a_clear_error_and_a_name_is_taken_once() -> None:
     assert register(ECHO) is ECHO  # the same kind again (a module imported twice) is fine
 
 
+@pytest.mark.filterwarnings("ignore:.*job_ids.*:DeprecationWarning")
 def test_the_receiver_rebuilds_only_triggers_of_registered_kinds() -> None:
     from airflow_provider_akool.webhook.receiver import _akool_trigger
 
@@ -211,7 +223,7 @@ def test_the_receiver_rebuilds_only_triggers_of_registered_kinds() -> None:
     generic = ECHO.make_trigger([ID], started_at=1.0, deadline=2.0)
     assert _akool_trigger(row(*generic.serialize())).kind is ECHO
     for classpath, kwargs in STORED_BEFORE_KINDS:
-        assert _akool_trigger(row(classpath, kwargs)).serialize() == (classpath, kwargs)
+        assert _akool_trigger(row(classpath, kwargs)).serialize() == (classpath, stored_now(kwargs))
     # Another provider's trigger, even a subclass of ours outside the registry, is not the receiver's.
     assert _akool_trigger(row("airflow.triggers.temporal.DateTimeTrigger", {})) is None
     assert _akool_trigger(row(f"{__name__}.NotAKind", {"ids": [ID]})) is None
@@ -298,28 +310,10 @@ def test_a_new_kind_of_one_module_waits_in_every_mode_and_shows_in_the_views_and
 def test_a_new_kind_completes_on_akools_callback_through_the_receiver(
     webhook_setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import airflow.sdk.definitions.dag as dag_module
-
-    setup = webhook_setup
-    harness = released_once_deferred(setup)
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
-
-    @dag(dag_id="new_kind_webhook", schedule=None, start_date=START)
-    def one() -> None:
-        AkoolEchoOperator(
-            task_id="echo",
-            image=sample(setup, "portrait.jpg"),
-            webhook_url="airflow",
-            deferrable=True,
-            poll_interval=0.5,
-            timeout=60,
-            retries=0,
-        )
-
-    run = run_recorded(one(), setup.client)
-
-    assert run.states[("echo", -1)] == "success", run.failures
-    assert harness.fired_by == ["webhook"]
-    assert run.value("echo")["status"] == "success"
-    # The callback, not a poll, finished the wait: no listbyids after the submission.
-    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
+    completes_on_callback(
+        webhook_setup,
+        monkeypatch,
+        "new_kind_webhook",
+        AkoolEchoOperator,
+        image=sample(webhook_setup, "portrait.jpg"),
+    )

@@ -429,7 +429,7 @@ def test_deferring_hands_the_kind_trigger_the_job_and_killing_it_cancels_the_job
     assert isinstance(trigger, AkoolKindTrigger)
     _, kwargs = trigger.serialize()
     assert (kwargs["kind"], kwargs["ids"]) == (operator.kind.name, [akool_id])
-    assert kwargs["job_ids"] == {akool_id: job_id}
+    assert kwargs["job_id_of"] == {akool_id: job_id}
     if not pro:  # Face Swap Pro's submit reply has no URL: it comes with the poll that finds the job done
         assert ti.pushed["akool_result_url"].endswith(f"/media/results/{akool_id}.jpg")
 

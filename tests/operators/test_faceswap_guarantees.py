@@ -33,7 +33,7 @@ from tests.support.dag_runs import START, run_recorded
 from tests.support.s3_objects import put
 from tests.support.samples import sample
 from tests.support.views_auth import token
-from tests.support.webhook_receiver import mini_triggerer, released_once_deferred
+from tests.support.webhook_receiver import completes_on_callback
 
 #: Fixtures asked for by name: the views' auth manager; the receiver's emulator, app and connection.
 views_auth = auth_bench.auth
@@ -186,34 +186,18 @@ def test_face_swap_jobs_show_in_the_views_and_lineage(
 def test_face_swap_completes_on_akools_callback_through_the_receiver(
     webhook_setup: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import airflow.sdk.definitions.dag as dag_module
+    run = completes_on_callback(
+        webhook_setup,
+        monkeypatch,
+        "faceswap_webhook",
+        AkoolFaceSwapProOperator,
+        modify_image=sample(webhook_setup, "bob.jpg"),
+        source_image=sample(webhook_setup, "alice.jpg"),
+    )
 
-    setup = webhook_setup
-    harness = released_once_deferred(setup)
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
-
-    @dag(dag_id="faceswap_webhook", schedule=None, start_date=START)
-    def one() -> None:
-        AkoolFaceSwapProOperator(
-            task_id="pro",
-            modify_image=sample(setup, "bob.jpg"),
-            source_image=sample(setup, "alice.jpg"),
-            webhook_url="airflow",
-            deferrable=True,
-            poll_interval=0.5,
-            timeout=60,
-            retries=0,
-        )
-
-    run = run_recorded(one(), setup.client)
-
-    assert run.states[("pro", -1)] == "success", run.failures
-    assert harness.fired_by == ["webhook"]
-    result = run.value("pro")
-    assert result["status"] == "success"
-    # The callback, not a poll, finished the wait, and it carried the URL v4's submit reply lacked.
+    result = run.value("job")
+    # The callback carried the URL v4's submit reply lacked.
     assert result["url"].endswith(f"/media/results/{result['id']}.jpg")
-    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
     assert [c["type"] for c in run.ledger["callbacks"]]
     assert {c["type"] for c in run.ledger["callbacks"]} == {"faceswap"}
 

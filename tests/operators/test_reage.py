@@ -317,7 +317,7 @@ def test_deferring_hands_the_trigger_everything_and_killing_it_cancels_the_job(
     assert isinstance(trigger, AkoolReageTrigger)
     _, kwargs = trigger.serialize()
     assert kwargs["result_ids"] == [akool_id]
-    assert kwargs["job_ids"] == {akool_id: job_id}
+    assert kwargs["job_id_of"] == {akool_id: job_id}
     assert kwargs["poll_interval"] == POLL
     assert before + 600 <= kwargs["deadline"] <= time.time() + 600
     # The operator checked once before deferring.

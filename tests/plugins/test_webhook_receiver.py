@@ -466,11 +466,13 @@ def test_a_trigger_ignores_a_mark_left_for_another_token() -> None:
     from airflow_provider_akool.wait import JobSnapshot
 
     done = JobSnapshot(id="a" * 24, status=JobStatus.SUCCESS, url="https://cdn.example/r.jpg")
-    job_ids = {"a" * 24: None}
-    assert callback_url.snapshot_of_mark(callback_url.callback_mark(done, other), job_ids, digest) is None
+    job_id_of = {"a" * 24: None}
+    assert callback_url.snapshot_of_mark(callback_url.callback_mark(done, other), job_id_of, digest) is None
     unsigned = {"id": "a" * 24, "status": "success", "url": ""}  # a mark of an earlier version
-    assert callback_url.snapshot_of_mark(unsigned, job_ids, digest) is None
-    found = callback_url.snapshot_of_mark(json.dumps(callback_url.callback_mark(done, mine)), job_ids, digest)
+    assert callback_url.snapshot_of_mark(unsigned, job_id_of, digest) is None
+    found = callback_url.snapshot_of_mark(
+        json.dumps(callback_url.callback_mark(done, mine)), job_id_of, digest
+    )
     assert found is not None
     assert found.url == "https://cdn.example/r.jpg"
 

@@ -186,7 +186,7 @@ async def test_a_trigger_rebuilt_from_its_kwargs_keeps_the_execution_deadline_an
         poll_interval=0.5,
         deadline=now + LONG_TIMEOUT,
         execution_deadline=now + EXECUTION_TIMEOUT_S,
-        job_ids={job.id: job.job_id},
+        job_id_of={job.id: job.job_id},
         started_at=now,
     )
     _path, kwargs = original.serialize()

@@ -258,3 +258,44 @@ def released_once_deferred(emulator: EmulatorServer, **options: Any) -> Harness:
     """A harness whose job makes no progress (the emulator's clock stands) until the task is deferred."""
     emulator.client.freeze_clock(True)
     return Harness(while_deferred=lambda info: emulator.client.freeze_clock(False), **options)
+
+
+def completes_on_callback(
+    setup: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    dag_id: str,
+    operator: Callable[..., Any],
+    **params: Any,
+) -> Any:
+    """
+    Run one deferred task ``operator(**params)`` with ``webhook_url="airflow"`` through the receiver and the
+    mini triggerer; check that it succeeded on Akool's callback, with no poll after the submission, and
+    return the run (:class:`tests.support.dag_runs.RecordedRun`; the task is ``job``).
+    """
+    import airflow.sdk.definitions.dag as dag_module
+    from airflow.sdk import dag
+
+    from tests.support.dag_runs import START, run_recorded
+
+    harness = released_once_deferred(setup)
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", mini_triggerer(harness))
+
+    @dag(dag_id=dag_id, schedule=None, start_date=START)
+    def one() -> None:
+        operator(
+            task_id="job",
+            webhook_url="airflow",
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=60,
+            retries=0,
+            **params,
+        )
+
+    run = run_recorded(one(), setup.client)
+    assert run.states[("job", -1)] == "success", run.failures
+    assert harness.fired_by == ["webhook"]
+    assert run.value("job")["status"] == "success"
+    # The callback, not a poll, finished the wait: no listbyids after the submission.
+    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
+    return run

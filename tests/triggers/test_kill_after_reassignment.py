@@ -54,7 +54,7 @@ def stuck_job(akool_connection: object, emulator: Any) -> Iterator[ReageJob]:
 
 def _trigger(job: ReageJob) -> AkoolReageTrigger:
     trigger = AkoolReageTrigger(
-        result_ids=[job.id], poll_interval=0.1, deadline=time.time() + 20, job_ids={job.id: job.job_id}
+        result_ids=[job.id], poll_interval=0.1, deadline=time.time() + 20, job_id_of={job.id: job.job_id}
     )
     trigger.task_instance = TI  # type: ignore[assignment]
     return trigger

@@ -73,7 +73,7 @@ def submit_many(akool_connection: ConnectionFactory, emulator: EmulatorServer) -
 
 def reage_triggers(jobs: list[ReageJob], **kwargs: Any) -> list[AkoolReageTrigger]:
     kwargs = {"poll_interval": POLL, "deadline": time.time() + 60, **kwargs}
-    return [AkoolReageTrigger(result_ids=[job.id], job_ids={job.id: job.job_id}, **kwargs) for job in jobs]
+    return [AkoolReageTrigger(result_ids=[job.id], job_id_of={job.id: job.job_id}, **kwargs) for job in jobs]
 
 
 def complete_rounds(requests: list[list[str]], per_round: int) -> list[list[list[str]]]:

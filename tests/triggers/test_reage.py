@@ -70,7 +70,7 @@ def test_kwargs_survive_a_serde_round_trip() -> None:
         akool_conn_id="akool_other",
         poll_interval=2.5,
         deadline=1_900_000_000.5,
-        job_ids={"a" * 24: "20240102082900592-5653", "b" * 24: None},
+        job_id_of={"a" * 24: "20240102082900592-5653", "b" * 24: None},
         not_found_grace=30,
         started_at=1_800_000_000.25,
         max_poll_errors=4,
@@ -84,7 +84,7 @@ def test_kwargs_survive_a_serde_round_trip() -> None:
         "akool_conn_id": "akool_other",
         "poll_interval": 2.5,
         "deadline": 1_900_000_000.5,
-        "job_ids": {"a" * 24: "20240102082900592-5653", "b" * 24: None},
+        "job_id_of": {"a" * 24: "20240102082900592-5653", "b" * 24: None},
         "not_found_grace": 30.0,
         "started_at": 1_800_000_000.25,
         "max_poll_errors": 4,
@@ -142,7 +142,7 @@ async def test_the_deadline_fires_a_timeout_event_and_leaves_cancelling_to_the_t
     job = submit("portrait-emulator-stuck.jpg")
     deadline = time.time() + 0.6
     trigger = AkoolReageTrigger(
-        result_ids=[job.id], poll_interval=POLL, deadline=deadline, job_ids={job.id: job.job_id}
+        result_ids=[job.id], poll_interval=POLL, deadline=deadline, job_id_of={job.id: job.job_id}
     )
 
     # Ended by the deadline (a wait that ignored it would run on until PATIENCE), not before it.
@@ -248,7 +248,7 @@ async def test_a_triggerer_restart_resumes_the_same_wait(submit: Submit, emulato
     job = submit("portrait-emulator-stuck.jpg")
     deadline = time.time() + 2.0
     first = AkoolReageTrigger(
-        result_ids=[job.id], poll_interval=POLL, deadline=deadline, job_ids={job.id: job.job_id}
+        result_ids=[job.id], poll_interval=POLL, deadline=deadline, job_id_of={job.id: job.job_id}
     )
     # The triggerer stops mid-wait (the task is cancelled, on_kill is not called) ...
     running = asyncio.ensure_future(run_to_end(first))
@@ -268,16 +268,48 @@ async def test_a_triggerer_restart_resumes_the_same_wait(submit: Submit, emulato
     assert emulator_client.ledger()["jobs"][job.id]["status"] == 2
 
 
-async def test_on_kill_cancels_the_jobs_the_task_submitted(submit: Submit, emulator_client) -> None:
-    job = submit("portrait-emulator-stuck.jpg")
-    trigger = AkoolReageTrigger(
-        result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20, job_ids={job.id: job.job_id}
-    )
+async def kill_after_the_first_poll(trigger: AkoolReageTrigger, emulator_client: Any) -> None:
+    """Run ``trigger`` until its first poll, stop it, and kill the task as Airflow does."""
     running = asyncio.ensure_future(run_to_end(trigger))
     await until(requests_seen(emulator_client, "listbyids", 1), "the first poll")
     running.cancel()
-
     await trigger.on_kill()
+
+
+async def test_on_kill_cancels_the_jobs_the_task_submitted(submit: Submit, emulator_client) -> None:
+    job = submit("portrait-emulator-stuck.jpg")
+    trigger = AkoolReageTrigger(
+        result_ids=[job.id], poll_interval=POLL, deadline=time.time() + 20, job_id_of={job.id: job.job_id}
+    )
+    await kill_after_the_first_poll(trigger, emulator_client)
+
+    assert emulator_client.counts()["job_del"] == 1
+    remote = emulator_client.ledger()["jobs"][job.id]
+    assert (remote["status"], remote["cancelled"]) == (4, True)
+
+
+async def test_a_row_stored_with_job_ids_rebuilds_and_its_kill_cancels_the_job(
+    submit: Submit, emulator_client
+) -> None:
+    # The kwargs as versions before job_id_of stored them: the _id -> job_id mapping under "job_ids".
+    job = submit("portrait-emulator-stuck.jpg")
+    stored = {
+        "result_ids": [job.id],
+        "akool_conn_id": "akool_default",
+        "poll_interval": POLL,
+        "deadline": time.time() + 20,
+        "not_found_grace": 60.0,
+        "started_at": time.time(),
+        "max_poll_errors": 10,
+        "job_ids": {job.id: job.job_id},
+    }
+    with pytest.warns(DeprecationWarning, match="job_id_of"):
+        trigger = AkoolReageTrigger(**deserialize(serialize(stored)))
+    assert trigger.job_id_of == {job.id: job.job_id}
+    # Stored again under the new name only, with every other value as it was.
+    _, kwargs = trigger.serialize()
+    assert kwargs == {**{k: v for k, v in stored.items() if k != "job_ids"}, "job_id_of": stored["job_ids"]}
+    await kill_after_the_first_poll(trigger, emulator_client)
 
     assert emulator_client.counts()["job_del"] == 1
     remote = emulator_client.ledger()["jobs"][job.id]
