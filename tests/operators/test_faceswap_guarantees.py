@@ -211,9 +211,14 @@ def test_face_swap_completes_on_akools_callback_through_the_receiver(
     assert harness.fired_by == ["webhook"]
     result = run.value("pro")
     assert result["status"] == "success"
-    # The callback, not a poll, finished the wait, and it carried the URL v4's submit reply lacked.
+    # The callback, not a poll, finished the wait. v4's submit reply has no URL, so the task polled once
+    # before deferring, and only then: that poll gave the result link the task showed while deferred.
     assert result["url"].endswith(f"/media/results/{result['id']}.jpg")
-    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
+    endpoints = [
+        r["endpoint"] for r in run.ledger["requests"] if r["endpoint"] in ("faceswapByImage", "listbyids")
+    ]
+    assert endpoints == ["faceswapByImage", "listbyids"]
+    assert run.value("pro", key="akool_result_url") == result["url"]
     assert [c["type"] for c in run.ledger["callbacks"]]
     assert {c["type"] for c in run.ledger["callbacks"]} == {"faceswap"}
 
