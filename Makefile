@@ -162,7 +162,8 @@ distributed-deps: venv
 
 # Refresh the README's screenshots from a real stack (the browser tests, writing into docs/images/).
 screenshots: venv browser-deps
-	AKOOL_SCREENSHOT_DIR=$(CURDIR)/docs/images $(BIN)/pytest tests/e2e/test_browser.py -m e2e
+	AKOOL_SCREENSHOT_DIR=$(CURDIR)/docs/images $(BIN)/pytest tests/e2e/test_browser.py \
+		tests/e2e/test_browser_review.py -m e2e
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
 # Where apt cannot be used they skip, loudly.

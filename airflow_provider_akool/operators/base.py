@@ -462,11 +462,15 @@ class AkoolJobOperator(
             # callbacks still carry the token of its first submission.
             self._leave_pending_mark(context, webhook_digest)
         if webhook_digest and self.deferrable and self._try_state.submitted_now:
-            # Just submitted: the callback will say when it is done, and a poll now would only cost a request.
+            # Just submitted: the callback will say when it is done, and a poll now would only cost a request,
+            # unless the submission gave no result URL (Face Swap Pro): one poll then finds it, so the task
+            # shows its "Akool result" link while it waits in the triggerer, as a reage task does.
             event = None
+            if not job.url:
+                event = self._wait_here(job, started_at, deadline, once=True, context=context)
             self._try_state.first_poll_at = time.time() + relaxed_poll_interval(self.poll_interval)
         else:
-            event = self._wait_here(job, started_at, deadline, once=self.deferrable)
+            event = self._wait_here(job, started_at, deadline, once=self.deferrable, context=context)
         if event is None:
             self._try_state.running_job = None  # from now on the trigger owns the job (and its on_kill)
             self.defer(
@@ -515,7 +519,7 @@ class AkoolJobOperator(
             # action" when the receiver resumed the task, which reads like a kill.
             self.log.info(
                 "Akool's callback finished the wait: %s job %s is %s",
-                self.job_kind,
+                self.kind.name,
                 ", ".join(snapshot.id for snapshot in wait_event.results),
                 wait_event.status,
             )
@@ -621,17 +625,35 @@ class AkoolJobOperator(
         ti = context["ti"]
         ti.xcom_push(key=AKOOL_ID_XCOM_KEY, value=job.id)
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.job_id)
-        if job.url:
-            ti.xcom_push(key=RESULT_URL_XCOM_KEY, value=job.url)
-            self.result_link_url = job.url
+        self._push_result_url(context, job.url)
+
+    def _push_result_url(self, context: Context, url: str | None) -> None:
+        """
+        Push the result URL (XCom ``akool_result_url``, and the link's) once this try knows it.
+
+        Reage's submission gives it; Face Swap Pro's does not, and its first status reply does: whichever
+        comes first pushes it, once per try, so the link is there before a deferral, not only at the end.
+        """
+        url = safe_link(url) or None
+        if url is None or url == self._try_state.result_url:
+            return
+        context["ti"].xcom_push(key=RESULT_URL_XCOM_KEY, value=url)
+        self._try_state.result_url = self.result_link_url = url
 
     def _wait_here(
-        self, job: JobSnapshot, started_at: float, deadline: float, *, once: bool = False
+        self,
+        job: JobSnapshot,
+        started_at: float,
+        deadline: float,
+        *,
+        once: bool = False,
+        context: Context | None = None,
     ) -> WaitEvent | None:
         """
         Wait in this process by the rules of the trigger; with ``once``, poll once (None: not settled).
 
-        Polls make one attempt each: the loop backs off and polls again, as the trigger does.
+        Polls make one attempt each: the loop backs off and polls again, as the trigger does. With
+        ``context``, a result URL a poll gives before the job is done is pushed at once.
         """
         waiter = Waiter(
             ids=[job.id],
@@ -643,7 +665,7 @@ class AkoolJobOperator(
         )
         poll_hook = self.make_hook(retry_limit=1)
         try:
-            while (event := self._poll_once(waiter, poll_hook, job)) is None and not once:
+            while (event := self._poll_once(waiter, poll_hook, job, context)) is None and not once:
                 time.sleep(waiter.delay)
             # After the last check: when the trigger polls first, if this wait is deferred.
             adaptive = bool(self.adaptive_polling)
@@ -652,11 +674,15 @@ class AkoolJobOperator(
         finally:
             poll_hook.close()
 
-    def _poll_once(self, waiter: Waiter, hook: AkoolHook, job: JobSnapshot) -> WaitEvent | None:
+    def _poll_once(
+        self, waiter: Waiter, hook: AkoolHook, job: JobSnapshot, context: Context | None = None
+    ) -> WaitEvent | None:
         try:
             snapshot = self.poll(hook, job)
         except AkoolError as error:
             return waiter.poll_failed(error, time.time())
+        if snapshot is not None and snapshot.id == job.id and context is not None:
+            self._push_result_url(context, snapshot.url)
         return waiter.polled({job.id: snapshot} if snapshot else {}, time.time())
 
     def _finish(self, context: Context, event: WaitEvent) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class TryState:
         owns it or it finished.
     :param first_poll_at: after the check made before deferring: when the trigger polls first (epoch seconds).
     :param result: the task's return value, once the wait ended.
+    :param result_url: the result URL this try pushed to XCom (``akool_result_url``), None before it did.
     :param signed_inputs: the signed URLs of object-storage inputs, by parameter: made once, never in a field.
     """
 
@@ -97,4 +98,5 @@ class TryState:
     running_job: JobSnapshot | None = None
     first_poll_at: float = 0.0
     result: dict[str, Any] | None = None
+    result_url: str | None = None
     signed_inputs: dict[str, str] = field(default_factory=dict)

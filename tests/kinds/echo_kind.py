@@ -53,10 +53,10 @@ class AkoolEchoOperator(AkoolJobOperator):
     def validate_inputs(self) -> None:
         self.image = inputs.check_media("image", self.image)
 
-    def submit(self, hook: AkoolHook, context: Any) -> JobSnapshot:
+    def submit(self, hook: AkoolHook, context: Any, webhook_url: str | None) -> JobSnapshot:
         image = self.signed_input("image", self.image)
         faces = hook.detect_faces(image).target_image()
-        return self.kind.submit_job(hook, {"image": image, "faces": faces, "webhook_url": self.webhook_url})
+        return self.kind.submit_job(hook, {"image": image, "faces": faces, "webhook_url": webhook_url})
 
 
 class AkoolEchoSensor(AkoolJobSensor):

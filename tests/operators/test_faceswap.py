@@ -262,6 +262,10 @@ def test_the_deadline_cancels_the_job_and_fails_saying_so(outcomes: RecordedRun,
     assert "did not finish within 1 s" in str(error)
     assert f"cancelled job {akool_id} (job_id {job_id})" in str(error)
     assert outcomes.job(akool_id)["cancelled"] is True
+    # A wait that ended on its deadline pushes no URL: this one was pushed while the job ran (v3: from the
+    # submission; Face Swap Pro, whose submission has none: from the first poll, before any deferral).
+    ext = "mp4" if task_id.startswith("video") else "jpg"
+    assert outcomes.value(task_id, key="akool_result_url").endswith(f"/media/results/{akool_id}.{ext}")
 
 
 def test_no_wait_returns_at_submit_the_sensor_waits_and_cancel_takes_the_xcom(outcomes: RecordedRun) -> None:
@@ -430,8 +434,10 @@ def test_deferring_hands_the_kind_trigger_the_job_and_killing_it_cancels_the_job
     _, kwargs = trigger.serialize()
     assert (kwargs["kind"], kwargs["ids"]) == (operator.kind.name, [akool_id])
     assert kwargs["job_id_of"] == {akool_id: job_id}
-    if not pro:  # Face Swap Pro's submit reply has no URL: it comes with the poll that finds the job done
-        assert ti.pushed["akool_result_url"].endswith(f"/media/results/{akool_id}.jpg")
+    # Face Swap Pro's submit reply has no URL: the poll before deferring gave it, so the task shows its
+    # "Akool result" link while deferred (Airflow stores the link's answer at the deferral), as reage does.
+    assert ti.pushed["akool_result_url"].endswith(f"/media/results/{akool_id}.jpg")
+    assert operator.result_link_url == ti.pushed["akool_result_url"]
 
     asyncio.run(trigger.on_kill())
 

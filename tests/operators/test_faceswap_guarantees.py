@@ -191,13 +191,20 @@ def test_face_swap_completes_on_akools_callback_through_the_receiver(
         monkeypatch,
         "faceswap_webhook",
         AkoolFaceSwapProOperator,
+        polls_before_deferring=1,
         modify_image=sample(webhook_setup, "bob.jpg"),
         source_image=sample(webhook_setup, "alice.jpg"),
     )
 
     result = run.value("job")
-    # The callback carried the URL v4's submit reply lacked.
+    # v4's submit reply has no URL, so the task polled once before deferring, and only then: that poll gave
+    # the result link the task showed while deferred. The callback, not a poll, finished the wait.
     assert result["url"].endswith(f"/media/results/{result['id']}.jpg")
+    endpoints = [
+        r["endpoint"] for r in run.ledger["requests"] if r["endpoint"] in ("faceswapByImage", "listbyids")
+    ]
+    assert endpoints == ["faceswapByImage", "listbyids"]
+    assert run.value("job", key="akool_result_url") == result["url"]
     assert [c["type"] for c in run.ledger["callbacks"]]
     assert {c["type"] for c in run.ledger["callbacks"]} == {"faceswap"}
 

@@ -25,11 +25,14 @@ from airflow.sdk import dag
 from airflow_provider_akool.emulator import EmulatorClient
 from airflow_provider_akool.exceptions import AkoolJobFailedError
 from airflow_provider_akool.hooks.akool import AkoolHook
-from airflow_provider_akool.operators.base import JOB_RECORD_KEY
+from airflow_provider_akool.kinds import FACESWAP, FACESWAP_PRO
+from airflow_provider_akool.operators.base import FROM_FIELD, JOB_RECORD_KEY, AkoolJobOperator, WebhookUrl
+from airflow_provider_akool.operators.faceswap import AkoolFaceSwapProOperator
 from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from airflow_provider_akool.wait import JobSnapshot
 from tests.support.airflow_version import HAS_TASK_STATE_STORE
 from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.job_kinds import FACE_SWAP, FACE_SWAP_PRO, KINDS, SubmittingKind
 from tests.support.ledger import FAILED, PROCESSING, SUCCESS, running_jobs, submissions
 from tests.support.samples import sample
 from tests.support.task_context import FakeTaskStateStore, RetryTaskInstance, record_of
@@ -49,9 +52,9 @@ class Submission:
     akool_id: str
 
 
-class CrashingImageReageOperator(AkoolImageReageOperator):
+class Crashing(AkoolJobOperator):
     """
-    An image reage whose first try dies at ``crash_at``: ``wait`` (its first poll) or ``keep`` (the download).
+    An operator whose first try dies at ``crash_at``: ``wait`` (its first poll) or ``keep`` (the download).
 
     For ``wait``, the dying try pins its job to "processing" so that the next try surely finds it still
     running, and the next try lets it succeed once it is waiting for it again: the emulator's clock alone
@@ -70,8 +73,8 @@ class CrashingImageReageOperator(AkoolImageReageOperator):
         self._try = context["ti"].try_number
         return super().execute(context)
 
-    def submit(self, hook: AkoolHook, context: Any) -> JobSnapshot:
-        job = super().submit(hook, context)
+    def submit(self, hook: AkoolHook, context: Any, webhook_url: WebhookUrl = FROM_FIELD) -> JobSnapshot:
+        job = super().submit(hook, context, webhook_url)  # type: ignore[safe-super]
         self.submitted.append(Submission(self.task_id, self._try, job.id))
         return job
 
@@ -86,18 +89,26 @@ class CrashingImageReageOperator(AkoolImageReageOperator):
                 self.control.set_job_status(job.id, SUCCESS)
         return snapshot
 
-    def _keep(self, job: JobSnapshot) -> str:
+    def _keep(self, job: JobSnapshot) -> str | None:
         if self.crash_at == "keep" and self._try == 1:
             raise WorkerDied(f"the worker died while keeping the result of {job.id}")
         return super()._keep(job)
+
+
+class CrashingImageReageOperator(Crashing, AkoolImageReageOperator):
+    """An image reage that dies as :class:`Crashing` says."""
+
+
+class CrashingFaceSwapProOperator(Crashing, AkoolFaceSwapProOperator):
+    """A Face Swap Pro job that dies as :class:`Crashing` says: its submission gave no result URL."""
 
 
 @pytest.fixture(scope="module")
 def crashes(module_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[RecordedRun, Path]:
     emulator = module_emulator
     output = tmp_path_factory.mktemp("kept")
-    CrashingImageReageOperator.control = emulator.client
-    CrashingImageReageOperator.submitted = []
+    Crashing.control = emulator.client
+    Crashing.submitted = []
     retry = {"retries": 1, "retry_delay": timedelta(0), "poll_interval": POLL}
 
     @dag(dag_id="reliability_crashes", schedule=None, start_date=START)
@@ -125,6 +136,16 @@ def crashes(module_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> t
             output_path=f"{output}/",
             **retry,
         )
+        # Face Swap Pro dies at the check before deferring, the first reply that has its result URL (its
+        # submission had none); the retry resumes the job, shows the link and defers for it.
+        CrashingFaceSwapProOperator(
+            task_id="pro_dies_before_deferring",
+            crash_at="wait",
+            modify_image=sample(emulator, "bob.jpg"),
+            source_image=portrait,
+            deferrable=True,
+            **retry,
+        )
         # durable=False opts out: the retry submits anew, on every Airflow.
         CrashingImageReageOperator(
             task_id="not_durable",
@@ -144,23 +165,23 @@ def crashes(module_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> t
         )
 
     run = run_recorded(reliability_crashes(), emulator.client)
-    CrashingImageReageOperator.control = None
+    Crashing.control = None
     return run, output
 
 
 def submitted_by(task_id: str) -> list[Submission]:
-    return [s for s in CrashingImageReageOperator.submitted if s.task_id == task_id]
+    return [s for s in Crashing.submitted if s.task_id == task_id]
 
 
 def test_the_submission_record_of_each_case_matches_the_ledger(crashes: tuple[RecordedRun, Path]) -> None:
     run, _ = crashes
-    ids = {s.akool_id for s in CrashingImageReageOperator.submitted}
+    ids = {s.akool_id for s in Crashing.submitted}
 
     assert ids == set(run.ledger["jobs"])
-    assert submissions(run.ledger) == len(CrashingImageReageOperator.submitted)
+    assert submissions(run.ledger) == len(Crashing.submitted)
 
 
-@pytest.mark.parametrize("task_id", ["dies_waiting", "dies_before_deferring"])
+@pytest.mark.parametrize("task_id", ["dies_waiting", "dies_before_deferring", "pro_dies_before_deferring"])
 def test_a_try_that_dies_waiting_is_followed_by_one_that_resumes_the_job(
     crashes: tuple[RecordedRun, Path], task_id: str
 ) -> None:
@@ -267,23 +288,46 @@ RECORDS: dict[str, tuple[int | None, float, str]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(RECORDS))
+def submit_earlier(emulator: Any, kind: SubmittingKind) -> JobSnapshot:
+    """An earlier try's job of ``kind``, its faces given (no detect): what the later try finds recorded."""
+    portrait, face = sample(emulator, "portrait.jpg"), {"path": sample(emulator, "alice.jpg")}
+    landmarks = "1,2:3,4:5,6:7,8"
+    if kind is FACE_SWAP_PRO:
+        return FACESWAP_PRO.submit_job(
+            AkoolHook(), {"source_image": [face], "target_image": [{"path": portrait}]}
+        )
+    if kind is FACE_SWAP:
+        faces = [{**face, "opts": landmarks}]
+        return FACESWAP.submit_job(
+            AkoolHook(), {"modify_image": portrait, "source_image": faces, "target_image": faces}
+        )
+    return AkoolHook().submit_image_reage(portrait, 3, [{"path": portrait, "opts": landmarks}])
+
+
+# Every record with reage; face swap where its path differs: image face swap detects two pictures before a
+# new submission (never before resuming), Face Swap Pro's record has no result URL (its submission gave none).
+KIND_RECORDS = [
+    *(pytest.param("reage", name, id=name) for name in RECORDS),
+    pytest.param("faceswap", "running", id="faceswap-running"),
+    pytest.param("faceswap", "failed", id="faceswap-failed"),
+    pytest.param("faceswap_pro", "running", id="faceswap_pro-running"),
+    pytest.param("faceswap_pro", "succeeded", id="faceswap_pro-succeeded"),
+]
+
+
+@pytest.mark.parametrize(("kind_name", "name"), KIND_RECORDS)
 def test_a_later_try_acts_on_the_recorded_job_by_its_status(
-    akool_connection: Any, emulator: Any, emulator_client: Any, name: str
+    akool_connection: Any, emulator: Any, emulator_client: Any, kind_name: str, name: str
 ) -> None:
     pinned, age, expected = RECORDS[name]
-    earlier = AkoolHook().submit_image_reage(
-        sample(emulator, "portrait.jpg"),
-        3,
-        [{"path": sample(emulator, "portrait.jpg"), "opts": "1,2:3,4:5,6:7,8"}],
-    )
+    kind = KINDS[kind_name]
+    earlier = submit_earlier(emulator, kind)
     if pinned is not None:
         emulator_client.set_job_status(earlier.id, pinned)
-    store = FakeTaskStateStore({JOB_RECORD_KEY: record_of(earlier.id, earlier.job_id, age=age)})
+    operator = kind.operator(emulator, "portrait.jpg", task_id="retry", poll_interval=POLL)
+    record = {**record_of(earlier.id, earlier.job_id, age=age), "kind": operator.kind.name}
+    store = FakeTaskStateStore({JOB_RECORD_KEY: record})
     ti = RetryTaskInstance()
-    operator = AkoolImageReageOperator(
-        task_id="retry", modify_image=sample(emulator, "portrait.jpg"), face_reage=3, poll_interval=POLL
-    )
 
     result = operator.execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
 
@@ -291,17 +335,23 @@ def test_a_later_try_acts_on_the_recorded_job_by_its_status(
     if not HAS_TASK_STATE_STORE:
         # The stand-in never reads the store: every try is a new job.
         expected = "submit"
+    counts = emulator_client.counts()
     if expected == "submit":
-        assert emulator_client.counts()["imgreage"] == 2
+        assert counts[kind.submit_endpoint] == 2
         assert result["id"] != earlier.id
+        assert counts["detect"] == kind.detects
     else:
-        assert emulator_client.counts()["imgreage"] == 1
+        assert counts[kind.submit_endpoint] == 1
         assert result["id"] == earlier.id
         assert ti.pushed["akool_id"] == earlier.id
         assert ti.pushed["akool_job_id"] == earlier.job_id
+        assert counts["detect"] == 0  # a resumed job is not detected again
+    # The result link, also where neither the record nor the submission had a URL (Face Swap Pro).
+    assert ti.pushed["akool_result_url"] == result["url"]
+    assert result["url"].endswith(f"/media/results/{result['id']}.jpg")
     if expected == "return it":
         # Asked once whether it finished, and not waited for.
-        assert emulator_client.counts()["listbyids"] == 1
+        assert counts["listbyids"] == 1
     if HAS_TASK_STATE_STORE:
         assert store.values[JOB_RECORD_KEY]["id"] == result["id"]
     else:

@@ -1,6 +1,9 @@
 """
 The fault matrix: each fault the emulator can inject, met by a real ``dag.test()`` run of an image reage
-(in the worker and deferred) and by the hook on both transports.
+(in the worker and deferred) and by the hook on both transports. The cases where face swap's path differs
+from reage's run with face swap too (``Case.kinds``, ``tests/support/job_kinds.py``): image face swap detects
+two pictures before submitting to ``specifyimage``; Face Swap Pro submits to v4 ``faceswapByImage`` without
+detecting, and its submission gives no result URL, so a resumed or deferred Pro task gets it from a poll.
 
 Every DAG case runs one task with ``retries=1`` and asserts the run's outcome, the error's class and
 message, how many tries ran, how many submit requests reached Akool, how many jobs exist there (exactly one
@@ -29,10 +32,10 @@ from airflow_provider_akool.exceptions import (
     AkoolSubmitOutcomeUnknownError,
 )
 from airflow_provider_akool.hooks.akool import AkoolHook
-from airflow_provider_akool.operators.reage import AkoolImageReageOperator
 from tests.support.airflow_version import HAS_TASK_STATE_STORE
 from tests.support.connections import API_KEY, CLIENT_ID
 from tests.support.dag_runs import RecordedRun, run_recorded
+from tests.support.job_kinds import KINDS, SUBMIT, SubmittingKind
 from tests.support.ledger import FAILED, PROCESSING, SUCCESS, running_jobs, submissions
 from tests.support.samples import sample
 
@@ -126,6 +129,10 @@ class Case:
     #: Poll requests that must have been answered with this HTTP status (the fault reached the wait).
     polls_answered: int | None = None
     retry_after: float | None = None
+    #: The kinds of ``tests/support/job_kinds.py`` that run the case (each in every mode).
+    kinds: tuple[str, ...] = ("reage",)
+    #: Tries that submitted a new job, each after its face detects (a resumed job is not detected again).
+    submitting_tries: int = 1
 
 
 SHORT = {"extra": {"timeout": SHORT_TIMEOUT}}
@@ -167,11 +174,15 @@ CASES: dict[str, Case] = {
     # a retry reads the connection again): the try fails and leaves the job running; the retry resumes
     # it on 3.3 (one job), and submits a second one below 3.3. (A banned account, 1200, fails at once:
     # tests/reliability/test_no_retry.py.)
+    # Face Swap Pro too: its record has no result URL (v4's submission gives none), so the resuming try
+    # gets the link from its poll.
     "refused_poll_then_retry": Case(
         faults=(fault("code", "listbyids", code=1101),),
         submit_requests=1 if HAS_TASK_STATE_STORE else 2,
         jobs=1 if HAS_TASK_STATE_STORE else 2,
         tries=2,
+        kinds=("reage", "faceswap_pro"),
+        submitting_tries=1 if HAS_TASK_STATE_STORE else 2,
     ),
     # The job outlives its deadline: cancelled (job/del), the try fails, and the retry submits a new job
     # (a cancelled job is failed, never resumed), which the deadline cancels too.
@@ -185,6 +196,7 @@ CASES: dict[str, Case] = {
         submit_requests=2,
         jobs=2,
         tries=2,
+        submitting_tries=2,
     ),
     # Kept with output_path once Akool dropped the result: a clear error, no new job.
     "expired_result_url": Case(
@@ -196,12 +208,17 @@ CASES: dict[str, Case] = {
         during=expire_the_result_mid_wait,
         freeze_clock=True,
     ),
+    # A fault on face detect, which image face swap asks twice before submitting (the picture, then the
+    # source portrait): a read, so the hook asks again; one job.
+    "5xx_on_detect": Case(
+        faults=(fault("http_500", "detect", status=502),), kinds=("faceswap",), modes=("sync",)
+    ),
     # Faults on the submission. Refusals that surely created nothing are retried by the hook: one job.
     "1005_burst_on_submit": Case(
-        faults=(fault("code_1005", "imgreage", count=2),), submit_requests=3, modes=("sync",)
+        faults=(fault("code_1005", SUBMIT, count=2),), submit_requests=3, modes=("sync",)
     ),
     "429_with_retry_after_on_submit": Case(
-        faults=(fault("http_429", "imgreage", retry_after=1),),
+        faults=(fault("http_429", SUBMIT, retry_after=1),),
         submit_requests=2,
         retry_after=1.0,
         modes=("sync",),
@@ -209,7 +226,7 @@ CASES: dict[str, Case] = {
     # Anything after which the job may exist is never resent, neither by the hook nor by a task retry:
     # the task fails at once saying so. With after=True the job was created although the reply was lost.
     "read_timeout_on_submit": Case(
-        faults=(fault("slow", "imgreage", seconds=SLOW),),
+        faults=(fault("slow", SUBMIT, seconds=SLOW),),
         connection=SHORT,
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
@@ -218,23 +235,25 @@ CASES: dict[str, Case] = {
         modes=("sync",),
     ),
     "5xx_on_submit": Case(
-        faults=(fault("http_500", "imgreage", status=503),),
+        faults=(fault("http_500", SUBMIT, status=503),),
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
         message=(AMBIGUOUS, "HTTP 503"),
         jobs=0,
         modes=("sync",),
     ),
+    # Every kind: face swap's retry would detect and submit again; Face Swap Pro's endpoint is v4's.
     "5xx_after_the_submit_ran": Case(
-        faults=(fault("http_500", "imgreage", after=True),),
+        faults=(fault("http_500", SUBMIT, after=True),),
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
         message=(AMBIGUOUS,),
         unseen_jobs=1,
         modes=("sync",),
+        kinds=("reage", "faceswap", "faceswap_pro"),
     ),
     "dropped_connection_on_submit": Case(
-        faults=(fault("drop", "imgreage", mode="mid_body"),),
+        faults=(fault("drop", SUBMIT, mode="mid_body"),),
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
         message=(AMBIGUOUS, "the connection broke before a complete reply"),
@@ -242,7 +261,7 @@ CASES: dict[str, Case] = {
         modes=("sync",),
     ),
     "not_json_on_submit": Case(
-        faults=(fault("not_json", "imgreage", after=True),),
+        faults=(fault("not_json", SUBMIT, after=True),),
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
         message=(AMBIGUOUS,),
@@ -250,7 +269,7 @@ CASES: dict[str, Case] = {
         modes=("sync",),
     ),
     "missing_fields_on_submit": Case(
-        faults=(fault("missing_fields", "imgreage", after=True),),
+        faults=(fault("missing_fields", SUBMIT, after=True),),
         state="failed",
         error=AkoolSubmitOutcomeUnknownError,
         message=(AMBIGUOUS, "lacks a valid 'data'"),
@@ -260,7 +279,10 @@ CASES: dict[str, Case] = {
 }
 
 DAG_CASES = [
-    pytest.param(name, mode, id=f"{name}-{mode}") for name, case in CASES.items() for mode in case.modes
+    pytest.param(name, mode, kind, id="-".join((name, mode, *([kind] if kind != "reage" else []))))
+    for name, case in CASES.items()
+    for mode in case.modes
+    for kind in case.kinds
 ]
 
 
@@ -271,11 +293,18 @@ def frozen_clock_released(emulator_client: EmulatorClient) -> Iterator[None]:
 
 
 def run_case(
-    name: str, mode: str, case: Case, emulator: Any, client: EmulatorClient, conn_id: str, output: str
+    name: str,
+    mode: str,
+    kind: SubmittingKind,
+    case: Case,
+    emulator: Any,
+    client: EmulatorClient,
+    conn_id: str,
+    output: str,
 ) -> RecordedRun:
     for spec in case.faults:
         spec = dict(spec)
-        client.add_fault(spec.pop("kind"), count=spec.pop("count"), path=spec.pop("path"), **spec)
+        client.add_fault(spec.pop("kind"), count=spec.pop("count"), path=kind.path(spec.pop("path")), **spec)
     kwargs: dict[str, Any] = {
         "retries": 1,
         "retry_delay": timedelta(0),
@@ -285,15 +314,9 @@ def run_case(
         **case.operator,
     }
 
-    @dag(dag_id=f"faults_{name}_{mode}", schedule=None, start_date=START)
+    @dag(dag_id=f"faults_{name}_{mode}_{kind.name}", schedule=None, start_date=START)
     def faults() -> None:
-        AkoolImageReageOperator(
-            task_id="reage",
-            modify_image=sample(emulator, case.image),
-            face_reage=6,
-            output_path=output,
-            **kwargs,
-        )
+        kind.operator(emulator, case.image, output_path=output, **kwargs)
 
     dag_object = faults()
     if case.freeze_clock:
@@ -310,7 +333,7 @@ def run_case(
             helper.join(10)
 
 
-@pytest.mark.parametrize(("name", "mode"), DAG_CASES)
+@pytest.mark.parametrize(("name", "mode", "kind_name"), DAG_CASES)
 def test_fault_in_a_dag_run(
     airflow_db: Any,
     emulator: Any,
@@ -320,34 +343,43 @@ def test_fault_in_a_dag_run(
     tmp_path: Any,
     name: str,
     mode: str,
+    kind_name: str,
 ) -> None:
-    case = CASES[name]
+    case, kind = CASES[name], KINDS[kind_name]
+    task_id = kind.name
     conn_id = akool_connection("akool_faults", **case.connection)
 
-    run = run_case(name, mode, case, emulator, emulator_client, conn_id, f"{tmp_path}/")
+    run = run_case(name, mode, kind, case, emulator, emulator_client, conn_id, f"{tmp_path}/")
 
     ledger = run.ledger
-    assert run.states[("reage", -1)] == case.state, run.failures
-    assert run.tis[("reage", -1)].try_number == case.tries
+    assert run.states[(task_id, -1)] == case.state, run.failures
+    assert run.tis[(task_id, -1)].try_number == case.tries
     if case.error is None:
-        result = run.value("reage")
+        result = run.value(task_id)
         assert result["status"] == "success"
         assert run.job(result["id"])["status"] == SUCCESS
         # Kept too: the fault did not spoil the file.
         assert (tmp_path / f"{result['id']}.jpg").read_bytes()[:2] == b"\xff\xd8"
     else:
-        error = run.failure("reage")
+        error = run.failure(task_id)
         assert isinstance(error, case.error), error
         for fragment in case.message:
             assert fragment in str(error), error
-    assert ledger["counts"]["imgreage"] == case.submit_requests
+    assert ledger["counts"][kind.submit_endpoint] == case.submit_requests
     assert submissions(ledger) == case.submit_requests
     assert len(ledger["jobs"]) == case.jobs
+    # Face detect comes before each new submission only: a resumed job is not detected again.
+    detect_faults = sum(spec["count"] for spec in case.faults if spec["path"] == "detect")
+    assert ledger["counts"]["detect"] == kind.detects * case.submitting_tries + detect_faults
     if case.unseen_jobs:
         assert len(running_jobs(ledger)) <= case.unseen_jobs
-        assert run.value("reage", key="akool_id") is None  # the provider never learnt the id
+        assert run.value(task_id, key="akool_id") is None  # the provider never learnt the id
     else:
         assert running_jobs(ledger) == []
+    if case.jobs and not case.unseen_jobs:
+        # The result link of the last job, also where its submission gave no URL (Face Swap Pro).
+        last = run.value(task_id, key="akool_id")
+        assert run.value(task_id, key="akool_result_url").endswith(f"/media/results/{last}.jpg")
     faults_left = emulator_client.faults()
     assert faults_left == [], f"a fault was never met: {faults_left}"
     if case.polls_answered is not None:
@@ -360,7 +392,7 @@ def test_fault_in_a_dag_run(
         assert all(job["cancelled"] and job["status"] == FAILED for job in ledger["jobs"].values())
     if name == "token_expiry_while_waiting":
         assert ledger["counts"]["getToken"] == 2
-        api_calls = [r for r in ledger["requests"] if r["endpoint"] in ("imgreage", "listbyids")]
+        api_calls = [r for r in ledger["requests"] if r["endpoint"] in (kind.submit_endpoint, "listbyids")]
         assert {r["auth"] for r in api_calls} == {"token", "invalid"}
 
 

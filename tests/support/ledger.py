@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 #: The endpoints that create a job (a request to one may be paid for).
-SUBMIT_ENDPOINTS = ("imgreage", "vidreage", "bg_replace")
+SUBMIT_ENDPOINTS = ("imgreage", "vidreage", "bg_replace", "specifyimage", "specifyvideo", "faceswapByImage")
 QUEUED, PROCESSING, SUCCESS, FAILED = 1, 2, 3, 4
 
 

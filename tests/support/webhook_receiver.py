@@ -265,12 +265,14 @@ def completes_on_callback(
     monkeypatch: pytest.MonkeyPatch,
     dag_id: str,
     operator: Callable[..., Any],
+    polls_before_deferring: int = 0,
     **params: Any,
 ) -> Any:
     """
     Run one deferred task ``operator(**params)`` with ``webhook_url="airflow"`` through the receiver and the
-    mini triggerer; check that it succeeded on Akool's callback, with no poll after the submission, and
-    return the run (:class:`tests.support.dag_runs.RecordedRun`; the task is ``job``).
+    mini triggerer; check that it succeeded on Akool's callback, with no poll after the submission but
+    ``polls_before_deferring`` (a kind whose submission gives no result URL asks once for it), and return
+    the run (:class:`tests.support.dag_runs.RecordedRun`; the task is ``job``).
     """
     import airflow.sdk.definitions.dag as dag_module
     from airflow.sdk import dag
@@ -296,6 +298,7 @@ def completes_on_callback(
     assert run.states[("job", -1)] == "success", run.failures
     assert harness.fired_by == ["webhook"]
     assert run.value("job")["status"] == "success"
-    # The callback, not a poll, finished the wait: no listbyids after the submission.
-    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == 0
+    # The callback, not a poll, finished the wait: no listbyids after the submission but the check before
+    # deferring, if the kind makes one.
+    assert sum(1 for r in run.ledger["requests"] if r["endpoint"] == "listbyids") == polls_before_deferring
     return run
