@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import math
 import random
@@ -216,6 +217,7 @@ class SharedPoller:
         )
         self._entries[entry] = None
         if self._task is None:
+            freeze_gc_once()
             self._task = loop.create_task(self._run(), name=f"akool-poller-{self.akool_conn_id}")
         elif entry.at < self._wake_at and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
@@ -258,24 +260,23 @@ class SharedPoller:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                waiting = [entry for entry in self._entries if not entry.future.done()]
                 now = loop.time()
-                if not waiting:
+                due, start = self._due(now)
+                if start is None:
                     if not await self._sleep(loop, now + IDLE_SECONDS) and not self._entries:
                         return
                     continue
-                offset = time.time() - now
-                ready = {entry: self._ready_at(entry, offset) for entry in waiting}
-                start = min(ready.values())
                 if start > now:
                     await self._sleep(loop, start)
                     continue
-                due = [entry for entry, at in ready.items() if at <= now + GATHER_SECONDS]
                 if now < self._resume_at:
                     # Held by a rate limit until past their deadline: they get the refusal, and no request.
                     self._fail(due, self._limit_error or AkoolRateLimitError("paused by a rate limit"), now)
                     continue
                 await self._round(due)
+                # Not kept while the poller sleeps until the next round: the entries of this one (their
+                # futures, the results in them) would stay alive an interval longer, for the collector.
+                del due
                 # Let the waits woken by the round's last hand-out poll again before the next round is
                 # made: after a round that overran the next grid point they are already due, and without
                 # this they would miss it and go in a round (and requests) of their own.
@@ -289,6 +290,24 @@ class SharedPoller:
             hook, self._hook = self._hook, None
             if hook is not None:
                 await hook.aclose()
+
+    def _due(self, now: float) -> tuple[list[_Entry], float | None]:
+        """
+        Return the entries to poll in a round now and when the earliest waiting entry is ready (loop time),
+        or None when no entry waits. The lists are built here, so none outlives the poller's next sleep.
+        """
+        offset = time.time() - now
+        start: float | None = None
+        due: list[_Entry] = []
+        for entry in self._entries:
+            if entry.future.done():
+                continue
+            at = self._ready_at(entry, offset)
+            if start is None or at < start:
+                start = at
+            if at <= now + GATHER_SECONDS:
+                due.append(entry)
+        return due, start
 
     def _ready_at(self, entry: _Entry, offset: float) -> float:
         """When ``entry`` can be polled: at its time, after a rate-limit pause, yet not past its deadline."""
@@ -465,6 +484,49 @@ class SharedPoller:
             entry.future.set_exception(own)
 
 
+_gc_setting_read = False
+
+
+def freeze_gc_once() -> bool:
+    """
+    Apply ``[akool] triggerer_gc_freeze`` once per process: when it is on, move every object alive now (the
+    triggerer's imports and start-up state) out of the garbage collector's reach with ``gc.freeze()``.
+
+    Called when a shared poller starts. Python's full garbage collection scans every object it tracks in
+    one go, so at 10,000 waits in one triggerer each one stalls the event loop for a few hundred ms, most of
+    it spent on the process's start-up heap that never becomes garbage (see docs/performance.md). Airflow's
+    triggerer does not freeze its collector (its DAG processor does, before forking); this changes the whole
+    process, so it is an opt-in setting, off by default. Only the young generations are collected first
+    (a full collection here would be the very stall this avoids); a cycle of garbage frozen now is never
+    collected (a bounded, one-time cost). Objects freed by their reference count are freed as ever.
+
+    :return: whether it froze the collector now (False when the setting is off or it was applied before).
+    """
+    global _gc_setting_read
+    if _gc_setting_read:
+        return False
+    _gc_setting_read = True
+    from airflow.providers.common.compat.sdk import conf
+
+    try:
+        on = conf.getboolean("akool", "triggerer_gc_freeze", fallback=False)
+    except Exception as error:  # a malformed value: say so, and leave the collector as it is
+        log.warning(
+            "[akool] triggerer_gc_freeze is not a boolean (%s): the garbage collector is not frozen", error
+        )
+        return False
+    if not on:
+        return False
+    gc.collect(1)
+    gc.freeze()
+    log.info(
+        "[akool] triggerer_gc_freeze: %d objects of this process moved out of the garbage collector's "
+        "scans (gc.freeze)",
+        gc.get_freeze_count(),
+    )
+    return True
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -517,6 +579,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "AsyncFetch",
     "SharedPoller",
+    "freeze_gc_once",
     "pollers_of_this_loop",
     "shared_poller",
 ]
