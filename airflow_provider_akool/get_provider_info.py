@@ -96,11 +96,11 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "triggerer_gc_freeze": {
                         "description": (
-                            "Triggerer: when the first Akool wait starts polling, move the objects the "
-                            "process holds then out of Python's garbage collector's scans (gc.freeze()), "
-                            "so a full collection with thousands of waits stalls the event loop less. It "
-                            "changes the whole triggerer process, so it is off by default; see "
-                            "docs/deployment.md for the measured trade-off."
+                            "Triggerer: when the first Akool wait polls, and again each time a poller's "
+                            "waits have doubled, move the objects the process holds then out of Python's "
+                            "garbage collector's scans (gc.freeze()), so a full collection with thousands "
+                            "of waits stalls the event loop less. It changes the whole triggerer process, "
+                            "so it is off by default; see docs/deployment.md for the measured trade-off."
                         ),
                         "version_added": "0.2.0",
                         "type": "boolean",

@@ -216,8 +216,9 @@ class SharedPoller:
             future=loop.create_future(),
         )
         self._entries[entry] = None
+        if _gc_freeze is not False and len(self._entries) >= _gc_frozen_at * 2:
+            freeze_gc(len(self._entries))
         if self._task is None:
-            freeze_gc_once()
             self._task = loop.create_task(self._run(), name=f"akool-poller-{self.akool_conn_id}")
         elif entry.at < self._wake_at and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
@@ -484,44 +485,52 @@ class SharedPoller:
             entry.future.set_exception(own)
 
 
-_gc_setting_read = False
+#: ``[akool] triggerer_gc_freeze``, read at the first poll of the process (None until then).
+_gc_freeze: bool | None = None
+#: The waits of the poller that last froze the collector (0: never frozen).
+_gc_frozen_at = 0
 
 
-def freeze_gc_once() -> bool:
+def freeze_gc(waits: int) -> bool:
     """
-    Apply ``[akool] triggerer_gc_freeze`` once per process: when it is on, move every object alive now (the
-    triggerer's imports and start-up state) out of the garbage collector's reach with ``gc.freeze()``.
+    Apply ``[akool] triggerer_gc_freeze`` for a poller that has ``waits`` waits now: when the setting is on,
+    move every object alive now out of the garbage collector's scans (``gc.freeze()``).
 
-    Called when a shared poller starts. Python's full garbage collection scans every object it tracks in
-    one go, so at 10,000 waits in one triggerer each one stalls the event loop for a few hundred ms, most of
-    it spent on the process's start-up heap that never becomes garbage (see docs/performance.md). Airflow's
-    triggerer does not freeze its collector (its DAG processor does, before forking); this changes the whole
-    process, so it is an opt-in setting, off by default. Only the young generations are collected first
-    (a full collection here would be the very stall this avoids); a cycle of garbage frozen now is never
-    collected (a bounded, one-time cost). Objects freed by their reference count are freed as ever.
+    Called by :meth:`SharedPoller.poll` at the first poll of the process and again each time a poller's
+    waits have doubled since the last freeze (1, 2, 4, ... 8192, 16384: 15 times up to 10,000 waits), so
+    both the process's start-up heap and the long-lived objects of the waits leave the scans. Python's full
+    garbage collection scans every object it tracks in one go: at 10,000 waits in one triggerer each one
+    stalled the event loop for a few hundred ms (see docs/performance.md). Airflow's triggerer does not
+    freeze its collector (its DAG processor does, before forking); this changes the whole process, so it
+    is an opt-in setting, off by default. Only the young generations are collected first (a full
+    collection would be the very stall this avoids). A reference cycle alive at a freeze that becomes
+    garbage later is never collected; with freezes only as the waits double, that is bounded by what was
+    alive at those few moments, not by how long the triggerer runs. Objects freed by their reference count
+    (the provider's waits leave no cycles) are freed as ever.
 
-    :return: whether it froze the collector now (False when the setting is off or it was applied before).
+    :return: whether it froze the collector now.
     """
-    global _gc_setting_read
-    if _gc_setting_read:
-        return False
-    _gc_setting_read = True
-    from airflow.providers.common.compat.sdk import conf
+    global _gc_freeze, _gc_frozen_at
+    if _gc_freeze is None:
+        from airflow.providers.common.compat.sdk import conf
 
-    try:
-        on = conf.getboolean("akool", "triggerer_gc_freeze", fallback=False)
-    except Exception as error:  # a malformed value: say so, and leave the collector as it is
-        log.warning(
-            "[akool] triggerer_gc_freeze is not a boolean (%s): the garbage collector is not frozen", error
-        )
+        try:
+            _gc_freeze = conf.getboolean("akool", "triggerer_gc_freeze", fallback=False)
+        except Exception as error:  # a malformed value: say so, and leave the collector as it is
+            _gc_freeze = False
+            log.warning(
+                "[akool] triggerer_gc_freeze is not a boolean (%s): the garbage collector is not frozen",
+                error,
+            )
+    if not _gc_freeze or waits < _gc_frozen_at * 2:
         return False
-    if not on:
-        return False
+    _gc_frozen_at = max(1, waits)
     gc.collect(1)
     gc.freeze()
     log.info(
-        "[akool] triggerer_gc_freeze: %d objects of this process moved out of the garbage collector's "
-        "scans (gc.freeze)",
+        "[akool] triggerer_gc_freeze: at %d wait(s), %d objects of this process are out of the garbage "
+        "collector's scans (gc.freeze)",
+        waits,
         gc.get_freeze_count(),
     )
     return True
@@ -579,7 +588,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "AsyncFetch",
     "SharedPoller",
-    "freeze_gc_once",
+    "freeze_gc",
     "pollers_of_this_loop",
     "shared_poller",
 ]

@@ -4,8 +4,9 @@ What thousands of waiting triggers cost Python's garbage collector, and the opt-
 At 10,000 waits in one triggerer the event loop's longest stalls are Python's full garbage collections,
 which scan every object the process tracks: each object a wait keeps is scanned by each of them
 (docs/performance.md). These tests count objects, never time anything: a waiting trigger keeps no logger,
-closure or finished round of its own, and ``[akool] triggerer_gc_freeze`` is read and applied once, and only
-when it is on (in a fresh interpreter: freezing changes the whole process).
+closure or finished round of its own, and ``[akool] triggerer_gc_freeze`` is read and applied (at the first
+poll, then as a poller's waits double), and only when it is on (in a fresh interpreter: freezing changes the
+whole process).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -141,10 +143,15 @@ FREEZE_SCRIPT = textwrap.dedent(
     frozen = [gc.get_freeze_count()]
 
     async def main():
-        for conn in ("first", "second"):  # two pollers start: the setting is applied by the first only
+        for conn in ("first", "second"):  # two pollers start: the second's one wait is no new high
             poller = SharedPoller(conn, fetch=fetch)
             await poller.poll(["a"], delay=0.0, interval=1.0, first=True)
             frozen.append(gc.get_freeze_count())
+        # Eight waits of one poller register one after another: the waits double from 1 to 8.
+        poller = SharedPoller("third", fetch=fetch)
+        await asyncio.gather(
+            *(poller.poll([str(n)], delay=0.0, interval=1.0, first=True) for n in range(8))
+        )
 
     asyncio.run(main())
     print(json.dumps(frozen))
@@ -169,14 +176,15 @@ def _frozen_counts(setting: str | None) -> tuple[list[int], str]:
     return counts, result.stdout + result.stderr
 
 
-def test_triggerer_gc_freeze_on_freezes_the_collector_once_when_the_first_poller_starts() -> None:
+def test_triggerer_gc_freeze_on_freezes_at_the_first_poll_and_as_the_waits_double() -> None:
     (before, first, second), output = _frozen_counts("True")
     assert before == 0
     assert first > 0, "the collector was not frozen"
-    # Applied once: the second poller froze nothing more (objects made since stay in the collector's reach;
-    # a frozen object freed by its reference count leaves the frozen set, so it may shrink).
+    # The second poller's one wait froze nothing more (a frozen object freed by its reference count leaves
+    # the frozen set, so the count may shrink).
     assert second <= first
-    assert "triggerer_gc_freeze" in output  # it says what it did
+    # It says each time what it did: at the first wait, then at 2, 4 and 8 waits of the third poller.
+    assert re.findall(r"triggerer_gc_freeze: at (\d+) wait", output) == ["1", "2", "4", "8"], output[-2000:]
 
 
 @pytest.mark.parametrize("setting", [None, "False"])
