@@ -18,7 +18,8 @@ the kinds share one poller, so their ids ride in the same ``listbyids`` requests
 many of the requests carried both kinds).
 
 The "shared+gc-freeze" scenario is "shared" with ``[akool] triggerer_gc_freeze = True`` (opt-in, off by
-default): the first shared poller freezes Python's garbage collector (``gc.freeze()``) once. Airflow's
+default): the shared poller freezes Python's garbage collector (``gc.freeze()``) at the first poll and each
+time its waits have doubled since. Airflow's
 triggerer does not do that itself (Airflow 3.1.8 and 3.3.2: ``gc.freeze()`` appears only in the DAG
 processor's manager, ``airflow/dag_processing/manager.py``, and around the forks of ``LocalExecutor`` and the
 Celery executor; nothing in ``airflow/jobs/triggerer_job_runner.py`` or the Task SDK's supervisor touches the

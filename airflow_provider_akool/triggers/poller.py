@@ -497,7 +497,7 @@ def freeze_gc(waits: int) -> bool:
     move every object alive now out of the garbage collector's scans (``gc.freeze()``).
 
     Called by :meth:`SharedPoller.poll` at the first poll of the process and again each time a poller's
-    waits have doubled since the last freeze (1, 2, 4, ... 8192, 16384: 15 times up to 10,000 waits), so
+    waits have doubled since the last freeze (1, 2, 4, ... 8192: 14 times up to 10,000 waits), so
     both the process's start-up heap and the long-lived objects of the waits leave the scans. Python's full
     garbage collection scans every object it tracks in one go: at 10,000 waits in one triggerer each one
     stalled the event loop for a few hundred ms (see docs/performance.md). Airflow's triggerer does not
