@@ -94,6 +94,19 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "10",
                         "default": "10",
                     },
+                    "triggerer_gc_freeze": {
+                        "description": (
+                            "Triggerer: when the first Akool wait polls, and again each time a poller's "
+                            "waits have doubled, move the objects the process holds then out of Python's "
+                            "garbage collector's scans (gc.freeze()), so a full collection with thousands "
+                            "of waits stalls the event loop less. It changes the whole triggerer process, "
+                            "so it is off by default; see docs/deployment.md for the measured trade-off."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
                     "webhook_body_timeout": {
                         "description": (
                             "Seconds a request to the webhook receiver may take to send its body before it "

@@ -16,6 +16,16 @@ The "shared-mixed" scenario waits for reage and face swap jobs half and half, ea
 trigger (``AkoolReageTrigger``, and the generic ``AkoolKindTrigger`` of the face swap kind) in one loop:
 the kinds share one poller, so their ids ride in the same ``listbyids`` requests ("mixed req" says how
 many of the requests carried both kinds).
+
+The "shared+gc-freeze" scenario is "shared" with ``[akool] triggerer_gc_freeze = True`` (opt-in, off by
+default): the shared poller freezes Python's garbage collector (``gc.freeze()``) at the first poll and each
+time its waits have doubled since. Airflow's
+triggerer does not do that itself (Airflow 3.1.8 and 3.3.2: ``gc.freeze()`` appears only in the DAG
+processor's manager, ``airflow/dag_processing/manager.py``, and around the forks of ``LocalExecutor`` and the
+Celery executor; nothing in ``airflow/jobs/triggerer_job_runner.py`` or the Task SDK's supervisor touches the
+collector), so the default rows model a triggerer as Airflow runs it. Each row splits the worst stall into
+garbage collection and the rest: the collector's pauses (every generation) are timed by ``gc.callbacks``, and
+each lag sample less the collection time inside its window is its *non-GC* stall.
 """
 
 from __future__ import annotations
@@ -75,6 +85,11 @@ class Scenario:
     @property
     def mixed(self) -> bool:
         return self.mode.endswith("-mixed")
+
+    @property
+    def gc_freeze(self) -> bool:
+        """The worker runs with ``[akool] triggerer_gc_freeze = True`` (opt-in)."""
+        return self.mode.endswith("+gc-freeze")
 
 
 # --- The orchestrator (this process) ------------------------------------------------------------------
@@ -139,7 +154,10 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
                 "--mode",
                 scenario.mode,
             ],
-            env=airflow_env(emulator.url),
+            env={
+                **airflow_env(emulator.url),
+                "AIRFLOW__AKOOL__TRIGGERER_GC_FREEZE": str(scenario.gc_freeze),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -169,6 +187,9 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
         both = [r for r in asked if any(i in swap_ids for i in r) and not all(i in swap_ids for i in r)]
         mixed_requests = len(both) / max(1, len(asked))
     gc_pauses = figures.pop("gc_pauses")
+    stalls = attribute_stalls(figures.pop("lag_windows"), gc_pauses)
+    full = [end - start for generation, start, end in gc_pauses if generation == 2]
+    worst_non_gc = max(((lag - in_gc, cpu) for lag, in_gc, cpu in stalls), default=(0.0, 0.0))
     return {
         "mode": scenario.mode,
         "n": scenario.n,
@@ -184,10 +205,23 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
             "samples": len(lags),
         },
         # The longest time the loop could not run anything (how late a 50 ms sleep woke, at worst), and
-        # the full garbage collections (generation 2) of the run: their count and longest pause.
+        # the garbage collections of the run: every generation's count and longest pause, the full ones
+        # (generation 2) on their own.
         "worst_stall_ms": 1000 * max(lags),
-        "gc_full_collections": len(gc_pauses),
-        "gc_full_max_ms": 1000 * max(gc_pauses, default=0.0),
+        "gc_collections": len(gc_pauses),
+        "gc_max_ms": 1000 * max((end - start for _, start, end in gc_pauses), default=0.0),
+        "gc_full_collections": len(full),
+        "gc_full_max_ms": 1000 * max(full, default=0.0),
+        "gc_full_max_cpu_ms": 1000 * max(figures.pop("gc_full_cpu"), default=0.0),
+        # Each lag sample less the collections inside its window: the worst of it is what the loop was held
+        # by anything but the collector (the provider's own work, the emulator's replies, asyncio).
+        "worst_non_gc_stall_ms": 1000 * worst_non_gc[0],
+        # The loop thread's CPU time in that sample's window (50 ms of sleep plus the stall): far below the
+        # window, the loop was waiting for a core (the machine's other work), not running code.
+        "worst_non_gc_stall_cpu_ms": 1000 * worst_non_gc[1],
+        "stalls_over_50ms": len([1 for lag, _, _ in stalls if lag > 0.05]),
+        "stalls_over_50ms_mostly_gc": len([1 for lag, in_gc, _ in stalls if lag > 0.05 and in_gc > lag / 2]),
+        "gc_frozen_objects": figures["gc_frozen_objects"],
         "kb_per_waiting_job": (figures["rss_waiting"] - figures["rss_before"]) / 1024 / scenario.n,
         "latency_s": {
             "p50": percentile(latencies, 0.5),
@@ -202,6 +236,28 @@ def run_scenario(emulator: Emulator, scenario: Scenario, args: argparse.Namespac
         "mixed_request_share": mixed_requests,
         "events": len(events),
     }
+
+
+def attribute_stalls(
+    windows: list[list[float]], gc_pauses: list[list[float]]
+) -> list[tuple[float, float, float]]:
+    """
+    For each lag sample (``[before, after, lag, cpu]``, loop time), the lag, the time garbage collections
+    (``[generation, start, end]``, the same clock) took inside its window, and the loop thread's CPU time.
+    """
+    pauses = sorted((start, end) for _, start, end in gc_pauses)
+    out = []
+    first = 0
+    for before, after, lag, cpu in windows:
+        while first < len(pauses) and pauses[first][1] < before:
+            first += 1
+        in_gc = 0.0
+        for start, end in pauses[first:]:
+            if start > after:
+                break
+            in_gc += max(0.0, min(end, after) - max(start, before))
+        out.append((lag, min(lag, in_gc), cpu))
+    return out
 
 
 def _wait_for_ready(worker: subprocess.Popen[bytes], ready: Path) -> float:
@@ -237,6 +293,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
     runs = [Scenario("shared", n) for n in sizes(args.sizes)]
     runs += [Scenario("per-task", n) for n in sizes(args.off_sizes)]
+    runs += [Scenario("shared+gc-freeze", n) for n in sizes(args.gc_freeze_sizes)]
     runs += [Scenario("shared-mixed", n) for n in sizes(args.mixed_sizes)]
     for n in sizes(args.adaptive_sizes):
         runs += [Scenario("shared-adaptive", n), Scenario("per-task-adaptive", n)]
@@ -254,8 +311,10 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(
                 f"  {scenario.mode:>14} N={scenario.n:<5} {row['status_requests']:>6} requests, "
                 f"latency p99 {row['latency_s']['p99']:.2f} s, lag p99 {row['loop_lag_ms']['p99']:.0f} ms, "
-                f"worst stall {row['worst_stall_ms']:.0f} ms "
-                f"({time.monotonic() - began:.0f} s)",
+                f"worst stall {row['worst_stall_ms']:.0f} ms (not GC: {row['worst_non_gc_stall_ms']:.0f} ms, "
+                f"{row['worst_non_gc_stall_cpu_ms']:.0f} ms CPU; "
+                f"GC {row['gc_collections']} pauses, full {row['gc_full_collections']}, longest "
+                f"{row['gc_max_ms']:.0f} ms) ({time.monotonic() - began:.0f} s)",
                 flush=True,
             )
     return rows
@@ -273,8 +332,12 @@ def table(rows: list[dict[str, Any]]) -> None:
             "lag p50 ms",
             "lag p99 ms",
             "worst stall ms",
+            "non-GC stall ms",
+            "its CPU ms",
+            "GC pauses",
             "full GCs",
             "GC max ms",
+            "full GC CPU ms",
             "KB/job",
             "latency p50 s",
             "latency p99 s",
@@ -292,8 +355,12 @@ def table(rows: list[dict[str, Any]]) -> None:
                 f"{row['loop_lag_ms']['p50']:.1f}",
                 f"{row['loop_lag_ms']['p99']:.1f}",
                 f"{row['worst_stall_ms']:.0f}",
+                f"{row['worst_non_gc_stall_ms']:.0f}",
+                f"{row['worst_non_gc_stall_cpu_ms']:.0f}",
+                row["gc_collections"],
                 row["gc_full_collections"],
-                f"{row['gc_full_max_ms']:.0f}",
+                f"{row['gc_max_ms']:.0f}",
+                f"{row['gc_full_max_cpu_ms']:.0f}",
                 f"{row['kb_per_waiting_job']:.1f}",
                 f"{row['latency_s']['p50']:.2f}",
                 f"{row['latency_s']['p99']:.2f}",
@@ -344,25 +411,34 @@ async def worker(work: Path, interval: float, mode: str) -> None:
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     loop = asyncio.get_running_loop()
     lags: list[float] = []
+    # Each sample's window (loop time), its lag, and the CPU time the loop's thread had in it: a stall
+    # with little CPU is the machine's other work, not code that ran on the loop.
+    windows: list[tuple[float, float, float, float]] = []
     done = asyncio.Event()
 
     async def sample_lag() -> None:
         while not done.is_set():
-            before = loop.time()
+            before, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(LAG_SAMPLE_SECONDS)
-            lags.append(max(0.0, loop.time() - before - LAG_SAMPLE_SECONDS))
+            after = loop.time()
+            lags.append(max(0.0, after - before - LAG_SAMPLE_SECONDS))
+            windows.append((before, after, lags[-1], time.thread_time() - cpu))
 
     events: dict[str, tuple[float, str]] = {}
-    gc_pauses: list[float] = []
-    gc_started = [0.0]
+    # Every collection: (generation, start, end) on the loop's clock (time.monotonic).
+    gc_pauses: list[tuple[int, float, float]] = []
+    # And the CPU time of each full one: what it would hold the loop for on a core of its own (on a machine
+    # shared with other work a collection's wall time can be several times its CPU time).
+    gc_full_cpu: list[float] = []
+    gc_started = [0.0, 0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
         if phase == "start":
-            gc_started[0] = time.perf_counter()
+            gc_started[:] = [time.monotonic(), time.thread_time()]
         else:
-            gc_pauses.append(time.perf_counter() - gc_started[0])
+            gc_pauses.append((info["generation"], gc_started[0], time.monotonic()))
+            if info["generation"] == 2:
+                gc_full_cpu.append(time.thread_time() - gc_started[1])
 
     async def wait(trigger: Any) -> None:
         async for event in trigger.run():
@@ -407,7 +483,10 @@ async def worker(work: Path, interval: float, mode: str) -> None:
         "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime)
         + (cpu_after.ru_stime - cpu_before.ru_stime),
         "lags": lags,
+        "lag_windows": windows,
         "gc_pauses": gc_pauses,
+        "gc_full_cpu": gc_full_cpu,
+        "gc_frozen_objects": gc.get_freeze_count(),
         "events": events,
         "warmup_requests": 1,
     }
@@ -429,6 +508,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mixed-sizes",
         default="1000",
         help="N of the runs waiting for reage and face swap jobs half and half",
+    )
+    parser.add_argument(
+        "--gc-freeze-sizes",
+        default="10000",
+        help="N of the shared runs with [akool] triggerer_gc_freeze = True (opt-in)",
     )
     parser.add_argument("--interval", type=float, default=10.0, help="poll_interval of every wait")
     parser.add_argument("--finish-min", type=float, default=5.0, help="earliest job end (s after start)")

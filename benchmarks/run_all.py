@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_gc_model
 import bench_imports  # the benchmarks are scripts beside each other, not a package
 import bench_keep_result
 import bench_triggers
@@ -69,8 +70,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
                 (
                     f"{name}: worst event-loop stall < {MAX_STALL_MS:.0f} ms",
                     stall < MAX_STALL_MS,
-                    f"{stall:.0f} ms (full GCs: {row['gc_full_collections']}, "
-                    f"longest {row['gc_full_max_ms']:.0f} ms)",
+                    f"{stall:.0f} ms (not GC: {row['worst_non_gc_stall_ms']:.0f} ms; full GCs: "
+                    f"{row['gc_full_collections']}, longest {row['gc_full_max_ms']:.0f} ms)",
                 )
             )
         bound = row["interval"] + LATENCY_SLACK_S
@@ -121,7 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.monotonic()
     trigger_args = bench_triggers.parse_args(
-        ["--sizes", "100", "--off-sizes", "100", "--adaptive-sizes", "", "--finish-max", "10"]
+        [
+            "--sizes",
+            "100",
+            "--off-sizes",
+            "100",
+            "--adaptive-sizes",
+            "",
+            "--gc-freeze-sizes",
+            "100",
+            "--finish-max",
+            "10",
+        ]
         if args.quick
         else []
     )
@@ -149,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     settle_jobs = 20 if args.quick else 100
     print(f"Webhook settle: {settle_jobs} callbacks, half for tasks deferred 1-9 s before", flush=True)
     results["webhook_settle"] = bench_webhook.run(settle_jobs, 8, "sqlite", settle=True)
+    gc_waits = 1000 if args.quick else STALL_AT_N
+    print(f"The garbage collector at {gc_waits} waits (a model of the poller, no HTTP)", flush=True)
+    results["gc_model"] = bench_gc_model.run(gc_waits)
     print("Import time of each operator and sensor module", flush=True)
     results["imports"] = bench_imports.run(repeats=7)
     print("Keeping a 300 MB result", flush=True)
@@ -160,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_webhook.table(results["webhook"])
     print()
     bench_webhook.settle_table(results["webhook_settle"])
+    print()
+    bench_gc_model.table(results["gc_model"])
     print()
     bench_imports.table(results["imports"])
     print()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import math
 import random
@@ -215,6 +216,8 @@ class SharedPoller:
             future=loop.create_future(),
         )
         self._entries[entry] = None
+        if _gc_freeze is not False and len(self._entries) >= _gc_frozen_at * 2:
+            freeze_gc(len(self._entries))
         if self._task is None:
             self._task = loop.create_task(self._run(), name=f"akool-poller-{self.akool_conn_id}")
         elif entry.at < self._wake_at and self._wake is not None and not self._wake.done():
@@ -258,24 +261,23 @@ class SharedPoller:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                waiting = [entry for entry in self._entries if not entry.future.done()]
                 now = loop.time()
-                if not waiting:
+                due, start = self._due(now)
+                if start is None:
                     if not await self._sleep(loop, now + IDLE_SECONDS) and not self._entries:
                         return
                     continue
-                offset = time.time() - now
-                ready = {entry: self._ready_at(entry, offset) for entry in waiting}
-                start = min(ready.values())
                 if start > now:
                     await self._sleep(loop, start)
                     continue
-                due = [entry for entry, at in ready.items() if at <= now + GATHER_SECONDS]
                 if now < self._resume_at:
                     # Held by a rate limit until past their deadline: they get the refusal, and no request.
                     self._fail(due, self._limit_error or AkoolRateLimitError("paused by a rate limit"), now)
                     continue
                 await self._round(due)
+                # Not kept while the poller sleeps until the next round: the entries of this one (their
+                # futures, the results in them) would stay alive an interval longer, for the collector.
+                del due
                 # Let the waits woken by the round's last hand-out poll again before the next round is
                 # made: after a round that overran the next grid point they are already due, and without
                 # this they would miss it and go in a round (and requests) of their own.
@@ -289,6 +291,24 @@ class SharedPoller:
             hook, self._hook = self._hook, None
             if hook is not None:
                 await hook.aclose()
+
+    def _due(self, now: float) -> tuple[list[_Entry], float | None]:
+        """
+        Return the entries to poll in a round now and when the earliest waiting entry is ready (loop time),
+        or None when no entry waits. The lists are built here, so none outlives the poller's next sleep.
+        """
+        offset = time.time() - now
+        start: float | None = None
+        due: list[_Entry] = []
+        for entry in self._entries:
+            if entry.future.done():
+                continue
+            at = self._ready_at(entry, offset)
+            if start is None or at < start:
+                start = at
+            if at <= now + GATHER_SECONDS:
+                due.append(entry)
+        return due, start
 
     def _ready_at(self, entry: _Entry, offset: float) -> float:
         """When ``entry`` can be polled: at its time, after a rate-limit pause, yet not past its deadline."""
@@ -465,6 +485,57 @@ class SharedPoller:
             entry.future.set_exception(own)
 
 
+#: ``[akool] triggerer_gc_freeze``, read at the first poll of the process (None until then).
+_gc_freeze: bool | None = None
+#: The waits of the poller that last froze the collector (0: never frozen).
+_gc_frozen_at = 0
+
+
+def freeze_gc(waits: int) -> bool:
+    """
+    Apply ``[akool] triggerer_gc_freeze`` for a poller that has ``waits`` waits now: when the setting is on,
+    move every object alive now out of the garbage collector's scans (``gc.freeze()``).
+
+    Called by :meth:`SharedPoller.poll` at the first poll of the process and again each time a poller's
+    waits have doubled since the last freeze (1, 2, 4, ... 8192: 14 times up to 10,000 waits), so
+    both the process's start-up heap and the long-lived objects of the waits leave the scans. Python's full
+    garbage collection scans every object it tracks in one go: at 10,000 waits in one triggerer each one
+    stalled the event loop for a few hundred ms (see docs/performance.md). Airflow's triggerer does not
+    freeze its collector (its DAG processor does, before forking); this changes the whole process, so it
+    is an opt-in setting, off by default. Only the young generations are collected first (a full
+    collection would be the very stall this avoids). A reference cycle alive at a freeze that becomes
+    garbage later is never collected; with freezes only as the waits double, that is bounded by what was
+    alive at those few moments, not by how long the triggerer runs. Objects freed by their reference count
+    (the provider's waits leave no cycles) are freed as ever.
+
+    :return: whether it froze the collector now.
+    """
+    global _gc_freeze, _gc_frozen_at
+    if _gc_freeze is None:
+        from airflow.providers.common.compat.sdk import conf
+
+        try:
+            _gc_freeze = conf.getboolean("akool", "triggerer_gc_freeze", fallback=False)
+        except Exception as error:  # a malformed value: say so, and leave the collector as it is
+            _gc_freeze = False
+            log.warning(
+                "[akool] triggerer_gc_freeze is not a boolean (%s): the garbage collector is not frozen",
+                error,
+            )
+    if not _gc_freeze or waits < _gc_frozen_at * 2:
+        return False
+    _gc_frozen_at = max(1, waits)
+    gc.collect(1)
+    gc.freeze()
+    log.info(
+        "[akool] triggerer_gc_freeze: at %d wait(s), %d objects of this process are out of the garbage "
+        "collector's scans (gc.freeze)",
+        waits,
+        gc.get_freeze_count(),
+    )
+    return True
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -517,6 +588,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "AsyncFetch",
     "SharedPoller",
+    "freeze_gc",
     "pollers_of_this_loop",
     "shared_poller",
 ]
