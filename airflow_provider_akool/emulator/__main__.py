@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -80,20 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, print where to connect and with what, and serve until interrupted."""
     args = build_parser().parse_args(argv)
     try:
+        # Every option named as a field of the config is that field (--queued-seconds: queued_seconds).
+        given = vars(args)
         config = EmulatorConfig(
-            api_key=args.api_key,
-            client_id=args.client_id,
-            client_secret=args.client_secret,
-            queued_seconds=args.queued_seconds,
-            processing_seconds=args.processing_seconds,
-            video_processing_seconds=args.video_processing_seconds,
-            bg_processing_seconds=args.bg_processing_seconds,
-            result_ttl_seconds=args.result_ttl_seconds,
-            token_ttl_seconds=args.token_ttl_seconds,
-            max_listbyids=args.max_listbyids,
-            video_result_bytes=args.video_result_bytes,
-            public_base_url=args.public_base_url,
-            credit=args.credit,
+            **{f.name: given[f.name] for f in dataclasses.fields(EmulatorConfig) if f.name in given}
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
