@@ -10,6 +10,10 @@ then times one full collection (``gc.collect()``, wall and the thread's CPU time
 other work the wall time can be several times the CPU time). Each setting runs in a process of its own:
 ``[akool] triggerer_gc_freeze`` changes the process's collector.
 
+A first row is the floor under every figure: a process with the imports of Airflow's own triggerer
+(``airflow.jobs.triggerer_job_runner``) and no wait at all. What one full collection costs there, no
+provider can take away: only the collector's settings can.
+
     python benchmarks/bench_gc_model.py [--waits 10000]
 """
 
@@ -34,6 +38,8 @@ INTERVAL = 2.0
 
 
 async def model(waits: int) -> dict[str, Any]:
+    if waits == 0:
+        return triggerer_heap()
     from airflow_provider_akool.kinds.reage import REAGE
     from airflow_provider_akool.models import JobStatus
     from airflow_provider_akool.triggers import base
@@ -93,14 +99,36 @@ async def model(waits: int) -> dict[str, Any]:
     }
 
 
+def triggerer_heap() -> dict[str, Any]:
+    """One full collection in a process with Airflow's triggerer imported and no wait."""
+    import airflow.jobs.triggerer_job_runner  # noqa: F401  (the triggerer's imports are the heap)
+
+    gc.collect()
+    tracked = len(gc.get_objects())
+    wall, cpu = time.perf_counter(), time.thread_time()
+    gc.collect()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    return {
+        "waits": 0,
+        "objects_per_wait": 0.0,
+        "tracked": tracked,
+        "frozen": gc.get_freeze_count(),
+        "full_collection_ms": 1000 * wall,
+        "full_collection_cpu_ms": 1000 * cpu,
+    }
+
+
 def run(waits: int) -> list[dict[str, Any]]:
-    """One process per setting of ``[akool] triggerer_gc_freeze``; return the figures of each."""
+    """
+    Airflow's triggerer with no wait, then ``waits`` waits with each setting of
+    ``[akool] triggerer_gc_freeze``, each in a process of its own; return the figures of each.
+    """
     rows = []
-    for freeze in (False, True):
+    for freeze, count in ((False, 0), (False, waits), (True, waits)):
         env = {**airflow_env(), "AIRFLOW__AKOOL__TRIGGERER_GC_FREEZE": str(freeze)}
         # Airflow's log lines (one per wait's first status) go to the process's output: not ours to read.
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", "--waits", str(waits)],
+            [sys.executable, __file__, "--worker", "--waits", str(count)],
             env=env,
             capture_output=True,
             text=True,
