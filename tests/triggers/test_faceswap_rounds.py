@@ -31,16 +31,15 @@ from tests.support.trigger_runs import (  # noqa: F401 (_first_poll_modules_impo
 from tests.triggers.poll_records import until
 
 
-async def test_reage_and_face_swap_waits_share_listbyids_rounds(
-    akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
-) -> None:
+def mixed_operators(emulator: EmulatorServer, sets: int) -> list[Any]:
+    """``sets`` times one deferrable operator of each reage-family kind, its job held until finished."""
     stuck = f"{emulator.url}/media/samples/portrait-emulator-stuck.jpg"
     clip = f"{emulator.url}/media/samples/clip-emulator-stuck.mp4"
     alice = f"{emulator.url}/media/samples/alice.jpg"
     face = {"path": alice, "opts": "1,2:3,4:5,6:7,8"}
     common = {"poll_interval": POLL, "deferrable": True}
     operators: list[Any] = []
-    for n in range(3):
+    for n in range(sets):
         operators += [
             AkoolImageReageOperator(task_id=f"reage_{n}", modify_image=stuck, face_reage=5, **common),
             AkoolImageFaceSwapOperator(task_id=f"swap_{n}", modify_image=stuck, source_image=alice, **common),
@@ -49,17 +48,29 @@ async def test_reage_and_face_swap_waits_share_listbyids_rounds(
             ),
             AkoolFaceSwapProOperator(task_id=f"pro_{n}", modify_image=stuck, source_image=alice, **common),
         ]
+    return operators
 
-    def submit_all() -> list[Any]:
+
+async def submit_all(operators: list[Any]) -> list[Any]:
+    """Submit each operator's job as its ``execute`` would (in a thread: the hook is synchronous)."""
+
+    def submit() -> list[Any]:
         jobs = []
         for operator in operators:
             operator.validate_inputs()
             hook = AkoolHook()
-            jobs.append(operator.submit(hook, {}))
+            jobs.append(operator.submit(hook, {}, None))
             hook.close()
         return jobs
 
-    jobs = await asyncio.to_thread(submit_all)
+    return await asyncio.to_thread(submit)
+
+
+async def test_reage_and_face_swap_waits_share_listbyids_rounds(
+    akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+) -> None:
+    operators = mixed_operators(emulator, 3)
+    jobs = await submit_all(operators)
     kinds = {job.id: operator.kind.name for job, operator in zip(jobs, operators, strict=True)}
     assert set(kinds.values()) == {"reage", "faceswap", "faceswap pro"}
     before = len(await listbyids_ids(emulator_client))
@@ -90,3 +101,41 @@ async def test_reage_and_face_swap_waits_share_listbyids_rounds(
     for job, events in zip(jobs, results, strict=True):
         assert [event["status"] for event in events] == ["success"]
         assert [result["id"] for result in events[0]["results"]] == [job.id]
+
+
+async def test_an_unreadable_face_swap_entry_fails_only_its_own_wait_in_a_mixed_round(
+    akool_connection: ConnectionFactory, emulator: EmulatorServer, emulator_client: EmulatorClient
+) -> None:
+    # A poisoned entry among healthy ones of every kind, in the same listbyids replies: only the wait whose
+    # job it is ends, with an error naming it; the reage and other face swap waits finish as usual.
+    operators = mixed_operators(emulator, 2)
+    jobs = await submit_all(operators)
+    poisoned = jobs[1].id  # the first image face swap
+    await asyncio.to_thread(emulator_client.poison_entry, poisoned, "status")
+    before = len(await listbyids_ids(emulator_client))
+    deadline = time.time() + 60
+    triggers = [
+        operator.make_trigger(job, started_at=time.time(), deadline=deadline, max_poll_errors=3)
+        for job, operator in zip(jobs, operators, strict=True)
+    ]
+    tasks = start(triggers)
+
+    async def first_round() -> bool:
+        return len(await listbyids_ids(emulator_client)) > before
+
+    await until(first_round, "the first listbyids round")
+    await finish(emulator_client, [job.id for job in jobs if job.id != poisoned])
+    results = await asyncio.gather(*tasks)
+
+    requests = (await listbyids_ids(emulator_client))[before:]
+    assert sorted(requests[0]) == sorted(job.id for job in jobs)  # one request for all eight kinds' waits
+    for job, events in zip(jobs, results, strict=True):
+        (event,) = events
+        if job.id == poisoned:
+            assert event["status"] == "error", event
+            assert event["error"]["type"] == "AkoolUnreadableResultError"
+            assert event["error"]["attributes"]["akool_id"] == poisoned
+        else:
+            assert event["status"] == "success", event
+            assert [result["id"] for result in event["results"]] == [job.id]
+            assert poisoned not in event["message"]
