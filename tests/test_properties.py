@@ -21,8 +21,8 @@ from airflow_provider_akool import protocol, validation
 from airflow_provider_akool.exceptions import AkoolError, AkoolResponseError, AkoolValidationError
 from airflow_provider_akool.models import (
     BackgroundChangeJob,
+    BackgroundChangeResult,
     DetectedFaces,
-    ImageResult,
     JobStatus,
     ReageJob,
     ReageResult,
@@ -461,9 +461,9 @@ CALLS: dict[str, tuple[Callable[[], protocol.AkoolRequest[Any]], dict[str, Any],
         BackgroundChangeJob,
     ),
     "infobymodelid": (
-        lambda: protocol.build_image_result("660d15b83ec46e810ca642f5"),
+        lambda: protocol.build_background_change_result("660d15b83ec46e810ca642f5"),
         SEED_INFOBYMODELID,
-        ImageResult,
+        BackgroundChangeResult,
     ),
 }
 call_names = pytest.mark.parametrize("call", CALLS)

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.stack.airflow_stack import AirflowStack, StackConfig
+from tests.support.ledger import SUBMIT_ENDPOINTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,21 +43,37 @@ EXAMPLE_DAG_PREFIX = "akool_"
 WAITS_FOR_A_PERSON = "human-in-the-loop"
 IMAGE_REAGE_DAG = REQUIRED_EXAMPLE_DAGS[0]
 
-#: Operators and sensors that wait for an Akool job; deferrable, they must wait in the triggerer.
-WAITING_OPERATORS = frozenset(
-    {
-        "AkoolImageReageOperator",
-        "AkoolVideoReageOperator",
-        "AkoolBackgroundChangeOperator",
-        "AkoolReageSensor",
-        "AkoolImageResultSensor",
-    }
-)
-#: Submitting operators: exactly one submission each.
-SUBMITTING_OPERATORS = frozenset(
-    {"AkoolImageReageOperator", "AkoolVideoReageOperator", "AkoolBackgroundChangeOperator"}
-)
-SUBMIT_ENDPOINTS = ("imgreage", "vidreage", "bg_replace")
+
+def _akool_classes(base: type) -> frozenset[str]:
+    """The names of ``base`` and its subclasses among the operators and sensors the provider declares."""
+    import importlib
+
+    from airflow_provider_akool.get_provider_info import get_provider_info
+
+    info = get_provider_info()
+    for entry in (*info["operators"], *info["sensors"]):
+        for module in entry["python-modules"]:
+            importlib.import_module(module)
+    found, todo = set(), [base]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo += cls.__subclasses__()
+    # Shared bases (_AkoolReageOperator, AkoolResultIdsSensorBase) are no task's operator.
+    return frozenset(name for name in found if not name.startswith("_") and not name.endswith("Base"))
+
+
+def _job_classes() -> tuple[frozenset[str], frozenset[str]]:
+    from airflow_provider_akool.operators.base import AkoolJobOperator
+    from airflow_provider_akool.sensors.base import AkoolJobSensor
+
+    submitting = _akool_classes(AkoolJobOperator) - {"AkoolJobOperator"}
+    return submitting, submitting | (_akool_classes(AkoolJobSensor) - {"AkoolJobSensor"})
+
+
+#: Submitting operators (exactly one submission each), and every operator and sensor that waits for an
+#: Akool job (deferrable, it must wait in the triggerer): from the package, so a new kind is counted.
+SUBMITTING_OPERATORS, WAITING_OPERATORS = _job_classes()
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 # Task instance states in which nothing is going to happen without an outside event.
