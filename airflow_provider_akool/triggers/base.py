@@ -348,6 +348,8 @@ class AkoolJobTrigger(BaseTrigger):
         """
         if self._log is not None:
             return self._log
+        if not hasattr(BaseTrigger, "_get_log"):  # an Airflow without LoggingMixin's builder: its own way
+            return self.log
         key = (type(self), self._log_config_logger_name, self._logger_name)
         log = _CLASS_LOGS.get(key)
         if log is None:
